@@ -1,0 +1,162 @@
+/* vmfs/dlm.h — client API of the vmfs distributed lock manager (libvmfsdlm).
+ *
+ * A process connects to the vmfs-dlmd of its host over libqb IPC and takes
+ * locks on named resources inside named lockspaces.  Every lock operation is
+ * one agreed-order message through corosync CPG, applied identically by every
+ * host's daemon, so any host can show the whole cluster's lock table.
+ *
+ * Modes are the VMS/Linux DLM six with the usual compatibility matrix:
+ *
+ *          NL  CR  CW  PR  PW  EX
+ *      NL   y   y   y   y   y   y
+ *      CR   y   y   y   y   y   n
+ *      CW   y   y   y   n   n   n
+ *      PR   y   y   n   y   n   n
+ *      PW   y   y   n   n   n   n
+ *      EX   y   n   n   n   n   n
+ *
+ * Every grant (and every TRANSFER) increments a per-resource counter; the
+ * value at the time of a grant is the lock's *epoch*, the fencing token that
+ * storage writes carry (DESIGN.md decision 4).
+ *
+ * Threads: a handle may be used from several threads at once; calls are
+ * serialised inside the library.  Callbacks run from vmfs_dlm_dispatch() or
+ * from inside a synchronous call of the same handle, never concurrently with
+ * each other.  A callback may issue asynchronous calls but must not block.
+ *
+ * Errors: functions return 0 or a negative errno, or one of the VMFS_DLM_E*
+ * codes below (distinct negative range).
+ */
+#ifndef VMFS_DLM_H
+#define VMFS_DLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMFS_DLM_NAME_MAX 64	/* lockspace and resource names, bytes */
+#define VMFS_DLM_TAG_MAX 63	/* free-form holder tag (e.g. a VM name) */
+#define VMFS_DLM_PROG_MAX 31	/* program name recorded with each lock */
+#define VMFS_DLM_LVB_LEN 32	/* lock value block */
+
+enum vmfs_dlm_mode {
+	VMFS_DLM_NL = 0,
+	VMFS_DLM_CR = 1,
+	VMFS_DLM_CW = 2,
+	VMFS_DLM_PR = 3,
+	VMFS_DLM_PW = 4,
+	VMFS_DLM_EX = 5,
+};
+
+/* Request flags. */
+#define VMFS_DLM_NOQUEUE	0x0001u	/* refuse at once (VMFS_DLM_EAGAIN) if not grantable */
+#define VMFS_DLM_PERSISTENT	0x0002u	/* survive the client: becomes an orphan */
+#define VMFS_DLM_ADOPT		0x0004u	/* take over an orphan of this host */
+#define VMFS_DLM_VALBLK		0x0008u	/* release/down-convert: write the LVB */
+#define VMFS_DLM_RECOVERY	0x0010u	/* internal use by recovery agents */
+
+/* Domain errors (negative, outside the errno range). */
+#define VMFS_DLM_EBASE		(-4000)
+#define VMFS_DLM_EAGAIN		(VMFS_DLM_EBASE - 1)	/* NOQUEUE and not grantable */
+#define VMFS_DLM_ETIMEDOUT	(VMFS_DLM_EBASE - 2)	/* client-side timeout, request cancelled */
+#define VMFS_DLM_ECANCELED	(VMFS_DLM_EBASE - 3)	/* cancelled before grant */
+#define VMFS_DLM_ESTALE		(VMFS_DLM_EBASE - 4)	/* epoch no longer current (TRANSFER) */
+#define VMFS_DLM_ENOLOCK	(VMFS_DLM_EBASE - 5)	/* no such lock / not owned by caller */
+#define VMFS_DLM_ENOQUORUM	(VMFS_DLM_EBASE - 6)	/* this host is not in a quorate partition */
+#define VMFS_DLM_EDAEMON	(VMFS_DLM_EBASE - 7)	/* connection to vmfs-dlmd lost */
+#define VMFS_DLM_EPROTO		(VMFS_DLM_EBASE - 8)	/* malformed message */
+#define VMFS_DLM_EINCOMPAT	(VMFS_DLM_EBASE - 9)	/* TRANSFER target mode conflicts */
+#define VMFS_DLM_ELOST		(VMFS_DLM_EBASE - 10)	/* lock lost (transferred away, purged) */
+
+/* Lock status block: filled in on grant. */
+struct vmfs_dlm_lksb {
+	uint64_t lkid;		/* cluster-wide lock id */
+	uint64_t epoch;		/* fencing token of this grant */
+	int status;		/* 0, or the error that ended the request */
+	int mode;		/* granted mode */
+	int lvb_valid;		/* 0 if the last PW/EX holder died without writing */
+	char lvb[VMFS_DLM_LVB_LEN];
+};
+
+/* Why a lock went away without the holder releasing it. */
+enum vmfs_dlm_lost_reason {
+	VMFS_DLM_LOST_TRANSFERRED = 1,	/* moved to another holder by TRANSFER */
+	VMFS_DLM_LOST_PURGED = 2,	/* this host was fenced; lock purged */
+	VMFS_DLM_LOST_RESET = 3,	/* cluster state replaced after a partition */
+};
+
+typedef struct vmfs_dlm vmfs_dlm_t;
+
+struct vmfs_dlm_callbacks {
+	/* An asynchronous request/convert completed (granted or refused:
+	 * lksb->status says which).  arg is the request's own argument. */
+	void (*completion)(void *arg, const struct vmfs_dlm_lksb *lksb);
+	/* Lock lkid blocks a request for mode `wanted` by someone else. */
+	void (*blocking)(void *ctx, uint64_t lkid, int wanted);
+	/* Lock lkid is gone without a release by us. */
+	void (*lost)(void *ctx, uint64_t lkid, int reason);
+	/* This host's lease: 1 = in the quorate partition, 0 = lost. */
+	void (*lease)(void *ctx, int valid);
+	/* Recovery agents only: replay node's state in lockspace ls, then
+	 * call vmfs_dlm_recovery_done(). */
+	void (*recover)(void *ctx, const char *ls, uint32_t nodeid);
+};
+
+/* Connect to the local vmfs-dlmd.  program is recorded with every lock
+ * (truncated to VMFS_DLM_PROG_MAX).  The IPC service name is
+ * $VMFS_DLM_IPC_NAME or "vmfs-dlm". */
+int vmfs_dlm_open(const char *program, vmfs_dlm_t **out);
+void vmfs_dlm_close(vmfs_dlm_t *h);
+void vmfs_dlm_set_callbacks(vmfs_dlm_t *h, const struct vmfs_dlm_callbacks *cb, void *ctx);
+
+/* Pollable fd: readable when events are pending; then call dispatch. */
+int vmfs_dlm_fd(vmfs_dlm_t *h);
+int vmfs_dlm_dispatch(vmfs_dlm_t *h);
+
+/* This host's identity as the daemon knows it. */
+int vmfs_dlm_local_node(vmfs_dlm_t *h, uint32_t *nodeid, char name[VMFS_DLM_NAME_MAX + 1]);
+
+/* Synchronous calls.  timeout_ms < 0 waits forever; on timeout the request
+ * is cancelled and VMFS_DLM_ETIMEDOUT returned.  tag may be NULL. */
+int vmfs_dlm_lock(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+		  unsigned flags, const char *tag, int timeout_ms,
+		  struct vmfs_dlm_lksb *lksb);
+int vmfs_dlm_convert(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, int mode,
+		     unsigned flags, int timeout_ms);
+/* Release; with VMFS_DLM_VALBLK the lksb's lvb is written (PW/EX only). */
+int vmfs_dlm_unlock(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, unsigned flags);
+/* Move granted lock `from` (ours or another host's, with epoch
+ * `from_epoch`) to the pending request `to`; fails with VMFS_DLM_ESTALE
+ * when from's epoch is no longer current. */
+int vmfs_dlm_transfer(vmfs_dlm_t *h, uint64_t from, uint64_t from_epoch, uint64_t to);
+
+/* Asynchronous calls: the request is queued in the cluster; *lkid is set
+ * when the daemon has applied it (0 if not yet known); completion() is
+ * called with arg when it is granted or refused. */
+int vmfs_dlm_lock_async(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+			unsigned flags, const char *tag, void *arg, uint64_t *lkid);
+int vmfs_dlm_convert_async(vmfs_dlm_t *h, uint64_t lkid, int mode, unsigned flags,
+			   const char *lvb, void *arg);
+int vmfs_dlm_cancel(vmfs_dlm_t *h, uint64_t lkid);
+
+/* Recovery hooks: register this client as the recovery agent of ls (the
+ * filesystem replays a dead host's journal), and report a node done. */
+int vmfs_dlm_recovery_register(vmfs_dlm_t *h, const char *ls);
+int vmfs_dlm_recovery_done(vmfs_dlm_t *h, const char *ls, uint32_t nodeid);
+
+/* Inspection: what = "status", "locks" or "log"; arg = a lockspace or
+ * NULL.  *json receives a malloc'ed JSON document (text for "log"). */
+int vmfs_dlm_query(vmfs_dlm_t *h, const char *what, const char *arg, char **json);
+
+const char *vmfs_dlm_strerror(int err);
+const char *vmfs_dlm_mode_name(int mode);
+int vmfs_dlm_mode_parse(const char *name);	/* -1 if unknown */
+int vmfs_dlm_modes_compatible(int a, int b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
