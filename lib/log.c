@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ int vmfs_log_blackbox_text(char **out, size_t *len)
 {
 	char path[] = "/tmp/vmfs-blackbox-XXXXXX";
 	FILE *txt = NULL;
-	int fd, saved = -1, rc = 0;
+	int fd, saved = -1, saved_err = -1, devnull = -1, rc = 0;
 	long n;
 
 	*out = NULL;
@@ -72,15 +73,24 @@ int vmfs_log_blackbox_text(char **out, size_t *len)
 		rc = -errno;
 		goto out;
 	}
+	/* libqb prints the dump to stdout, and a note about the end of the
+	 * ring ("qb_rb_chunk_read failed") to stderr: capture the one, drop
+	 * the other, so a daemon's log stays clean on every dump. */
 	fflush(stdout);
+	fflush(stderr);
 	saved = dup(STDOUT_FILENO);
-	if (saved < 0 || dup2(fileno(txt), STDOUT_FILENO) < 0) {
+	saved_err = dup(STDERR_FILENO);
+	devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (saved < 0 || saved_err < 0 || devnull < 0 ||
+	    dup2(fileno(txt), STDOUT_FILENO) < 0 || dup2(devnull, STDERR_FILENO) < 0) {
 		rc = -errno;
 		goto out;
 	}
 	qb_log_blackbox_print_from_file(path);
 	fflush(stdout);
+	fflush(stderr);
 	dup2(saved, STDOUT_FILENO);
+	dup2(saved_err, STDERR_FILENO);
 	n = lseek(fileno(txt), 0, SEEK_END);
 	if (n < 0) {
 		rc = -errno;
@@ -100,8 +110,16 @@ int vmfs_log_blackbox_text(char **out, size_t *len)
 	(*out)[n] = '\0';
 	*len = (size_t)n;
 out:
-	if (saved >= 0)
+	if (saved >= 0) {
+		dup2(saved, STDOUT_FILENO);
 		close(saved);
+	}
+	if (saved_err >= 0) {
+		dup2(saved_err, STDERR_FILENO);
+		close(saved_err);
+	}
+	if (devnull >= 0)
+		close(devnull);
 	if (txt)
 		fclose(txt);
 	unlink(path);

@@ -23,6 +23,11 @@ lock=$(hexec 1 "$B" lock-rtt "$N")
 acq50=$(echo "$lock" | field acquire_p50_us); acq99=$(echo "$lock" | field acquire_p99_us)
 cyc50=$(echo "$lock" | field cycle_p50_us)
 
+# Re-acquiring a cached lock (DESIGN.md decision 2: no message at all).
+cached=$(hexec 1 "$B" cached-rtt "$N")
+cch50=$(python3 -c "print(f'{$(echo "$cached" | field acquire_p50_ns)/1000:.2f}')")
+cch99=$(python3 -c "print(f'{$(echo "$cached" | field acquire_p99_ns)/1000:.2f}')")
+
 hexec 1 "$B" pingpong "$SEC" pp > "$T/pp1" & p1=$!
 hexec 2 "$B" pingpong "$SEC" pp > "$T/pp2" & p2=$!
 wait "$p1" "$p2"
@@ -32,9 +37,13 @@ for h in 1 2 3; do hexec "$h" "$B" throughput "$SEC" 4 > "$T/tp$h" & done
 wait
 ops=0; for h in 1 2 3; do ops=$((ops + $(field ops < "$T/tp$h"))); done
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+# Parenthesised: the arguments may be expressions ("$pp/$SEC").
+ratio() { python3 -c "print(f'{($1)/($2):.2f}')"; }
+# Two significant digits, for ratios far below 0.01.
+ratio_g() { python3 -c "print(f'{($1)/($2):.2g}')"; }
 echo "raw CPG agreed multicast:  p50 ${cpg50} us  p99 ${cpg99} us   (baseline)"
 echo "uncontended acquire:       p50 ${acq50} us  p99 ${acq99} us   ratio p50 $(ratio "$acq50" "$cpg50")x (target <= 1.5x)"
 echo "acquire + release:         p50 ${cyc50} us                 ratio $(ratio "$cyc50" "$cpg50")x of one multicast"
+echo "cached re-acquire: p50 ${cch50} us (ratio $(ratio_g "$cch50" "$cpg50") x of one multicast)  p99 ${cch99} us"
 echo "EX ping-pong, 2 hosts:     $((pp / SEC)) acquisitions/s     ($(ratio "$pp/$SEC" "1000000/$cpg50")x of 1/multicast-rtt)"
 echo "throughput, 3x4 clients:   $((ops / SEC)) acquire+release/s ($(ratio "$ops/$SEC" "1000000/$cpg50")x of 1/multicast-rtt)"

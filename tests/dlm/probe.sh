@@ -6,7 +6,7 @@
 #   probe_wait NAME REGEX [SEC] wait until the output has a matching line
 #   probe_stop NAME            quit it
 : "${DLM_PROBE:=${VMFS_BUILDDIR:-.}/tests/dlm/dlm-probe}"
-: "${T:?T must be the test's private directory}"
+: "${T:?T must be set (tests/cluster/lib.sh sets it)}"
 
 probe_start() {
 	local name=$1 host=$2

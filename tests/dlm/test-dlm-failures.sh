@@ -6,7 +6,7 @@
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
-FENCE_MS=4000
+FENCE_MS=8000
 export VMFS_DLMD_ARGS="--fence-delay $FENCE_MS"
 cluster_up 3
 . "$VMFS_SRCDIR/tests/dlm/probe.sh"
@@ -31,9 +31,11 @@ d=json.load(open(sys.argv[1]))
 locks=[l for ls in d["lockspaces"] for r in ls["resources"] for l in r["locks"]]
 held=[l for l in locks if l["queue"]=="granted"]
 ok = len(held)==1 and held[0]["nodeid"]==3 and held[0]["recovering"]
-# It is also fine if the purge already happened (a slow machine); then the
-# waiter must not have been granted before the fence delay (checked below).
-sys.exit(0 if ok or not held else 1)
+# On a very slow machine the purge may already have happened; then the lock
+# must be the waiter's, and the fence-delay check below decides.
+purged = len(held)==1 and held[0]["nodeid"]==1
+if purged: print("note: purge already done when looked at", file=sys.stderr)
+sys.exit(0 if ok or purged else 1)
 PY
 probe_wait w1 '^granted b ' 60
 grant_time=$(date +%s%3N)
