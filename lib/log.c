@@ -26,8 +26,11 @@ void vmfs_log_init(const struct vmfs_log_opts *o)
 		file_target = qb_log_file_open(o->file);
 		if (file_target >= 0) {
 			qb_log_format_set(file_target, "%t %N[%P] %p: %b");
+			/* the file follows the chosen priority: debug lines
+			 * cost a write(2) each on the lock path; the
+			 * in-memory blackbox below keeps them anyway */
 			qb_log_filter_ctl(file_target, QB_LOG_FILTER_ADD,
-					  QB_LOG_FILTER_FILE, "*", LOG_DEBUG);
+					  QB_LOG_FILTER_FILE, "*", pri);
 			qb_log_ctl(file_target, QB_LOG_CONF_ENABLED, QB_TRUE);
 		}
 	}
