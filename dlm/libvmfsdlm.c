@@ -39,6 +39,10 @@
  * Connection loss is sticky (h->dead): every pending request completes
  * with VMFS_DLM_EDAEMON (asynchronous ones through completion()), every
  * later call returns it, and lease(0) is queued once.
+ *
+ * The lock cache (vmfs_dlm_cache_*, DESIGN.md decision 2) lives in the
+ * same handle under the same lock; its state machine is described above
+ * its code ("lock cache" below).
  */
 #include "config.h"
 
@@ -85,6 +89,12 @@ struct pending {
 	struct vmfs_dlm_lksb lksb;
 	void *arg;			/* async: completion() argument */
 	uint64_t *lkid_out;		/* async lock: caller's lkid, may be NULL */
+	/* A request of the lock cache for this entry: the entry learns the
+	 * lkid and granted mode as soon as the events arrive (so a BLOCKING
+	 * right behind a GRANTED finds it); async ones end in
+	 * cache_op_done() instead of completion() and hold a reference of
+	 * the entry (a synchronous one's caller holds it). */
+	struct cache_entry *ce;
 };
 
 enum cb_type {
@@ -93,6 +103,7 @@ enum cb_type {
 	CB_LOST,
 	CB_LEASE,
 	CB_RECOVER,
+	CB_CACHE_FLUSH,			/* lock cache: flush + release/demote */
 };
 
 /* One callback waiting to be run (FIFO, protected by h->lock). */
@@ -105,6 +116,7 @@ struct cb_event {
 	int value;			/* BLOCKING: wanted; LOST: reason; LEASE: valid */
 	uint32_t nodeid;		/* RECOVER */
 	char ls[VMFS_DLM_NAME_MAX + 1];	/* RECOVER */
+	struct cache_entry *ce;		/* CACHE_FLUSH; holds a reference */
 };
 
 struct vmfs_dlm {
@@ -127,6 +139,18 @@ struct vmfs_dlm {
 	struct cb_event **cb_tail;
 	struct vmfs_dlm_callbacks cb;	/* under lock; copied before each call */
 	void *ctx;
+	/* Lock cache, all under lock. */
+	struct cache_entry **by_name;	/* hash of (ls, res), by_size buckets */
+	struct cache_entry **by_lkid;	/* hash of lkid (entries whose lkid is known) */
+	size_t by_size;			/* power of two, 0 until the first entry */
+	size_t cached;			/* entries in the hashes */
+	struct cache_entry *detached;	/* lost/released, still referenced */
+	uint64_t cache_gen;		/* bumped on every entry change (waiters) */
+	uint64_t cache_next_id;
+	unsigned drop_seq;		/* vmfs_dlm_cache_drop_all() rounds */
+	int (*flush)(void *ctx, const char *ls, const char *res, int held, int wanted);
+	void *flush_ctx;
+	struct vmfs_dlm_cache_stats stats;
 };
 
 /* The handle whose callback this thread is running, if any. */
@@ -204,8 +228,11 @@ static struct pending *pending_find(vmfs_dlm_t *h, uint32_t req_id)
 	return NULL;
 }
 
+static void cache_op_done(vmfs_dlm_t *h, struct pending *p);
+
 /* p has its outcome in p->lksb: take it off the list; an asynchronous
- * request becomes a completion callback. */
+ * request becomes a completion callback (or, for the lock cache's own
+ * requests, an update of its entry). */
 static void pending_finish(vmfs_dlm_t *h, struct pending *p)
 {
 	struct cb_event *e;
@@ -214,6 +241,11 @@ static void pending_finish(vmfs_dlm_t *h, struct pending *p)
 	p->done = true;
 	if (!p->async)
 		return;
+	if (p->ce) {
+		cache_op_done(h, p);
+		free(p);
+		return;
+	}
 	e = calloc(1, sizeof(*e));
 	if (e) {
 		e->type = CB_COMPLETION;
@@ -224,12 +256,15 @@ static void pending_finish(vmfs_dlm_t *h, struct pending *p)
 	free(p);
 }
 
+static void cache_forget_all(vmfs_dlm_t *h);
+
 /* The daemon is gone: fail everything that waits, once. */
 static void conn_lost(vmfs_dlm_t *h)
 {
 	if (h->dead)
 		return;
 	h->dead = true;
+	cache_forget_all(h);
 	while (h->pending) {
 		struct pending *p = h->pending;
 
@@ -243,12 +278,437 @@ static void conn_lost(vmfs_dlm_t *h)
 	notify(h);
 }
 
+/* --- lock cache: state ---------------------------------------------------
+ *
+ * A cached lock is one cluster lock of this handle on (ls, res), kept
+ * granted after its users put it back, until another host's request
+ * conflicts with it (BLOCKING) or the owner drops it.  Users of the handle
+ * take *uses* of it: a use of mode m needs the granted mode to cover m and
+ * m to be compatible with every other use (holds[]), so the cache is also
+ * a local lock between the threads of the process.
+ *
+ * States of an entry (at most one request of the cache is in flight per
+ * entry; the state says which):
+ *
+ *   ACQUIRING    a getter's LOCK request is in flight
+ *   GRANTED      granted at lksb.mode; holds[] count the uses
+ *   CONVERTING   a getter's up-CONVERT is in flight (lksb.mode still held)
+ *   FLUSH_QUEUED a release was decided; the flush job waits in the
+ *                callback queue
+ *   FLUSHING     flush() is running (with h->lock dropped)
+ *   RELEASING    our UNLOCK is in flight (asynchronous)
+ *   DEMOTING     our down-CONVERT is in flight (asynchronous)
+ *   + detached   (flag) lost or released: out of the hashes, on
+ *                h->detached until its last reference and use are gone
+ *
+ *   state \ event  get             put (last use)  BLOCKING(w)     LOST
+ *   ACQUIRING      wait            -               demand|=w       detach
+ *   GRANTED        hit | convert   if demand:      demand|=w; if   detach
+ *                  | wait          FLUSH_QUEUED    idle: FLUSH_Q.
+ *   CONVERTING     wait            -               demand|=w (*)   detach
+ *   FLUSH_QUEUED.. wait            -               demand|=w       detach
+ *   DEMOTING
+ *
+ *   outcome         ACQUIRING/CONVERTING -> GRANTED (use taken) or
+ *                   error (entry removed / old mode kept);
+ *                   flush job: FLUSH_QUEUED -> FLUSHING -> RELEASING |
+ *                   DEMOTING, or GRANTED + flush_failed when flush() fails;
+ *                   RELEASING -> removed; DEMOTING -> GRANTED (demand that
+ *                   the new mode satisfies is cleared; the rest may queue
+ *                   the next flush job at once).
+ *   (*) a converter whose lock is demanded while nobody else uses it
+ *       cancels its convert and lets the lock go: two hosts converting
+ *       PR->EX would otherwise wait for each other for ever (the daemon
+ *       sends BLOCKING to a converting lock only when it blocks the head
+ *       of the convert queue).
+ *
+ * Invariants:
+ *   I1  a hit happens only in GRANTED, with no unmet demand (unless the
+ *       last flush failed, see below), the wanted mode covered by the
+ *       granted mode and compatible with every use;
+ *   I2  flush() runs from the callback queue only, so never concurrently
+ *       with another callback, and only while the entry has no use (the
+ *       FLUSHING state turns getters away);
+ *   I3  the entry's memory lives while it is in a hash, or has a use, or
+ *       a reference (an in-flight request or a queued flush job);
+ *   I4  a demand the remote host waits for is never forgotten: it stays in
+ *       `demand` until a mode that satisfies it is granted, or the lock is
+ *       gone.  A failed flush keeps it; the release is tried again at the
+ *       next last put, new BLOCKING or drop of the entry.
+ * The daemon sends BLOCKING once per (lock, wanted mode) between grants,
+ * so losing one would leave the other host waiting for ever (I4).
+ */
+enum cache_state {
+	CS_ACQUIRING = 1,
+	CS_GRANTED,
+	CS_CONVERTING,
+	CS_FLUSH_QUEUED,
+	CS_FLUSHING,
+	CS_RELEASING,
+	CS_DEMOTING,
+};
+
+#define N_MODES (VMFS_DLM_EX + 1)
+#define CACHE_MIN_BUCKETS 64
+/* Internal result of a convert that gave way to a conversion deadlock. */
+#define CACHE_YIELD 1
+
+/* One cached lock.  Everything is protected by h->lock. */
+struct cache_entry {
+	struct cache_entry *name_next;	/* by_name chain, or h->detached */
+	struct cache_entry *lkid_next;	/* by_lkid chain */
+	uint64_t id;			/* unique per handle (waiters compare) */
+	uint32_t hash;			/* of (ls, res) */
+	enum cache_state state;
+	bool detached;
+	bool in_lkid;			/* in h->by_lkid */
+	bool valblk;			/* a user asked for VMFS_DLM_VALBLK */
+	bool lvb_dirty;			/* lksb.lvb changed by a PW/EX use, not written */
+	bool flush_failed;		/* last flush (or release) failed: retry */
+	bool drop;			/* the owner asked for a release */
+	int flush_rc;			/* result of the failed attempt */
+	unsigned drop_seq;		/* drop_all round that last queued it */
+	unsigned demand;		/* bit per mode other hosts wait for */
+	int holds[N_MODES];		/* uses per mode */
+	int nholds;
+	int refs;			/* in-flight requests + queued flush jobs */
+	struct vmfs_dlm_lksb lksb;	/* lkid, epoch, granted mode, lvb */
+	char ls[VMFS_DLM_NAME_MAX + 1];
+	char res[VMFS_DLM_NAME_MAX + 1];
+};
+
+/* Does a lock granted at `held` cover a use of mode `want`?  Covering is
+ * being at least as strong for every other mode: whatever conflicts with
+ * want also conflicts with held. */
+static bool mode_covers(int held, int want)
+{
+	for (int m = VMFS_DLM_NL; m <= VMFS_DLM_EX; m++)
+		if (vmfs_dlm_modes_compatible(held, m) && !vmfs_dlm_modes_compatible(want, m))
+			return false;
+	return true;
+}
+
+/* The weakest mode covering both a and b (EX covers everything). */
+static int mode_join(int a, int b)
+{
+	for (int m = VMFS_DLM_NL; m < VMFS_DLM_EX; m++)
+		if (mode_covers(m, a) && mode_covers(m, b))
+			return m;
+	return VMFS_DLM_EX;
+}
+
+static bool compatible_with_all(int mode, unsigned mask)
+{
+	for (int m = VMFS_DLM_NL; m <= VMFS_DLM_EX; m++)
+		if ((mask & (1u << m)) && !vmfs_dlm_modes_compatible(mode, m))
+			return false;
+	return true;
+}
+
+/* Keep only the demand that the granted mode still blocks. */
+static void cache_trim_demand(struct cache_entry *e)
+{
+	for (int m = VMFS_DLM_NL; m <= VMFS_DLM_EX; m++)
+		if (vmfs_dlm_modes_compatible(e->lksb.mode, m))
+			e->demand &= ~(1u << m);
+}
+
+/* The mode passed to flush() as "wanted": the strongest one demanded. */
+static int cache_wanted(const struct cache_entry *e)
+{
+	if (e->drop)
+		return VMFS_DLM_EX;
+	for (int m = VMFS_DLM_EX; m > VMFS_DLM_NL; m--)
+		if (e->demand & (1u << m))
+			return m;
+	return VMFS_DLM_EX;
+}
+
+/* Mode to go down to for the demand, or -1 to release.  Only PW, PR and
+ * CW are worth keeping: a CR or NL lock protects no cached data. */
+static int cache_demote_target(int held, unsigned demand)
+{
+	static const int keep[] = { VMFS_DLM_PW, VMFS_DLM_PR, VMFS_DLM_CW };
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		if (keep[i] != held && mode_covers(held, keep[i]) &&
+		    compatible_with_all(keep[i], demand))
+			return keep[i];
+	return -1;
+}
+
+/* Can a new use of `mode` share the entry with the current uses? */
+static bool cache_use_ok(const struct cache_entry *e, int mode)
+{
+	for (int m = VMFS_DLM_NL; m <= VMFS_DLM_EX; m++)
+		if (e->holds[m] && !vmfs_dlm_modes_compatible(mode, m))
+			return false;
+	return true;
+}
+
+static uint32_t cache_hash(const char *ls, const char *res)
+{
+	uint32_t x = 2166136261u;	/* FNV-1a over "ls\0res" */
+
+	for (; *ls; ls++)
+		x = (x ^ (uint8_t)*ls) * 16777619u;
+	x = (x ^ 0) * 16777619u;
+	for (; *res; res++)
+		x = (x ^ (uint8_t)*res) * 16777619u;
+	return x;
+}
+
+static size_t lkid_bucket(const vmfs_dlm_t *h, uint64_t lkid)
+{
+	return (size_t)((lkid * 0x9e3779b97f4a7c15ull) >> 32) & (h->by_size - 1);
+}
+
+/* Someone may wait for an entry to change: wake them. */
+static void cache_changed(vmfs_dlm_t *h)
+{
+	h->cache_gen++;
+	notify(h);
+}
+
+static struct cache_entry *cache_find(vmfs_dlm_t *h, const char *ls, const char *res)
+{
+	uint32_t hash = cache_hash(ls, res);
+	struct cache_entry *e;
+
+	if (!h->by_size)
+		return NULL;
+	for (e = h->by_name[hash & (h->by_size - 1)]; e; e = e->name_next)
+		if (e->hash == hash && strcmp(e->res, res) == 0 && strcmp(e->ls, ls) == 0)
+			return e;
+	return NULL;
+}
+
+static struct cache_entry *cache_find_lkid(vmfs_dlm_t *h, uint64_t lkid)
+{
+	struct cache_entry *e;
+
+	if (!h->by_size || !lkid)
+		return NULL;
+	for (e = h->by_lkid[lkid_bucket(h, lkid)]; e; e = e->lkid_next)
+		if (e->lksb.lkid == lkid)
+			return e;
+	return NULL;
+}
+
+/* Grow both hashes to nb buckets (a power of two).  On allocation failure
+ * the old ones stay: longer chains, nothing lost. */
+static void cache_rehash(vmfs_dlm_t *h, size_t nb)
+{
+	struct cache_entry **bn = calloc(nb, sizeof(*bn)), **bl = calloc(nb, sizeof(*bl));
+	size_t old = h->by_size, i;
+
+	if (!bn || !bl) {
+		free(bn);
+		free(bl);
+		return;
+	}
+	h->by_size = nb;
+	for (i = 0; i < old; i++) {
+		while (h->by_name[i]) {
+			struct cache_entry *e = h->by_name[i];
+
+			h->by_name[i] = e->name_next;
+			e->name_next = bn[e->hash & (nb - 1)];
+			bn[e->hash & (nb - 1)] = e;
+		}
+		while (h->by_lkid[i]) {
+			struct cache_entry *e = h->by_lkid[i];
+			size_t b = lkid_bucket(h, e->lksb.lkid);
+
+			h->by_lkid[i] = e->lkid_next;
+			e->lkid_next = bl[b];
+			bl[b] = e;
+		}
+	}
+	free(h->by_name);
+	free(h->by_lkid);
+	h->by_name = bn;
+	h->by_lkid = bl;
+}
+
+static struct cache_entry *cache_new(vmfs_dlm_t *h, const char *ls, const char *res)
+{
+	struct cache_entry *e;
+	size_t b;
+
+	if (h->cached >= 2 * h->by_size)
+		cache_rehash(h, h->by_size ? 2 * h->by_size : CACHE_MIN_BUCKETS);
+	if (!h->by_size)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->id = ++h->cache_next_id;
+	e->hash = cache_hash(ls, res);
+	e->state = CS_ACQUIRING;
+	strcpy(e->ls, ls);
+	strcpy(e->res, res);
+	b = e->hash & (h->by_size - 1);
+	e->name_next = h->by_name[b];
+	h->by_name[b] = e;
+	h->cached++;
+	return e;
+}
+
+/* The lkid of e's lock became known. */
+static void cache_set_lkid(vmfs_dlm_t *h, struct cache_entry *e, uint64_t lkid)
+{
+	size_t b;
+
+	if (e->in_lkid || e->detached || !lkid)
+		return;
+	e->lksb.lkid = lkid;
+	b = lkid_bucket(h, lkid);
+	e->lkid_next = h->by_lkid[b];
+	h->by_lkid[b] = e;
+	e->in_lkid = true;
+}
+
+static void cache_free_if_unused(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	struct cache_entry **pp;
+
+	if (!e->detached || e->nholds || e->refs)
+		return;
+	for (pp = &h->detached; *pp; pp = &(*pp)->name_next) {
+		if (*pp == e) {
+			*pp = e->name_next;
+			break;
+		}
+	}
+	free(e);
+}
+
+/* Take e out of the hashes: its lock is gone (or going) and a later get
+ * must take a new one.  Frees it unless it is still used or referenced. */
+static void cache_detach(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	struct cache_entry **pp;
+
+	if (e->detached)
+		return;
+	for (pp = &h->by_name[e->hash & (h->by_size - 1)]; *pp; pp = &(*pp)->name_next) {
+		if (*pp == e) {
+			*pp = e->name_next;
+			break;
+		}
+	}
+	if (e->in_lkid) {
+		for (pp = &h->by_lkid[lkid_bucket(h, e->lksb.lkid)]; *pp; pp = &(*pp)->lkid_next) {
+			if (*pp == e) {
+				*pp = e->lkid_next;
+				break;
+			}
+		}
+		e->in_lkid = false;
+	}
+	h->cached--;
+	e->detached = true;
+	e->name_next = h->detached;
+	h->detached = e;
+	cache_free_if_unused(h, e);
+}
+
+static void cache_unref(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	e->refs--;
+	cache_free_if_unused(h, e);
+}
+
+/* The connection is gone, and with it every lock of ours (the daemon
+ * drops them): nothing may be flushed any more, since another host may
+ * own the data already.  Uses still running end with VMFS_DLM_ELOST. */
+static void cache_forget_all(vmfs_dlm_t *h)
+{
+	for (size_t b = 0; b < h->by_size; b++)
+		while (h->by_name[b])
+			cache_detach(h, h->by_name[b]);
+	cache_changed(h);
+}
+
+/* If e is idle and someone (another host, or our owner) wants it gone,
+ * queue the flush job: flush() must run from the callback queue (I2). */
+static void cache_check_release(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	struct cb_event *ev;
+
+	if (e->detached || e->state != CS_GRANTED || e->nholds)
+		return;
+	cache_trim_demand(e);
+	if (!e->demand && !e->drop)
+		return;
+	ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return;	/* tried again at the next put, BLOCKING or drop */
+	ev->type = CB_CACHE_FLUSH;
+	ev->ce = e;
+	e->refs++;
+	e->state = CS_FLUSH_QUEUED;
+	cb_queue(h, ev);
+}
+
+/* Another host waits for `wanted` on cached lock e. */
+static void cache_on_blocking(vmfs_dlm_t *h, struct cache_entry *e, int wanted)
+{
+	if (vmfs_dlm_modes_compatible(e->lksb.mode, wanted))
+		return;	/* already satisfied by a demotion */
+	e->demand |= 1u << wanted;
+	cache_check_release(h, e);
+	cache_changed(h);
+}
+
+/* An asynchronous release or demotion of e ended (p->lksb). */
+static void cache_op_done(vmfs_dlm_t *h, struct pending *p)
+{
+	struct cache_entry *e = p->ce;
+	int st = p->lksb.status;
+
+	if (e->detached)
+		goto out;
+	if (st == 0 && p->op == VMFS_IPC_UNLOCK) {
+		if (e->drop)
+			h->stats.drops++;
+		else
+			h->stats.releases_on_blocking++;
+		cache_detach(h, e);
+	} else if (st == 0) {
+		e->lksb.mode = p->lksb.mode;
+		e->lksb.epoch = p->lksb.epoch;
+		e->lksb.lvb_valid = p->lksb.lvb_valid;
+		memcpy(e->lksb.lvb, p->lksb.lvb, VMFS_DLM_LVB_LEN);
+		e->lvb_dirty = false;	/* written by the convert (VALBLK) */
+		e->state = CS_GRANTED;
+		h->stats.downconverts_on_blocking++;
+		cache_trim_demand(e);
+		cache_check_release(h, e);
+	} else if (st == VMFS_DLM_ENOLOCK || st == VMFS_DLM_ELOST || st == VMFS_DLM_EDAEMON) {
+		cache_detach(h, e);	/* the lock is gone either way */
+	} else {
+		/* Still ours at the old mode: keep the demand (I4). */
+		e->state = CS_GRANTED;
+		e->flush_failed = true;
+		e->flush_rc = st;
+		e->drop = false;
+	}
+	cache_changed(h);
+out:
+	cache_unref(h, e);
+}
+
+static void cache_flush_job(vmfs_dlm_t *h, struct cache_entry *e);
+
 /* Apply one event; anything malformed or unexpected is dropped.  The
  * daemon is the same build, so a bad event means a bug or a stranger on
  * the other end: never worth crashing the client for. */
 static void handle_event(vmfs_dlm_t *h, const void *buf, ssize_t len)
 {
 	const struct vmfs_ipc_event *ev = buf;
+	struct cache_entry *ce;
 	struct pending *p;
 	char ls[VMFS_DLM_NAME_MAX + 1];
 
@@ -263,6 +723,8 @@ static void handle_event(vmfs_dlm_t *h, const void *buf, ssize_t len)
 		p->lksb.lkid = ev->lkid;
 		if (p->lkid_out)
 			*p->lkid_out = ev->lkid;
+		if (p->ce)
+			cache_set_lkid(h, p->ce, ev->lkid);
 		if (p->wake_on_queued)
 			notify(h);
 		return;
@@ -280,6 +742,12 @@ static void handle_event(vmfs_dlm_t *h, const void *buf, ssize_t len)
 		memcpy(p->lksb.lvb, ev->lvb, VMFS_DLM_LVB_LEN);
 		if (p->lkid_out)
 			*p->lkid_out = ev->lkid;
+		/* A getter's lock or convert: the entry must know its lkid and
+		 * mode before the next event, which may be a BLOCKING for it. */
+		if (p->ce && !p->async && !p->ce->detached) {
+			cache_set_lkid(h, p->ce, ev->lkid);
+			p->ce->lksb.mode = ev->mode;
+		}
 		pending_finish(h, p);
 		notify(h);
 		return;
@@ -300,9 +768,22 @@ static void handle_event(vmfs_dlm_t *h, const void *buf, ssize_t len)
 	case VMFS_IPC_EV_BLOCKING:
 		if (ev->mode < VMFS_DLM_NL || ev->mode > VMFS_DLM_EX)
 			return;
-		cb_queue_new(h, CB_BLOCKING, ev->lkid, ev->mode, 0, NULL);
+		/* Cached locks are the cache's business, not the user's. */
+		ce = cache_find_lkid(h, ev->lkid);
+		if (ce)
+			cache_on_blocking(h, ce, ev->mode);
+		else
+			cb_queue_new(h, CB_BLOCKING, ev->lkid, ev->mode, 0, NULL);
 		return;
 	case VMFS_IPC_EV_LOST:
+		/* Gone from the cache at once; the user hears of it too
+		 * (a use may be running under it). */
+		ce = cache_find_lkid(h, ev->lkid);
+		if (ce) {
+			h->stats.lost++;
+			cache_detach(h, ce);
+			cache_changed(h);
+		}
 		cb_queue_new(h, CB_LOST, ev->lkid, ev->reason, 0, NULL);
 		return;
 	case VMFS_IPC_EV_RECOVER:
@@ -358,6 +839,12 @@ static void deliver_callbacks(vmfs_dlm_t *h)
 		h->cb_head = e->next;
 		if (!h->cb_head)
 			h->cb_tail = &h->cb_head;
+		if (e->type == CB_CACHE_FLUSH) {
+			/* Needs the lock around flush(); drops it itself. */
+			cache_flush_job(h, e->ce);
+			free(e);
+			continue;
+		}
 		pthread_mutex_unlock(&h->lock);
 		tls_cb_handle = h;
 		switch (e->type) {
@@ -380,6 +867,8 @@ static void deliver_callbacks(vmfs_dlm_t *h)
 		case CB_RECOVER:
 			if (cb.recover)
 				cb.recover(ctx, e->ls, e->nodeid);
+			break;
+		case CB_CACHE_FLUSH:	/* run above, with the lock */
 			break;
 		}
 		tls_cb_handle = prev;
@@ -463,16 +952,17 @@ static __attribute__((noinline)) int submit(vmfs_dlm_t *h, struct pending *p, vo
 	return 0;
 }
 
-/* Wait (with h->lock) until p is done, or p has its lkid when
- * p->wake_on_queued, or deadline (monotonic ms, 0 = none) passes.
- * Returns 0 or -ETIMEDOUT.  Drives the event stream meanwhile. */
-static int wait_pending(vmfs_dlm_t *h, struct pending *p, uint64_t deadline)
+/* Wait (with h->lock) until ready(h, arg) holds or deadline (monotonic
+ * ms, 0 = none) passes.  Returns 0 or -ETIMEDOUT.  Drives the event stream
+ * meanwhile; whatever makes ready() true must call notify(). */
+static int wait_until(vmfs_dlm_t *h, bool (*ready)(vmfs_dlm_t *h, void *arg), void *arg,
+		      uint64_t deadline)
 {
 	for (;;) {
 		uint64_t now;
 		int timeout;
 
-		if (p->done || (p->wake_on_queued && p->queued))
+		if (ready(h, arg))
 			return 0;
 		now = mono_ms();
 		if (deadline && now >= deadline)
@@ -518,6 +1008,19 @@ static int wait_pending(vmfs_dlm_t *h, struct pending *p, uint64_t deadline)
 			pthread_cond_wait(&h->cond, &h->lock);
 		}
 	}
+}
+
+static bool pending_ready(vmfs_dlm_t *h, void *arg)
+{
+	struct pending *p = arg;
+
+	return p->done || (p->wake_on_queued && p->queued);
+}
+
+/* Wait until p is done, or p has its lkid when p->wake_on_queued. */
+static int wait_pending(vmfs_dlm_t *h, struct pending *p, uint64_t deadline)
+{
+	return wait_until(h, pending_ready, p, deadline);
 }
 
 /* --- connection ---------------------------------------------------------- */
@@ -620,6 +1123,23 @@ void vmfs_dlm_close(vmfs_dlm_t *h)
 		h->cb_head = e->next;
 		free(e);
 	}
+	/* The daemon drops the connection's locks; the cache only forgets. */
+	for (size_t b = 0; b < h->by_size; b++) {
+		while (h->by_name[b]) {
+			struct cache_entry *e = h->by_name[b];
+
+			h->by_name[b] = e->name_next;
+			free(e);
+		}
+	}
+	while (h->detached) {
+		struct cache_entry *e = h->detached;
+
+		h->detached = e->name_next;
+		free(e);
+	}
+	free(h->by_name);
+	free(h->by_lkid);
 	pthread_mutex_unlock(&h->lock);
 	if (h->wake_fd >= 0)
 		close(h->wake_fd);
@@ -745,21 +1265,16 @@ static int cancel_timed_out(vmfs_dlm_t *h, struct pending *p)
 	return ret == VMFS_DLM_EDAEMON ? ret : VMFS_DLM_ETIMEDOUT;
 }
 
-int vmfs_dlm_lock(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
-		  unsigned flags, const char *tag, int timeout_ms,
-		  struct vmfs_dlm_lksb *lksb)
+/* Take a lock and wait for the outcome (arguments checked).  With h->lock.
+ * ce: the cache entry the lock is for, or NULL. */
+static int lock_locked(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+		       unsigned flags, const char *tag, uint64_t deadline,
+		       struct vmfs_dlm_lksb *lksb, struct cache_entry *ce)
 {
 	struct vmfs_ipc_lock req;
 	struct pending p;
 	int ret;
 
-	if (!h || !lksb || !str_fits(ls, VMFS_DLM_NAME_MAX) || !*ls ||
-	    !str_fits(res, VMFS_DLM_NAME_MAX) || !*res ||
-	    mode < VMFS_DLM_NL || mode > VMFS_DLM_EX ||
-	    (tag && !str_fits(tag, VMFS_DLM_TAG_MAX)))
-		return -EINVAL;
-	if (tls_cb_handle == h)
-		return -EDEADLK;
 	memset(&req, 0, sizeof(req));
 	memset(&p, 0, sizeof(p));
 	req.hdr.id = VMFS_IPC_LOCK;
@@ -770,36 +1285,72 @@ int vmfs_dlm_lock(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
 	if (tag)
 		strcpy(req.tag, tag);
 	p.op = VMFS_IPC_LOCK;
+	p.ce = ce;
 
-	pthread_mutex_lock(&h->lock);
 	ret = submit(h, &p, &req, sizeof(req), &req.req_id);
 	if (ret < 0)
 		goto out;
-	if (wait_pending(h, &p, deadline_of(timeout_ms)) == -ETIMEDOUT)
+	if (wait_pending(h, &p, deadline) == -ETIMEDOUT)
 		ret = cancel_timed_out(h, &p);
 	else
 		ret = p.lksb.status;
+out:
 	if (ret == 0)
 		*lksb = p.lksb;
 	else
 		lksb->status = ret;
-out:
+	return ret;
+}
+
+int vmfs_dlm_lock(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+		  unsigned flags, const char *tag, int timeout_ms,
+		  struct vmfs_dlm_lksb *lksb)
+{
+	int ret;
+
+	if (!h || !lksb || !str_fits(ls, VMFS_DLM_NAME_MAX) || !*ls ||
+	    !str_fits(res, VMFS_DLM_NAME_MAX) || !*res ||
+	    mode < VMFS_DLM_NL || mode > VMFS_DLM_EX ||
+	    (tag && !str_fits(tag, VMFS_DLM_TAG_MAX)))
+		return -EINVAL;
+	if (tls_cb_handle == h)
+		return -EDEADLK;
+	pthread_mutex_lock(&h->lock);
+	ret = lock_locked(h, ls, res, mode, flags, tag, deadline_of(timeout_ms), lksb, NULL);
 	deliver_callbacks(h);
 	pthread_mutex_unlock(&h->lock);
 	return ret;
 }
 
-int vmfs_dlm_convert(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, int mode,
-		     unsigned flags, int timeout_ms)
+struct convert_wait {
+	struct pending *p;
+	struct cache_entry *ce;
+};
+
+/* A cache converter gives way when its lock is demanded by another host
+ * while no use of ours holds it (conversion deadlock, see the cache).
+ * Not after a failed flush: giving way retries the flush, and a flush that
+ * keeps failing would turn that into a loop of converts and cancels. */
+static bool convert_ready(vmfs_dlm_t *h, void *arg)
+{
+	struct convert_wait *cw = arg;
+	struct cache_entry *e = cw->ce;
+
+	return cw->p->done ||
+	       (e && !e->detached && e->demand && !e->nholds && !e->flush_failed);
+}
+
+/* Convert lksb's lock and wait for the outcome.  With h->lock.  ce: the
+ * cache entry, or NULL; with it the convert may be cancelled and
+ * CACHE_YIELD returned (the lock kept its old mode). */
+static int convert_locked(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, int mode,
+			  unsigned flags, uint64_t deadline, struct cache_entry *ce)
 {
 	struct vmfs_ipc_convert req;
+	struct convert_wait cw;
 	struct pending p;
 	int ret;
 
-	if (!h || !lksb || !lksb->lkid || mode < VMFS_DLM_NL || mode > VMFS_DLM_EX)
-		return -EINVAL;
-	if (tls_cb_handle == h)
-		return -EDEADLK;
 	memset(&req, 0, sizeof(req));
 	memset(&p, 0, sizeof(p));
 	req.hdr.id = VMFS_IPC_CONVERT;
@@ -810,23 +1361,44 @@ int vmfs_dlm_convert(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, int mode,
 	p.op = VMFS_IPC_CONVERT;
 	p.lksb.lkid = lksb->lkid;
 	p.queued = true;	/* the lkid is known: cancel can go at once */
+	p.ce = ce;
+	cw.p = &p;
+	cw.ce = ce;
 
-	pthread_mutex_lock(&h->lock);
 	ret = submit(h, &p, &req, sizeof(req), &req.req_id);
 	if (ret < 0)
 		goto out;
-	if (wait_pending(h, &p, deadline_of(timeout_ms)) == -ETIMEDOUT)
+	if (wait_until(h, convert_ready, &cw, deadline) == -ETIMEDOUT) {
 		ret = cancel_timed_out(h, &p);
-	else
+	} else if (!p.done) {
+		ret = cancel_timed_out(h, &p);
+		if (ret == VMFS_DLM_ETIMEDOUT)
+			ret = CACHE_YIELD;
+	} else {
 		ret = p.lksb.status;
+	}
 	if (ret == 0) {
 		lksb->epoch = p.lksb.epoch;
 		lksb->mode = p.lksb.mode;
 		lksb->lvb_valid = p.lksb.lvb_valid;
 		memcpy(lksb->lvb, p.lksb.lvb, VMFS_DLM_LVB_LEN);
 	}
-	lksb->status = ret;
 out:
+	lksb->status = ret;
+	return ret;
+}
+
+int vmfs_dlm_convert(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, int mode,
+		     unsigned flags, int timeout_ms)
+{
+	int ret;
+
+	if (!h || !lksb || !lksb->lkid || mode < VMFS_DLM_NL || mode > VMFS_DLM_EX)
+		return -EINVAL;
+	if (tls_cb_handle == h)
+		return -EDEADLK;
+	pthread_mutex_lock(&h->lock);
+	ret = convert_locked(h, lksb, mode, flags, deadline_of(timeout_ms), NULL);
 	deliver_callbacks(h);
 	pthread_mutex_unlock(&h->lock);
 	return ret;
@@ -1044,4 +1616,437 @@ int vmfs_dlm_query(vmfs_dlm_t *h, const char *what, const char *arg, char **json
 out:
 	pthread_mutex_unlock(&h->lock);
 	return ret;
+}
+
+/* --- lock cache: requests and API ---------------------------------------- */
+
+/* Send the release (target < 0) or demotion of idle entry e, without
+ * waiting: the outcome comes to cache_op_done().  With h->lock.  The
+ * value block goes with it when a PW/EX use changed it. */
+static int cache_send_release(vmfs_dlm_t *h, struct cache_entry *e, int target)
+{
+	bool write_lvb = e->valblk && e->lvb_dirty && e->lksb.mode >= VMFS_DLM_PW;
+	struct pending *p = calloc(1, sizeof(*p));
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	p->async = true;
+	p->ce = e;
+	p->lksb.lkid = e->lksb.lkid;
+	if (target < 0) {
+		struct vmfs_ipc_unlock req;
+
+		memset(&req, 0, sizeof(req));
+		req.hdr.id = VMFS_IPC_UNLOCK;
+		req.flags = write_lvb ? VMFS_DLM_VALBLK : 0;
+		req.lkid = e->lksb.lkid;
+		memcpy(req.lvb, e->lksb.lvb, VMFS_DLM_LVB_LEN);
+		p->op = VMFS_IPC_UNLOCK;
+		ret = submit(h, p, &req, sizeof(req), &req.req_id);
+	} else {
+		struct vmfs_ipc_convert req;
+
+		memset(&req, 0, sizeof(req));
+		req.hdr.id = VMFS_IPC_CONVERT;
+		req.mode = (uint32_t)target;
+		req.flags = write_lvb ? VMFS_DLM_VALBLK : 0;
+		req.lkid = e->lksb.lkid;
+		memcpy(req.lvb, e->lksb.lvb, VMFS_DLM_LVB_LEN);
+		p->op = VMFS_IPC_CONVERT;
+		p->queued = true;
+		ret = submit(h, p, &req, sizeof(req), &req.req_id);
+	}
+	if (ret < 0) {
+		free(p);
+		return ret;
+	}
+	e->refs++;
+	e->state = target < 0 ? CS_RELEASING : CS_DEMOTING;
+	return 0;
+}
+
+/* The flush job of e, run from deliver_callbacks() with h->lock held (it
+ * drops it around flush()); owns one reference of e. */
+static void cache_flush_job(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	int (*flush)(void *, const char *, const char *, int, int) = h->flush;
+	void *fctx = h->flush_ctx;
+	int held, wanted, target, ret = 0;
+
+	if (e->detached || e->state != CS_FLUSH_QUEUED)
+		goto out;
+	e->state = CS_FLUSHING;
+	held = e->lksb.mode;
+	wanted = cache_wanted(e);
+	cache_changed(h);
+	if (flush) {
+		vmfs_dlm_t *prev = tls_cb_handle;
+
+		/* e stays allocated meanwhile (our reference, I3), and its
+		 * names never change. */
+		pthread_mutex_unlock(&h->lock);
+		tls_cb_handle = h;
+		ret = flush(fctx, e->ls, e->res, held, wanted);
+		tls_cb_handle = prev;
+		pthread_mutex_lock(&h->lock);
+	}
+	if (e->detached)
+		goto out;	/* lost while flushing: nothing to release */
+	if (ret >= 0) {
+		/* Demand may have grown while flush() ran: decide now. */
+		cache_trim_demand(e);
+		target = e->drop ? -1 : cache_demote_target(held, e->demand);
+		ret = cache_send_release(h, e, target);
+		if (ret == VMFS_DLM_ENOLOCK || ret == VMFS_DLM_EDAEMON) {
+			cache_detach(h, e);
+			ret = 0;
+		}
+	} else {
+		h->stats.flush_errors++;
+	}
+	if (ret < 0) {
+		/* Keep the lock and the demand (I4); tried again later. */
+		e->state = CS_GRANTED;
+		e->flush_failed = true;
+		e->flush_rc = ret;
+		e->drop = false;
+	} else {
+		e->flush_failed = false;
+	}
+	cache_changed(h);
+out:
+	cache_unref(h, e);
+}
+
+static void cache_user_lksb(const struct cache_entry *e, int mode, struct vmfs_dlm_lksb *out)
+{
+	*out = e->lksb;
+	out->mode = mode;
+	out->status = 0;
+}
+
+static void cache_take_use(vmfs_dlm_t *h, struct cache_entry *e, int mode, unsigned flags,
+			   struct vmfs_dlm_lksb *lksb)
+{
+	e->holds[mode]++;
+	e->nholds++;
+	if (flags & VMFS_DLM_VALBLK)
+		e->valblk = true;
+	cache_user_lksb(e, mode, lksb);
+}
+
+/* No entry for (ls, res): take a new lock for it.  With h->lock. */
+static int cache_acquire(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+			 unsigned flags, const char *tag, uint64_t deadline,
+			 struct vmfs_dlm_lksb *lksb)
+{
+	struct vmfs_dlm_lksb lk;
+	struct cache_entry *e = cache_new(h, ls, res);
+	int ret;
+
+	if (!e)
+		return -ENOMEM;
+	e->refs++;
+	h->stats.misses++;
+	memset(&lk, 0, sizeof(lk));
+	ret = lock_locked(h, ls, res, mode, flags & VMFS_DLM_NOQUEUE, tag, deadline, &lk, e);
+	if (ret == 0 && e->detached)
+		ret = VMFS_DLM_ELOST;	/* lost before we woke up */
+	if (ret < 0) {
+		cache_detach(h, e);
+	} else {
+		e->lksb = lk;
+		e->state = CS_GRANTED;
+		cache_take_use(h, e, mode, flags, lksb);
+	}
+	cache_changed(h);
+	cache_unref(h, e);
+	return ret;
+}
+
+/* e is GRANTED at a mode not covering `mode`: convert it up.  With
+ * h->lock.  Returns 0 (use taken), an error, or CACHE_YIELD (the caller
+ * looks again: the lock is being released). */
+static int cache_upconvert(vmfs_dlm_t *h, struct cache_entry *e, int mode, unsigned flags,
+			   uint64_t deadline, struct vmfs_dlm_lksb *lksb)
+{
+	struct vmfs_dlm_lksb lk = e->lksb;
+	int target = mode;
+	int ret;
+
+	/* The current uses keep what they have. */
+	for (int m = VMFS_DLM_NL; m <= VMFS_DLM_EX; m++)
+		if (e->holds[m])
+			target = mode_join(target, m);
+	e->state = CS_CONVERTING;
+	e->refs++;
+	cache_changed(h);
+	ret = convert_locked(h, &lk, target, flags & VMFS_DLM_NOQUEUE, deadline, e);
+	if (e->detached) {
+		ret = ret < 0 ? ret : VMFS_DLM_ELOST;
+		goto out;
+	}
+	e->state = CS_GRANTED;
+	if (ret == 0) {
+		e->lksb.mode = lk.mode;
+		e->lksb.epoch = lk.epoch;
+		/* A value block we changed and have not written is newer
+		 * than the one the grant carries (we held PW or EX all along). */
+		if (!e->lvb_dirty) {
+			e->lksb.lvb_valid = lk.lvb_valid;
+			memcpy(e->lksb.lvb, lk.lvb, VMFS_DLM_LVB_LEN);
+		}
+		h->stats.converts++;
+		cache_trim_demand(e);
+		cache_take_use(h, e, mode, flags, lksb);
+	} else {
+		e->lksb.mode = lk.mode;	/* the old one: a refused convert keeps it */
+		cache_check_release(h, e);
+	}
+out:
+	cache_changed(h);
+	cache_unref(h, e);
+	return ret;
+}
+
+static bool gen_changed(vmfs_dlm_t *h, void *arg)
+{
+	return h->cache_gen != *(uint64_t *)arg;
+}
+
+/* Run queued callbacks (flush jobs among them), then wait until some
+ * cache entry changed since the caller last looked (with h->lock held
+ * throughout until now).  Returns 0 or VMFS_DLM_ETIMEDOUT. */
+static int cache_wait(vmfs_dlm_t *h, uint64_t deadline)
+{
+	uint64_t gen = h->cache_gen;
+
+	deliver_callbacks(h);
+	return wait_until(h, gen_changed, &gen, deadline) ? VMFS_DLM_ETIMEDOUT : 0;
+}
+
+int vmfs_dlm_cache_get(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+		       unsigned flags, const char *tag, int timeout_ms,
+		       struct vmfs_dlm_lksb *lksb)
+{
+	bool in_cb;
+	uint64_t deadline;
+	int ret;
+
+	if (!h || !lksb || !str_fits(ls, VMFS_DLM_NAME_MAX) || !*ls ||
+	    !str_fits(res, VMFS_DLM_NAME_MAX) || !*res ||
+	    mode < VMFS_DLM_NL || mode > VMFS_DLM_EX ||
+	    (tag && !str_fits(tag, VMFS_DLM_TAG_MAX)) ||
+	    (flags & ~(VMFS_DLM_NOQUEUE | VMFS_DLM_VALBLK)))
+		return -EINVAL;
+	/* From a callback only a hit can be served: anything else waits. */
+	in_cb = tls_cb_handle == h;
+	deadline = deadline_of(timeout_ms);
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		struct cache_entry *e;
+
+		if (h->dead) {
+			ret = VMFS_DLM_EDAEMON;
+			break;
+		}
+		e = cache_find(h, ls, res);
+		if (!e && !in_cb) {
+			ret = cache_acquire(h, ls, res, mode, flags, tag, deadline, lksb);
+			break;
+		}
+		if (e && e->state == CS_GRANTED && (!e->demand || e->flush_failed) &&
+		    cache_use_ok(e, mode)) {
+			if (mode_covers(e->lksb.mode, mode)) {
+				h->stats.hits++;
+				cache_take_use(h, e, mode, flags, lksb);
+				ret = 0;
+				break;
+			}
+			if (!in_cb) {
+				ret = cache_upconvert(h, e, mode, flags, deadline, lksb);
+				if (ret == CACHE_YIELD)
+					continue;
+				break;
+			}
+		}
+		if (in_cb) {
+			ret = -EDEADLK;
+			break;
+		}
+		ret = cache_wait(h, deadline);
+		if (ret < 0)
+			break;
+	}
+	if (ret < 0)
+		lksb->status = ret;
+	deliver_callbacks(h);
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+/* The entry a user's lksb came from: in the hashes, or lost meanwhile. */
+static struct cache_entry *cache_of_use(vmfs_dlm_t *h, const struct vmfs_dlm_lksb *lksb)
+{
+	struct cache_entry *e = cache_find_lkid(h, lksb->lkid);
+
+	if (e)
+		return e;
+	for (e = h->detached; e; e = e->name_next)
+		if (e->lksb.lkid == lksb->lkid && e->holds[lksb->mode])
+			return e;
+	return NULL;
+}
+
+int vmfs_dlm_cache_put(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb)
+{
+	struct cache_entry *e;
+	int ret = 0;
+
+	if (!h || !lksb || !lksb->lkid || lksb->mode < VMFS_DLM_NL || lksb->mode > VMFS_DLM_EX)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	e = cache_of_use(h, lksb);
+	if (!e || !e->holds[lksb->mode]) {
+		ret = VMFS_DLM_ENOLOCK;
+		goto out;
+	}
+	/* Only a PW or EX use can have changed the value block: no other
+	 * use of those modes runs beside it. */
+	if (lksb->mode >= VMFS_DLM_PW && e->valblk &&
+	    memcmp(e->lksb.lvb, lksb->lvb, VMFS_DLM_LVB_LEN) != 0) {
+		memcpy(e->lksb.lvb, lksb->lvb, VMFS_DLM_LVB_LEN);
+		e->lksb.lvb_valid = 1;
+		e->lvb_dirty = true;
+	}
+	e->holds[lksb->mode]--;
+	e->nholds--;
+	if (e->detached) {
+		ret = VMFS_DLM_ELOST;
+		cache_free_if_unused(h, e);
+	} else {
+		cache_check_release(h, e);
+	}
+	cache_changed(h);
+	deliver_callbacks(h);
+out:
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+void vmfs_dlm_cache_set_flush(vmfs_dlm_t *h,
+			      int (*flush)(void *ctx, const char *ls, const char *res,
+					   int held_mode, int wanted_mode),
+			      void *ctx)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->flush = flush;
+	h->flush_ctx = ctx;
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Queue the release of e if it is idle; true if it was queued or is on
+ * its way out already. */
+static bool cache_drop_one(vmfs_dlm_t *h, struct cache_entry *e)
+{
+	if (e->state == CS_GRANTED && !e->nholds) {
+		e->drop = true;
+		cache_check_release(h, e);
+	}
+	return e->state == CS_FLUSH_QUEUED || e->state == CS_FLUSHING ||
+	       e->state == CS_RELEASING;
+}
+
+int vmfs_dlm_cache_drop(vmfs_dlm_t *h, const char *ls, const char *res)
+{
+	bool in_cb;
+	uint64_t id = 0;
+	int ret;
+
+	if (!h || !str_fits(ls, VMFS_DLM_NAME_MAX) || !*ls ||
+	    !str_fits(res, VMFS_DLM_NAME_MAX) || !*res)
+		return -EINVAL;
+	in_cb = tls_cb_handle == h;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		struct cache_entry *e = cache_find(h, ls, res);
+
+		if (!e) {
+			/* Not cached, or our release of it is done. */
+			ret = id ? 0 : VMFS_DLM_ENOLOCK;
+			break;
+		}
+		if (id == e->id && e->state == CS_GRANTED && e->flush_failed) {
+			ret = e->flush_rc;	/* this drop's attempt failed */
+			break;
+		}
+		if (e->nholds || e->state == CS_ACQUIRING || e->state == CS_CONVERTING) {
+			ret = -EBUSY;
+			break;
+		}
+		if (cache_drop_one(h, e))
+			id = e->id;
+		if (in_cb) {
+			/* The outer delivery loop runs the job; no waiting. */
+			ret = 0;
+			break;
+		}
+		cache_wait(h, 0);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+int vmfs_dlm_cache_drop_all(vmfs_dlm_t *h)
+{
+	unsigned seq;
+	bool in_cb;
+	int ret = 0;
+
+	if (!h)
+		return -EINVAL;
+	in_cb = tls_cb_handle == h;
+	pthread_mutex_lock(&h->lock);
+	seq = ++h->drop_seq;
+	for (;;) {
+		bool waiting = false;
+
+		for (size_t b = 0; b < h->by_size; b++) {
+			for (struct cache_entry *e = h->by_name[b]; e; e = e->name_next) {
+				if (e->nholds || e->state == CS_ACQUIRING ||
+				    e->state == CS_CONVERTING) {
+					ret = -EBUSY;
+					continue;
+				}
+				if (e->drop_seq == seq && e->state == CS_GRANTED) {
+					/* Tried in this call and failed. */
+					if (e->flush_failed && ret == 0)
+						ret = e->flush_rc;
+					continue;
+				}
+				if (e->state == CS_GRANTED)
+					e->drop_seq = seq;
+				waiting |= cache_drop_one(h, e) || e->state == CS_DEMOTING;
+			}
+		}
+		if (!waiting || in_cb)
+			break;
+		cache_wait(h, 0);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+int vmfs_dlm_cache_stats(vmfs_dlm_t *h, struct vmfs_dlm_cache_stats *st)
+{
+	if (!h || !st)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	*st = h->stats;
+	st->cached = h->cached;
+	pthread_mutex_unlock(&h->lock);
+	return 0;
 }

@@ -151,6 +151,59 @@ int vmfs_dlm_recovery_done(vmfs_dlm_t *h, const char *ls, uint32_t nodeid);
  * NULL.  *json receives a malloc'ed JSON document (text for "log"). */
 int vmfs_dlm_query(vmfs_dlm_t *h, const char *what, const char *arg, char **json);
 
+/* Cached locks (DESIGN.md decision 2, GFS2 glock style).
+ *
+ * vmfs_dlm_cache_get() takes a *use* of the handle's cached lock on
+ * (ls, res): served at once, with no message, when the lock is cached at
+ * a mode covering `mode` (EX covers all; PW: PW PR CR NL; PR: PR CR NL;
+ * CW: CW CR NL; CR: CR NL) and `mode` is compatible with the handle's
+ * other uses of it; converted up when cached at a weaker mode; taken anew
+ * otherwise.  A use that conflicts with another use of the same handle
+ * waits for it, so the cache also excludes the process's own threads.
+ * flags: VMFS_DLM_NOQUEUE, VMFS_DLM_VALBLK (a PW/EX use may change
+ * lksb->lvb; it is written when the lock is released or demoted).
+ * lksb->mode is the mode of the use (the lock may be held stronger).
+ *
+ * vmfs_dlm_cache_put() ends the use; the lock stays granted and idle.
+ * When another host wants a conflicting mode, the library calls the
+ * flush function on an idle lock (or after its last put), then releases
+ * it or down-converts it to the strongest of PW, PR, CW that the held mode
+ * covers and the wanted mode allows (EX or PW held, PR wanted: PR).  The
+ * blocking callback is not called for cached locks; lost is (a lost lock,
+ * or every lock when the daemon is gone, leaves the cache unflushed: its
+ * data may be another host's already).  flush runs like a callback (never
+ * concurrently with one; no synchronous lock call); returning a negative
+ * value keeps the lock and retries later.
+ * Blocking events are only seen while someone reads the handle's events
+ * (vmfs_dlm_dispatch() or a synchronous call).  Never pass a cached lksb
+ * to vmfs_dlm_unlock() or vmfs_dlm_convert(). */
+struct vmfs_dlm_cache_stats {
+	uint64_t hits;			/* served with no message */
+	uint64_t misses;		/* new lock taken */
+	uint64_t converts;		/* cached lock converted up */
+	uint64_t releases_on_blocking;	/* released for another host */
+	uint64_t downconverts_on_blocking;	/* demoted for another host */
+	uint64_t drops;			/* released by cache_drop*() */
+	uint64_t flush_errors;		/* flush returned an error */
+	uint64_t lost;			/* cached locks lost */
+	uint64_t cached;		/* locks in the cache now */
+	uint64_t reserved[7];		/* zero; room for more without an ABI break */
+};
+
+int vmfs_dlm_cache_get(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
+		       unsigned flags, const char *tag, int timeout_ms,
+		       struct vmfs_dlm_lksb *lksb);
+int vmfs_dlm_cache_put(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb);
+void vmfs_dlm_cache_set_flush(vmfs_dlm_t *h,
+			      int (*flush)(void *ctx, const char *ls, const char *res,
+					   int held_mode, int wanted_mode),
+			      void *ctx);
+/* Release idle cached locks now (flush first, wanted_mode EX): 0,
+ * VMFS_DLM_ENOLOCK (not cached), -EBUSY (in use), or flush's error. */
+int vmfs_dlm_cache_drop(vmfs_dlm_t *h, const char *ls, const char *res);
+int vmfs_dlm_cache_drop_all(vmfs_dlm_t *h);
+int vmfs_dlm_cache_stats(vmfs_dlm_t *h, struct vmfs_dlm_cache_stats *st);
+
 const char *vmfs_dlm_strerror(int err);
 const char *vmfs_dlm_mode_name(int mode);
 int vmfs_dlm_mode_parse(const char *name);	/* -1 if unknown */

@@ -1,8 +1,9 @@
 /* test-lib-proto.c — libvmfsdlm against a fake vmfs-dlmd.
  *
- * A child process runs a small libqb IPC server that speaks dlm/ipc_proto.h
- * and answers according to the resource name of each LOCK request, so the
- * library's side of the protocol is exercised without corosync:
+ * A child process (fake-dlmd.c) runs a small libqb IPC server that speaks
+ * dlm/ipc_proto.h and answers according to the resource name of each LOCK
+ * request, so the library's side of the protocol is exercised without
+ * corosync:
  *
  *   grant     QUEUED, GRANTED                      plain success
  *   garbage   malformed events first, then GRANTED the library must drop them
@@ -27,46 +28,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <qb/qbipcs.h>
-#include <qb/qbloop.h>
-
 #include "vmfs/dlm.h"
-#include "dlm/ipc_proto.h"
+#include "fake-dlmd.h"
 
 /* --- fake daemon (child process) ---------------------------------------- */
 
-static qb_loop_t *srv_loop;
 static uint64_t srv_next_lkid = 100;
 static unsigned srv_unlocks;
 /* The LOCK waiting for a CANCEL ("queue" or "race"). */
 static uint32_t srv_wait_req;
 static uint64_t srv_wait_lkid;
 static int srv_wait_race;
-
-static void srv_event(qb_ipcs_connection_t *c, int id, uint32_t req_id, int err,
-		      uint64_t lkid, int mode, int reason, uint32_t nodeid)
-{
-	struct vmfs_ipc_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.hdr.id = id;
-	ev.hdr.size = sizeof(ev);
-	ev.req_id = req_id;
-	ev.err = err;
-	ev.lkid = lkid;
-	ev.epoch = lkid ? 1 : 0;
-	ev.mode = mode;
-	ev.reason = reason;
-	ev.lvb_valid = 1;
-	memset(ev.lvb, 0xab, sizeof(ev.lvb));
-	ev.nodeid = nodeid;
-	qb_ipcs_event_send(c, &ev, sizeof(ev));
-}
 
 /* Every way an event can be wrong that the library must survive. */
 static void srv_garbage(qb_ipcs_connection_t *c, uint32_t req_id)
@@ -89,12 +64,12 @@ static void srv_garbage(qb_ipcs_connection_t *c, uint32_t req_id)
 	memcpy(big, &ev, sizeof(ev));
 	qb_ipcs_event_send(c, big, sizeof(big));
 	/* Unknown event id. */
-	srv_event(c, 999, req_id, 0, 5, VMFS_DLM_EX, 0, 0);
+	fake_dlmd_event(c, 999, req_id, 0, 5, VMFS_DLM_EX, 0, 0);
 	/* GRANTED for a request nobody made, and with an impossible mode. */
-	srv_event(c, VMFS_IPC_EV_GRANTED, req_id + 1000, 0, 5, VMFS_DLM_EX, 0, 0);
-	srv_event(c, VMFS_IPC_EV_GRANTED, req_id, 0, 5, 99, 0, 0);
+	fake_dlmd_event(c, VMFS_IPC_EV_GRANTED, req_id + 1000, 0, 5, VMFS_DLM_EX, 0, 0);
+	fake_dlmd_event(c, VMFS_IPC_EV_GRANTED, req_id, 0, 5, 99, 0, 0);
 	/* DONE answering a LOCK (wrong kind of outcome). */
-	srv_event(c, VMFS_IPC_EV_DONE, req_id, 0, 5, 0, 0, 0);
+	fake_dlmd_event(c, VMFS_IPC_EV_DONE, req_id, 0, 5, 0, 0, 0);
 	/* RECOVER whose lockspace name is not terminated. */
 	memset(&ev, 0, sizeof(ev));
 	ev.hdr.id = VMFS_IPC_EV_RECOVER;
@@ -102,58 +77,35 @@ static void srv_garbage(qb_ipcs_connection_t *c, uint32_t req_id)
 	memset(ev.ls, 'x', sizeof(ev.ls));
 	qb_ipcs_event_send(c, &ev, sizeof(ev));
 	/* BLOCKING with an impossible mode. */
-	srv_event(c, VMFS_IPC_EV_BLOCKING, 0, 0, 5, -3, 0, 0);
-}
-
-static void srv_respond(qb_ipcs_connection_t *c, int id, int error, const char *text)
-{
-	struct vmfs_ipc_response resp;
-	struct iovec iov[2];
-	size_t len = text ? strlen(text) : 0;
-
-	memset(&resp, 0, sizeof(resp));
-	resp.hdr.id = id;
-	resp.hdr.error = error;
-	resp.hdr.size = (int32_t)(sizeof(resp) + len);
-	resp.nodeid = 7;
-	resp.client_id = 3;
-	snprintf(resp.name, sizeof(resp.name), "fakehost");
-	resp.len = (uint32_t)len;
-	iov[0].iov_base = &resp;
-	iov[0].iov_len = sizeof(resp);
-	iov[1].iov_base = (void *)text;
-	iov[1].iov_len = len;
-	qb_ipcs_response_sendv(c, iov, text ? 2 : 1);
+	fake_dlmd_event(c, VMFS_IPC_EV_BLOCKING, 0, 0, 5, -3, 0, 0);
 }
 
 static void srv_lock(qb_ipcs_connection_t *c, const struct vmfs_ipc_lock *l)
 {
 	uint64_t lkid = srv_next_lkid++;
 
-	srv_respond(c, l->hdr.id, 0, NULL);
+	fake_dlmd_respond(c, l->hdr.id, 0, NULL);
 	if (strcmp(l->res, "die") == 0) {
-		/* Hang up on the client as a crashing daemon would (but
-		 * let libqb remove its shared memory files). */
-		qb_ipcs_disconnect(c);
+		fake_dlmd_disconnect(c);
 		return;
 	}
 	if (strcmp(l->res, "refuse") == 0) {
-		srv_event(c, VMFS_IPC_EV_REFUSED, l->req_id, VMFS_DLM_EAGAIN, 0, 0, 0, 0);
+		fake_dlmd_event(c, VMFS_IPC_EV_REFUSED, l->req_id, VMFS_DLM_EAGAIN, 0, 0, 0, 0);
 		return;
 	}
 	if (strcmp(l->res, "garbage") == 0)
 		srv_garbage(c, l->req_id);
-	srv_event(c, VMFS_IPC_EV_QUEUED, l->req_id, 0, lkid, 0, 0, 0);
+	fake_dlmd_event(c, VMFS_IPC_EV_QUEUED, l->req_id, 0, lkid, 0, 0, 0);
 	if (strcmp(l->res, "queue") == 0 || strcmp(l->res, "race") == 0) {
 		srv_wait_req = l->req_id;
 		srv_wait_lkid = lkid;
 		srv_wait_race = strcmp(l->res, "race") == 0;
 		return;
 	}
-	srv_event(c, VMFS_IPC_EV_GRANTED, l->req_id, 0, lkid, (int)l->mode, 0, 0);
+	fake_dlmd_event(c, VMFS_IPC_EV_GRANTED, l->req_id, 0, lkid, (int)l->mode, 0, 0);
 	if (strcmp(l->res, "notify") == 0) {
-		srv_event(c, VMFS_IPC_EV_BLOCKING, 0, 0, lkid, VMFS_DLM_PR, 0, 0);
-		srv_event(c, VMFS_IPC_EV_LOST, 0, 0, lkid, 0, VMFS_DLM_LOST_TRANSFERRED, 0);
+		fake_dlmd_event(c, VMFS_IPC_EV_BLOCKING, 0, 0, lkid, VMFS_DLM_PR, 0, 0);
+		fake_dlmd_event(c, VMFS_IPC_EV_LOST, 0, 0, lkid, 0, VMFS_DLM_LOST_TRANSFERRED, 0);
 	}
 }
 
@@ -167,8 +119,8 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 
 	switch (hdr->id) {
 	case VMFS_IPC_HELLO:
-		srv_respond(c, hdr->id, 0, NULL);
-		srv_event(c, VMFS_IPC_EV_LEASE, 0, 0, 0, 0, 0, 1);
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_event(c, VMFS_IPC_EV_LEASE, 0, 0, 0, 0, 0, 1);
 		break;
 	case VMFS_IPC_LOCK:
 		srv_lock(c, data);
@@ -176,31 +128,31 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 	case VMFS_IPC_CONVERT: {
 		const struct vmfs_ipc_convert *cv = data;
 
-		srv_respond(c, hdr->id, 0, NULL);
-		srv_event(c, VMFS_IPC_EV_GRANTED, cv->req_id, 0, cv->lkid, (int)cv->mode, 0, 0);
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_event(c, VMFS_IPC_EV_GRANTED, cv->req_id, 0, cv->lkid, (int)cv->mode, 0, 0);
 		break;
 	}
 	case VMFS_IPC_UNLOCK:
 		srv_unlocks++;
-		srv_respond(c, hdr->id, 0, NULL);
-		srv_event(c, VMFS_IPC_EV_DONE, u->req_id, 0, u->lkid, 0, 0, 0);
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_event(c, VMFS_IPC_EV_DONE, u->req_id, 0, u->lkid, 0, 0, 0);
 		break;
 	case VMFS_IPC_CANCEL:
-		srv_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
 		if (u->lkid != srv_wait_lkid) {
-			srv_event(c, VMFS_IPC_EV_DONE, u->req_id, VMFS_DLM_ENOLOCK, 0, 0, 0, 0);
+			fake_dlmd_event(c, VMFS_IPC_EV_DONE, u->req_id, VMFS_DLM_ENOLOCK, 0, 0, 0, 0);
 		} else if (srv_wait_race) {
-			srv_event(c, VMFS_IPC_EV_GRANTED, srv_wait_req, 0, u->lkid, VMFS_DLM_EX, 0, 0);
-			srv_event(c, VMFS_IPC_EV_DONE, u->req_id, VMFS_DLM_ENOLOCK, 0, 0, 0, 0);
+			fake_dlmd_event(c, VMFS_IPC_EV_GRANTED, srv_wait_req, 0, u->lkid, VMFS_DLM_EX, 0, 0);
+			fake_dlmd_event(c, VMFS_IPC_EV_DONE, u->req_id, VMFS_DLM_ENOLOCK, 0, 0, 0, 0);
 		} else {
-			srv_event(c, VMFS_IPC_EV_DONE, u->req_id, 0, 0, 0, 0, 0);
-			srv_event(c, VMFS_IPC_EV_REFUSED, srv_wait_req, VMFS_DLM_ECANCELED, 0, 0, 0, 0);
+			fake_dlmd_event(c, VMFS_IPC_EV_DONE, u->req_id, 0, 0, 0, 0, 0);
+			fake_dlmd_event(c, VMFS_IPC_EV_REFUSED, srv_wait_req, VMFS_DLM_ECANCELED, 0, 0, 0, 0);
 		}
 		srv_wait_lkid = 0;
 		break;
 	case VMFS_IPC_TRANSFER:
-		srv_respond(c, hdr->id, 0, NULL);
-		srv_event(c, VMFS_IPC_EV_DONE, t->req_id,
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_event(c, VMFS_IPC_EV_DONE, t->req_id,
 			  t->from_epoch == 1 ? 0 : VMFS_DLM_ESTALE, 0, 0, 0, 0);
 		break;
 	case VMFS_IPC_QUERY:
@@ -208,80 +160,13 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 			snprintf(text, sizeof(text), "{\"unlocks\": %u}", srv_unlocks);
 		else
 			snprintf(text, sizeof(text), "{\"version\": 1}");
-		srv_respond(c, hdr->id, 0, text);
+		fake_dlmd_respond(c, hdr->id, 0, text);
 		break;
 	default:
-		srv_respond(c, hdr->id, -EINVAL, NULL);
+		fake_dlmd_respond(c, hdr->id, -EINVAL, NULL);
 		break;
 	}
 	return 0;
-}
-
-static int32_t srv_accept(qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
-{
-	return 0;
-}
-
-static int32_t srv_closed(qb_ipcs_connection_t *c)
-{
-	/* One client per run: when it goes, so do we. */
-	qb_loop_stop(srv_loop);
-	return 0;
-}
-
-static int32_t srv_job_add(enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
-{
-	return qb_loop_job_add(srv_loop, p, data, fn);
-}
-
-static int32_t srv_poll_add(enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
-			    qb_ipcs_dispatch_fn_t fn)
-{
-	return qb_loop_poll_add(srv_loop, p, fd, events, data, fn);
-}
-
-static int32_t srv_poll_mod(enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
-			    qb_ipcs_dispatch_fn_t fn)
-{
-	return qb_loop_poll_mod(srv_loop, p, fd, events, data, fn);
-}
-
-static int32_t srv_poll_del(int32_t fd)
-{
-	return qb_loop_poll_del(srv_loop, fd);
-}
-
-static void server_main(const char *name, int ready_fd)
-{
-	struct qb_ipcs_service_handlers sh = {
-		.connection_accept = srv_accept,
-		.msg_process = srv_msg,
-		.connection_closed = srv_closed,
-	};
-	struct qb_ipcs_poll_handlers ph = {
-		.job_add = srv_job_add,
-		.dispatch_add = srv_poll_add,
-		.dispatch_mod = srv_poll_mod,
-		.dispatch_del = srv_poll_del,
-	};
-	qb_ipcs_service_t *s;
-	char ok = 1;
-
-	srv_loop = qb_loop_create();
-	s = qb_ipcs_create(name, 0, QB_IPC_SHM, &sh);
-	if (!srv_loop || !s)
-		_exit(99);
-	qb_ipcs_enforce_buffer_size(s, VMFS_IPC_MAX_MSG);
-	qb_ipcs_poll_handlers_set(s, &ph);
-	if (qb_ipcs_run(s) != 0)
-		_exit(77);
-	if (write(ready_fd, &ok, 1) != 1)
-		_exit(99);
-	close(ready_fd);
-	alarm(60);	/* never outlive a hung test */
-	qb_loop_run(srv_loop);
-	qb_ipcs_destroy(s);
-	_exit(0);
 }
 
 /* --- the test (parent) -------------------------------------------------- */
@@ -533,36 +418,19 @@ static void run_tests(void)
 
 int main(void)
 {
-	char name[64];
-	int pipefd[2], status;
-	char ok;
 	pid_t srv;
+	int ret;
 
 	setvbuf(stderr, NULL, _IONBF, 0);
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(name, sizeof(name), "vmfs-test-lib-%d", (int)getpid());
-	if (pipe(pipefd) < 0)
-		return 99;
-	srv = fork();
-	if (srv < 0)
-		return 99;
-	if (srv == 0) {
-		close(pipefd[0]);
-		server_main(name, pipefd[1]);
-	}
-	close(pipefd[1]);
-	if (read(pipefd[0], &ok, 1) != 1) {
-		waitpid(srv, &status, 0);
-		fprintf(stderr, "fake daemon did not start\n");
-		return WIFEXITED(status) && WEXITSTATUS(status) == 77 ? 77 : 99;
-	}
-	close(pipefd[0]);
-	setenv("VMFS_DLM_IPC_NAME", name, 1);
+	ret = fake_dlmd_start("vmfs-test-lib", srv_msg, &srv);
+	if (ret)
+		return ret;
 
 	run_tests();
 
 	/* The server stops when its client is gone; alarm() bounds it. */
-	waitpid(srv, &status, 0);
+	fake_dlmd_wait(srv);
 	fprintf(stderr, "%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
 	return failures ? 1 : 0;
 }
