@@ -9,4 +9,9 @@
  * continue over more bytes. */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The two implementations behind crc32c(), for tests and benchmarks. */
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len);	/* = sw without SSE4.2 */
+int crc32c_hw_available(void);
+
 #endif
