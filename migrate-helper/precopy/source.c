@@ -1,0 +1,584 @@
+/* source.c — the sending half: handshake, pre-copy rounds, convergence,
+ * switchover and rollback.  See the state table in engine.c. */
+#include "config.h"
+#include "engine.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "io.h"
+
+#define PAGE VMFS_PRECOPY_PAGE_SIZE
+
+/* Switchover bookkeeping of one run. */
+struct src_run {
+	unsigned round;
+	bool paused;
+	bool handed_off;	/* switchover hook succeeded */
+	uint64_t round_bytes_total, round_ms_total;	/* for the bandwidth */
+	uint64_t active_start_ms, active_bytes;	/* for the bandwidth cap */
+	uint64_t last_sync_ms;
+};
+
+static int set_timeouts(int fd, unsigned ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	int one = 1, sndbuf = MIG_SOCK_BUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+		return -errno;
+	/* Control frames are small and answered at once; not a TCP socket
+	 * (a socketpair in tests) is fine too. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Keep little in flight: what sits in socket buffers is not yet on
+	 * the destination, so it is not counted by the bandwidth estimate and
+	 * would all have to drain while the VM is paused. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	return 0;
+}
+
+static int recv_expect(struct vmfs_precopy *m, uint16_t type, struct mig_hdr *h)
+{
+	int rc = mig_ctl_recv(m, h);
+
+	if (rc)
+		return rc;
+	if (h->type == MIG_ABORT) {
+		size_t n = h->length < MIG_REASON_MAX ? h->length : MIG_REASON_MAX;
+
+		mig_fail(m, VMFS_PRECOPY_EPEER, "destination: %.*s", (int)n,
+			 (const char *)m->buf + MIG_HDR_LEN);
+		return VMFS_PRECOPY_EPEER;
+	}
+	if (h->type != type)
+		return VMFS_PRECOPY_EPROTO;
+	return 0;
+}
+
+static int handshake(struct vmfs_precopy *m)
+{
+	uint8_t hello[8 + MIG_NONCE_LEN], nonce_d[MIG_NONCE_LEN];
+	const uint8_t *p = m->buf + MIG_HDR_LEN;
+	json_object *o = NULL, *regs;
+	struct mig_hdr h;
+	int rc;
+
+	if (getrandom(hello + 8, MIG_NONCE_LEN, 0) != MIG_NONCE_LEN)
+		return -EIO;
+	put_le32(hello, MIG_VERSION);
+	put_le32(hello + 4, MIG_VERSION);
+	rc = mig_ctl_send(m, MIG_HELLO, hello, sizeof(hello));
+	if (rc)
+		goto out;
+	rc = recv_expect(m, MIG_HELLO_ACK, &h);
+	if (rc)
+		goto out;
+	/* HELLO_ACK: le32 version, nonce_d, our nonce echoed (binds it to
+	 * this connection; it is signed with the psk). */
+	if (h.length != 4 + 2 * MIG_NONCE_LEN || get_le32(p) != MIG_VERSION ||
+	    memcmp(p + 4 + MIG_NONCE_LEN, hello + 8, MIG_NONCE_LEN)) {
+		rc = VMFS_PRECOPY_EPROTO;
+		goto out;
+	}
+	memcpy(nonce_d, p + 4, MIG_NONCE_LEN);
+	mig_derive_keys(m->psk, m->p.psk_len, hello + 8, nonce_d, m->tx.key, m->rx.key);
+	m->tx.keyed = m->rx.keyed = true;
+
+	o = json_object_new_object();
+	regs = json_object_new_array();
+	for (unsigned i = 0; i < m->nregions; i++) {
+		json_object *r = json_object_new_object();
+
+		json_object_object_add(r, "gpa", json_object_new_int64((int64_t)m->regions[i].gpa));
+		json_object_object_add(r, "size", json_object_new_int64((int64_t)m->regions[i].size));
+		json_object_array_add(regs, r);
+	}
+	json_object_object_add(o, "page_size", json_object_new_int(PAGE));
+	json_object_object_add(o, "regions", regs);
+	json_object_object_add(o, "vm", m->vm_info ? json_tokener_parse(m->vm_info) : NULL);
+	{
+		const char *txt = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		size_t len = strlen(txt);
+
+		if (len > 1024) {
+			rc = -E2BIG;
+			goto out;
+		}
+		rc = mig_ctl_send(m, MIG_SETUP, txt, len);
+		if (rc)
+			goto out;
+	}
+	rc = recv_expect(m, MIG_SETUP_ACK, &h);
+	if (rc)
+		goto out;
+	if (h.length < 4 || h.length > 4 + MIG_REASON_MAX) {
+		rc = VMFS_PRECOPY_EPROTO;
+		goto out;
+	}
+	if (get_le32(p) != 0) {
+		mig_fail(m, VMFS_PRECOPY_EREFUSED, "pre-flight: %.*s",
+			 (int)(h.length - 4), (const char *)p + 4);
+		rc = VMFS_PRECOPY_EREFUSED;
+	}
+out:
+	json_object_put(o);
+	return rc;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p;
+
+	for (unsigned i = 0; i < PAGE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Sleep so the active phase stays under max_bandwidth; wakes for cancel. */
+static void cap_bandwidth(struct vmfs_precopy *m, struct src_run *s)
+{
+	uint64_t due, now;
+
+	if (!m->p.max_bandwidth)
+		return;
+	due = s->active_start_ms + s->active_bytes * 1000 / m->p.max_bandwidth;
+	while ((now = now_mono_ms()) < due && !atomic_load(&m->cancel)) {
+		uint64_t ms = due - now > 50 ? 50 : due - now;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ms * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Send the frame mig_frame_build() left in m->buf. */
+static int send_built(struct vmfs_precopy *m, size_t flen)
+{
+	int rc = mig_write_full(m->tx.fd, m->buf, flen);
+
+	if (rc)
+		return mig_io_error(m, rc);
+	m->tx.seq++;
+	m->tx.bytes += flen;
+	mig_account(m, flen);
+	return 0;
+}
+
+/* Send one PAGES frame of `n` staged entries. */
+static int flush_batch(struct vmfs_precopy *m, struct src_run *s,
+		       const struct mig_page_entry *ents, unsigned n, unsigned normal,
+		       struct mig_round *r)
+{
+	uint8_t *payload = m->buf + MIG_HDR_LEN;
+	size_t elen = 8 + (size_t)n * MIG_PAGE_ENTRY_LEN, len, flen;
+	int rc;
+
+	if (!n)
+		return 0;
+	put_le32(payload, n);
+	put_le32(payload + 4, 0);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *e = payload + 8 + (size_t)i * MIG_PAGE_ENTRY_LEN;
+
+		put_le32(e, ents[i].region);
+		put_le32(e + 4, ents[i].flags);
+		put_le64(e + 8, ents[i].index);
+	}
+	memcpy(payload + elen, m->stage, (size_t)normal * PAGE);
+	len = elen + (size_t)normal * PAGE;
+	flen = mig_frame_build(m->buf, m->tx.key, sizeof(m->tx.key), MIG_PAGES,
+			       m->tx.seq, payload, len);
+	rc = send_built(m, flen);
+	if (rc)
+		return rc;
+	r->bytes += flen;
+	s->active_bytes += flen;
+	cap_bandwidth(m, s);
+	return 0;
+}
+
+/* Send every page whose bit is set, clearing the bits.  The page is copied
+ * into the stage buffer first so checksum and tag match what is sent even
+ * if the guest writes it meanwhile (that write re-dirties it). */
+static int send_dirty(struct vmfs_precopy *m, struct src_run *s, struct mig_round *r)
+{
+	struct mig_page_entry ents[MIG_BATCH_PAGES];
+	unsigned n = 0, normal = 0;
+	int rc = 0;
+
+	for (unsigned ri = 0; ri < m->nregions; ri++) {
+		struct mig_region *reg = &m->regions[ri];
+
+		for (uint64_t w = 0; w < (reg->pages + 63) / 64; w++) {
+			while (reg->dirty[w]) {
+				unsigned b = (unsigned)__builtin_ctzll(reg->dirty[w]);
+				uint64_t idx = w * 64 + b;
+				const uint8_t *src = reg->host + idx * PAGE;
+
+				reg->dirty[w] &= reg->dirty[w] - 1;
+				if (idx >= reg->pages)
+					break;
+				ents[n].region = ri;
+				ents[n].index = idx;
+				memcpy(m->stage + (size_t)normal * PAGE, src, PAGE);
+				if (page_is_zero(m->stage + (size_t)normal * PAGE)) {
+					ents[n].flags = MIG_PAGE_ZERO;
+					r->zero_pages++;
+				} else {
+					ents[n].flags = 0;
+					normal++;
+				}
+				r->pages++;
+				if (++n == MIG_BATCH_PAGES) {
+					rc = flush_batch(m, s, ents, n, normal, r);
+					if (rc)
+						return rc;
+					n = normal = 0;
+				}
+			}
+			if (atomic_load(&m->cancel))
+				return -ECANCELED;
+		}
+	}
+	return flush_batch(m, s, ents, n, normal, r);
+}
+
+/* Read and clear the dirty log into the to-send bitmaps; count the pages. */
+static int sync_dirty(struct vmfs_precopy *m, uint64_t *count)
+{
+	int rc;
+
+	*count = 0;
+	for (unsigned ri = 0; ri < m->nregions; ri++) {
+		struct mig_region *reg = &m->regions[ri];
+
+		rc = m->ops.log_sync(m->opaque, ri, reg->dirty);
+		if (rc)
+			return rc;
+		for (uint64_t w = 0; w < (reg->pages + 63) / 64; w++)
+			*count += (uint64_t)__builtin_popcountll(reg->dirty[w]);
+	}
+	return 0;
+}
+
+static int do_round(struct vmfs_precopy *m, struct src_run *s, uint64_t *dirty)
+{
+	struct mig_round r = { .round = s->round };
+	uint64_t t0 = now_mono_ms(), now;
+	uint8_t rp[4];
+	int rc;
+
+	put_le32(rp, s->round);
+	rc = mig_ctl_send(m, MIG_ROUND, rp, sizeof(rp));
+	if (rc)
+		return rc;
+	rc = send_dirty(m, s, &r);
+	if (rc)
+		return rc;
+	rc = sync_dirty(m, dirty);
+	if (rc)
+		return rc;
+	now = now_mono_ms();
+	r.ms = now - t0;
+	r.dirty_after = *dirty;
+	s->round_bytes_total += r.bytes;
+	s->round_ms_total += r.ms;
+	pthread_mutex_lock(&m->lock);
+	m->st.zero_pages += r.zero_pages;
+	m->st.normal_pages += r.pages - r.zero_pages;
+	m->st.remaining = *dirty * PAGE;
+	/* Cumulative effective throughput: conservative, includes scanning. */
+	m->st.bandwidth = s->round_bytes_total * 1000 /
+			  (s->round_ms_total ? s->round_ms_total : 1);
+	m->st.dirty_rate = *dirty * PAGE * 1000 /
+			   (now > s->last_sync_ms ? now - s->last_sync_ms : 1);
+	m->st.expected_downtime_ms = m->st.bandwidth ?
+		m->st.remaining * 1000 / m->st.bandwidth : 0;
+	pthread_mutex_unlock(&m->lock);
+	s->last_sync_ms = now;
+	rc = mig_push_round(m, &r);
+	mig_progress(m, s->round);
+	return rc;
+}
+
+static void set_guard(struct vmfs_precopy *m, const char *why)
+{
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->st.guard, sizeof(m->st.guard), "%s", why);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Pre-copy rounds until converged; 0 = switch over now. */
+static int precopy(struct vmfs_precopy *m, struct src_run *s)
+{
+	uint64_t dirty, best = UINT64_MAX, bw, remaining;
+	unsigned stalled = 0, throttle = 0;
+	int rc;
+
+	/* Round 1 sends everything: mark every page. */
+	for (unsigned ri = 0; ri < m->nregions; ri++) {
+		struct mig_region *reg = &m->regions[ri];
+
+		memset(reg->dirty, 0xff, (reg->pages + 63) / 64 * sizeof(uint64_t));
+	}
+	s->active_start_ms = s->last_sync_ms = now_mono_ms();
+	for (s->round = 1;; s->round++) {
+		rc = do_round(m, s, &dirty);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&m->lock);
+		bw = m->st.bandwidth;
+		remaining = m->st.remaining;
+		pthread_mutex_unlock(&m->lock);
+		if (remaining <= bw * m->p.downtime_ms / 1000)
+			return 0;
+		if (remaining < best) {
+			best = remaining;
+			stalled = 0;
+		} else {
+			stalled++;
+			if (m->p.auto_converge && m->ops.throttle && throttle < 90) {
+				throttle += 20;
+				if (throttle > 90)
+					throttle = 90;
+				if (m->ops.throttle(m->opaque, throttle) == 0) {
+					pthread_mutex_lock(&m->lock);
+					m->st.throttle = throttle;
+					pthread_mutex_unlock(&m->lock);
+					/* Give the throttle a chance before the
+					 * no-progress guard counts. */
+					stalled = 0;
+				}
+			}
+		}
+		if (s->round >= m->p.max_rounds)
+			set_guard(m, "max_rounds");
+		else if (m->p.max_time_ms &&
+			 now_mono_ms() - s->active_start_ms >= m->p.max_time_ms)
+			set_guard(m, "max_time");
+		else if (stalled >= m->p.no_progress_rounds)
+			set_guard(m, "no_progress");
+		else
+			continue;
+		if (m->p.force_switchover)
+			return 0;
+		mig_fail(m, VMFS_PRECOPY_ENOCONVERGE, "pre-copy, %s", m->st.guard);
+		return VMFS_PRECOPY_ENOCONVERGE;
+	}
+}
+
+/* VM paused: final pages, state, DONE; wait READY; hook; GO; wait the ack. */
+static int switchover(struct vmfs_precopy *m, struct src_run *s)
+{
+	struct mig_round r = { .round = s->round + 1 };
+	uint64_t t0, t1, t2, t3, dirty;
+	void *state = NULL;
+	size_t state_len = 0;
+	struct mig_hdr h;
+	int rc;
+
+	mig_set_status(m, VMFS_PRECOPY_DEVICE);
+	t0 = now_mono_ms();
+	rc = m->ops.pause(m->opaque);
+	if (rc) {
+		mig_fail(m, rc, "pause");
+		goto out;
+	}
+	s->paused = true;
+	pthread_mutex_lock(&m->lock);
+	m->st.pause_ms = t0;
+	pthread_mutex_unlock(&m->lock);
+	/* Whatever the guest dirtied since the last sync, plus what is left. */
+	rc = sync_dirty(m, &dirty);
+	if (rc)
+		goto out;
+	m->p.max_bandwidth = 0;		/* the cap does not apply while paused */
+	rc = send_dirty(m, s, &r);
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&m->lock);
+	m->st.zero_pages += r.zero_pages;
+	m->st.normal_pages += r.pages - r.zero_pages;
+	m->st.remaining = 0;
+	pthread_mutex_unlock(&m->lock);
+	t1 = now_mono_ms();
+	r.ms = t1 - t0;
+	rc = mig_push_round(m, &r);
+	if (rc)
+		goto out;
+
+	rc = m->ops.save_state(m->opaque, &state, &state_len);
+	if (rc) {
+		mig_fail(m, rc, "save vCPU/device state");
+		goto out;
+	}
+	if (state_len > MIG_MAX_PAYLOAD) {
+		rc = -E2BIG;
+		goto out;
+	}
+	{
+		size_t flen = mig_frame_build(m->buf, m->tx.key, sizeof(m->tx.key),
+					      MIG_STATE, m->tx.seq, state, state_len);
+
+		rc = send_built(m, flen);
+		if (rc)
+			goto out;
+	}
+	rc = mig_ctl_send(m, MIG_DONE, NULL, 0);
+	if (rc)
+		goto out;
+	rc = recv_expect(m, MIG_READY, &h);
+	if (rc)
+		goto out;
+	t2 = now_mono_ms();
+
+	if (atomic_load(&m->cancel)) {
+		rc = -ECANCELED;
+		goto out;
+	}
+	if (m->ops.switchover) {
+		rc = m->ops.switchover(m->opaque);
+		if (rc) {
+			mig_fail(m, VMFS_PRECOPY_EHANDOFF, "switchover hook (%d)", rc);
+			rc = VMFS_PRECOPY_EHANDOFF;
+			goto out;
+		}
+		s->handed_off = true;
+	}
+	t3 = now_mono_ms();
+
+	/* From GO on, cancel is ignored (invariant 4). */
+	pthread_mutex_lock(&m->lock);
+	if (atomic_load(&m->cancel))
+		rc = -ECANCELED;
+	else
+		atomic_store(&m->past_go, 1);
+	pthread_mutex_unlock(&m->lock);
+	if (rc)
+		goto out;
+	rc = mig_ctl_send(m, MIG_GO, NULL, 0);
+	if (rc)
+		goto out;
+	rc = recv_expect(m, MIG_RESUMED, &h);
+	if (rc)
+		goto out;
+	if (h.length != 8) {
+		rc = VMFS_PRECOPY_EPROTO;
+		goto out;
+	}
+	/* The ack: the point of no return. */
+	{
+		uint64_t now = now_mono_ms();
+
+		pthread_mutex_lock(&m->lock);
+		m->st.final_pages_ms = t1 - t0;
+		m->st.device_state_ms = t2 - t1;
+		m->st.handoff_ms = t3 - t2;
+		m->st.resume_ms = now - t3;
+		m->st.downtime_ms = now - t0;
+		m->st.peer_load_ms = get_le32(m->buf + MIG_HDR_LEN);
+		m->st.peer_resume_ms = get_le32(m->buf + MIG_HDR_LEN + 4);
+		pthread_mutex_unlock(&m->lock);
+	}
+out:
+	free(state);
+	return rc;
+}
+
+/* Undo everything the run changed on the source: invariant 2. */
+static void rollback(struct vmfs_precopy *m, struct src_run *s, int err)
+{
+	const char *why = vmfs_precopy_strerror(err);
+	int rc;
+
+	if (err != -ECONNRESET && err != -EPIPE && err != -ETIMEDOUT &&
+	    err != VMFS_PRECOPY_EPEER && atomic_load(&m->fd) >= 0) {
+		/* Best effort: tell the destination to discard.  A cancelled
+		 * socket is already shut down and this fails quietly. */
+		int tmp = mig_send(&m->tx, m->psk, m->p.psk_len, MIG_ABORT, why,
+				   strlen(why));
+		(void)tmp;
+	}
+	if (s->handed_off && m->ops.switchover_abort)
+		m->ops.switchover_abort(m->opaque);
+	if (s->paused) {
+		uint64_t t = now_mono_ms();
+
+		rc = m->ops.resume(m->opaque);
+		if (rc)
+			mig_fail(m, rc, "resume on the source after failure");
+		pthread_mutex_lock(&m->lock);
+		m->st.downtime_ms = now_mono_ms() - m->st.pause_ms;
+		m->st.resume_ms = now_mono_ms() - t;
+		pthread_mutex_unlock(&m->lock);
+	}
+}
+
+int mig_source_run(struct vmfs_precopy *m)
+{
+	struct src_run s = { 0 };
+	bool logging = false;
+	int rc;
+
+	mig_set_status(m, VMFS_PRECOPY_SETUP);
+	m->stage = malloc((size_t)MIG_BATCH_PAGES * PAGE);
+	if (!m->stage) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = set_timeouts(m->tx.fd, m->p.io_timeout_ms);
+	if (rc)
+		goto out;
+	rc = handshake(m);
+	if (rc)
+		goto out;
+	rc = m->ops.log_start(m->opaque);
+	if (rc) {
+		mig_fail(m, rc, "start dirty logging");
+		goto out;
+	}
+	logging = true;
+	/* Pages dirtied before logging started are sent in round 1 anyway. */
+	{
+		uint64_t ignored;
+
+		rc = sync_dirty(m, &ignored);
+		if (rc)
+			goto out;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.setup_done_ms = now_mono_ms();
+	pthread_mutex_unlock(&m->lock);
+	mig_set_status(m, VMFS_PRECOPY_ACTIVE);
+	rc = precopy(m, &s);
+	if (rc)
+		goto out;
+	rc = switchover(m, &s);
+out:
+	if (logging && m->ops.throttle && m->st.throttle)
+		(void)m->ops.throttle(m->opaque, 0);
+	if (rc) {
+		if (rc == -ECANCELED || atomic_load(&m->cancel)) {
+			rc = -ECANCELED;
+			mig_fail(m, rc, "migration");
+		} else {
+			mig_fail(m, rc, "migration");
+		}
+		rollback(m, &s, rc);
+	}
+	if (logging && m->ops.log_stop)
+		m->ops.log_stop(m->opaque);
+	mig_set_status(m, rc == 0 ? VMFS_PRECOPY_COMPLETED :
+		       rc == -ECANCELED ? VMFS_PRECOPY_CANCELLED : VMFS_PRECOPY_FAILED);
+	return rc;
+}

@@ -1,0 +1,161 @@
+/* stream.h — the migration stream: framing, checksum, authentication.
+ *
+ * Every frame on the wire is
+ *
+ *   header (24 bytes, little-endian)      payload (length bytes)   tag (32)
+ *   magic "VMFM" | version | type | length | seq | flags | crc32c
+ *
+ * crc32c covers the header (crc field zero) and the payload: it tells a
+ * corrupted frame (VMFS_PRECOPY_ECHECKSUM) from a forged one.  The tag is
+ * HMAC-SHA256 over header and payload under a per-direction session key:
+ *
+ *   k_s2d = HMAC(psk, "vmfs-precopy s2d" | nonce_src | nonce_dst)
+ *   k_d2s = HMAC(psk, "vmfs-precopy d2s" | nonce_src | nonce_dst)
+ *
+ * Both sides pick a fresh random 32-byte nonce per connection (HELLO,
+ * HELLO_ACK), so a frame recorded from another connection never verifies,
+ * and `seq` (in the header, so under the tag) counts frames per direction
+ * from 0, so a frame replayed or dropped within a connection is refused.
+ * HELLO itself is signed with the bare psk (it only carries a nonce).
+ *
+ * Frame types are numbered and only ever appended to.
+ */
+#ifndef VMFS_PRECOPY_STREAM_H
+#define VMFS_PRECOPY_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sha256.h"
+
+#define MIG_MAGIC 0x4d464d56u		/* "VMFM" read as little-endian */
+#define MIG_VERSION 1u
+#define MIG_HDR_LEN 24u
+#define MIG_TAG_LEN SHA256_LEN
+#define MIG_NONCE_LEN 32u
+#define MIG_MAX_PAYLOAD (4u << 20)	/* size cap, checked before reading */
+#define MIG_BATCH_PAGES 256u		/* pages per PAGES frame */
+#define MIG_REASON_MAX 512u
+#define MIG_SOCK_BUF (256 * 1024)	/* socket buffers (the kernel doubles it) */
+
+enum mig_type {
+	MIG_HELLO = 1,		/* S->D  le32 vmin, le32 vmax, nonce[32] */
+	MIG_HELLO_ACK = 2,	/* D->S  le32 version, nonce[32] */
+	MIG_SETUP = 3,		/* S->D  JSON: regions, page size, vm info */
+	MIG_SETUP_ACK = 4,	/* D->S  le32 status, reason text */
+	MIG_PAGES = 5,		/* S->D  page batch, see mig_pages_* */
+	MIG_STATE = 6,		/* S->D  vCPU/device state blob */
+	MIG_DONE = 7,		/* S->D  everything sent, VM paused */
+	MIG_READY = 8,		/* D->S  state loaded, ready to resume */
+	MIG_GO = 9,		/* S->D  switchover done, resume now */
+	MIG_RESUMED = 10,	/* D->S  le32 load_ms, le32 resume_ms: the ack */
+	MIG_ABORT = 11,		/* both  reason text */
+	MIG_ROUND = 12,		/* S->D  le32 round (informational) */
+	MIG_TYPE_MAX = 12,
+};
+
+struct mig_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t length;
+	uint32_t seq;
+	uint32_t flags;		/* reserved, zero */
+	uint32_t crc;
+};
+
+/* One direction of one connection. */
+struct mig_chan {
+	int fd;
+	uint8_t key[SHA256_LEN];	/* session key for this direction */
+	bool keyed;			/* false: HELLO phase, psk used */
+	uint32_t seq;			/* next sequence number */
+	uint64_t bytes;			/* bytes moved */
+};
+
+/* Page batch: le32 count, le32 zero, count x {le32 region, le32 flags,
+ * le64 index}, then 4096 bytes per entry without MIG_PAGE_ZERO. */
+#define MIG_PAGE_ZERO 1u
+#define MIG_PAGE_ENTRY_LEN 16u
+struct mig_page_entry {
+	uint32_t region;
+	uint32_t flags;
+	uint64_t index;
+};
+
+void mig_hdr_encode(uint8_t out[MIG_HDR_LEN], const struct mig_hdr *h);
+void mig_hdr_decode(struct mig_hdr *h, const uint8_t in[MIG_HDR_LEN]);
+/* Validate a received header before its payload is read. */
+int mig_hdr_check(const struct mig_hdr *h) __attribute__((warn_unused_result));
+
+void mig_derive_keys(const void *psk, size_t psk_len,
+		     const uint8_t nonce_src[MIG_NONCE_LEN],
+		     const uint8_t nonce_dst[MIG_NONCE_LEN],
+		     uint8_t k_s2d[SHA256_LEN], uint8_t k_d2s[SHA256_LEN]);
+
+/* Build a complete frame (header, payload, tag) into `out`, which holds
+ * MIG_HDR_LEN + len + MIG_TAG_LEN bytes; returns the frame length. */
+size_t mig_frame_build(uint8_t *out, const uint8_t *key, size_t key_len,
+		       uint16_t type, uint32_t seq, const void *payload, size_t len);
+/* Check a complete received frame: header, checksum, tag, expected seq.
+ * On success *h is the decoded header and the payload starts at
+ * frame + MIG_HDR_LEN. */
+int mig_frame_verify(const uint8_t *frame, size_t frame_len, const uint8_t *key,
+		     size_t key_len, uint32_t want_seq, struct mig_hdr *h)
+	__attribute__((warn_unused_result));
+
+/* write_full for the peer socket, without SIGPIPE. */
+int mig_write_full(int fd, const void *buf, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Blocking send/receive on a channel.  `buf` for receive holds
+ * MIG_HDR_LEN + MIG_MAX_PAYLOAD + MIG_TAG_LEN bytes. */
+int mig_send(struct mig_chan *c, const void *psk, size_t psk_len, uint16_t type,
+	     const void *payload, size_t len) __attribute__((warn_unused_result));
+int mig_recv(struct mig_chan *c, const void *psk, size_t psk_len, uint8_t *buf,
+	     struct mig_hdr *h) __attribute__((warn_unused_result));
+
+/* Decode and bounds-check a PAGES payload.  nregions/region_pages describe
+ * the registered RAM.  On success *count entries are in `ents` (room for
+ * MIG_BATCH_PAGES) and *data points at the first page's bytes. */
+int mig_pages_decode(const uint8_t *payload, size_t len, unsigned nregions,
+		     const uint64_t *region_pages, struct mig_page_entry *ents,
+		     unsigned *count, const uint8_t **data)
+	__attribute__((warn_unused_result));
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+#endif

@@ -1,0 +1,318 @@
+/* test-engine.c — libvmfs-precopy end to end in one process: a fake
+ * hypervisor (RAM buffer, a mutator thread that dirties pages and logs them
+ * like a dirty log would) migrates to a destination thread over a
+ * socketpair.  Checks: memory identical after a migration under load,
+ * and every failure before the ack (cancel, destination gone during
+ * pre-copy, state refused, switchover hook refused, guard) leaves the VM
+ * running on the source and the destination discarding. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmfs/precopy.h"
+
+#define PAGES 4096u
+#define PAGE 4096u
+
+static int failures;
+#define EXPECT(cond, ...) do { \
+	if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+		printf(__VA_ARGS__); printf("\n"); failures++; } \
+	} while (0)
+
+struct fake_vm {
+	uint8_t *ram;
+	_Atomic uint64_t dirty[PAGES / 64];
+	atomic_bool run, quit, parked;
+	atomic_int pauses, resumes;
+	unsigned pages_per_ms;
+	pthread_t mutator;
+	uint32_t gen;
+	/* destination side */
+	uint8_t *dst_ram;
+	int fail_load;
+	int dest_resumed;
+	int hook_rc;
+	int hook_calls, hook_aborts;
+	int kill_fd;			/* shut down when the state is loaded */
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void *mutator(void *p)
+{
+	struct fake_vm *vm = p;
+	uint32_t cursor = 0;
+
+	while (!atomic_load(&vm->quit)) {
+		if (!atomic_load(&vm->run)) {
+			atomic_store(&vm->parked, true);
+			sleep_ms(1);
+			continue;
+		}
+		atomic_store(&vm->parked, false);
+		for (unsigned i = 0; i < vm->pages_per_ms; i++) {
+			uint32_t *w = (uint32_t *)(void *)(vm->ram + (size_t)cursor * PAGE);
+
+			vm->gen++;
+			for (unsigned k = 0; k < PAGE / 4; k++)
+				w[k] = cursor ^ vm->gen ^ k;
+			/* Logged after the write, as a dirty log would be. */
+			atomic_fetch_or(&vm->dirty[cursor / 64], 1ull << (cursor % 64));
+			cursor = (cursor + 7) % (PAGES / 2);	/* upper half stays zero */
+		}
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+static int log_start(void *o) { (void)o; return 0; }
+static int log_sync(void *o, unsigned r, uint64_t *bm)
+{
+	struct fake_vm *vm = o;
+
+	(void)r;
+	for (unsigned w = 0; w < PAGES / 64; w++)
+		bm[w] |= atomic_exchange(&vm->dirty[w], 0);
+	return 0;
+}
+
+static int do_pause(void *o)
+{
+	struct fake_vm *vm = o;
+
+	atomic_store(&vm->run, false);
+	while (!atomic_load(&vm->parked))
+		sleep_ms(1);
+	atomic_fetch_add(&vm->pauses, 1);
+	return 0;
+}
+
+static int do_resume(void *o)
+{
+	struct fake_vm *vm = o;
+
+	atomic_fetch_add(&vm->resumes, 1);
+	atomic_store(&vm->run, true);
+	return 0;
+}
+
+static int save_state(void *o, void **buf, size_t *len)
+{
+	struct fake_vm *vm = o;
+
+	*buf = malloc(sizeof(vm->gen));
+	if (!*buf)
+		return -ENOMEM;
+	memcpy(*buf, &vm->gen, sizeof(vm->gen));
+	*len = sizeof(vm->gen);
+	return 0;
+}
+
+static int load_state(void *o, const void *buf, size_t len)
+{
+	struct fake_vm *vm = o;
+
+	if (vm->kill_fd >= 0)
+		shutdown(vm->kill_fd, SHUT_RDWR);	/* "destination died" */
+	if (vm->fail_load)
+		return -EINVAL;
+	return len == sizeof(uint32_t) ? 0 : -EINVAL;
+}
+
+static int dest_resume(void *o)
+{
+	((struct fake_vm *)o)->dest_resumed++;
+	return 0;
+}
+
+static int hook(void *o)
+{
+	struct fake_vm *vm = o;
+
+	vm->hook_calls++;
+	return vm->hook_rc;
+}
+
+static void hook_abort(void *o)
+{
+	((struct fake_vm *)o)->hook_aborts++;
+}
+
+static const struct vmfs_precopy_ops src_ops = {
+	.log_start = log_start, .log_sync = log_sync, .pause = do_pause,
+	.resume = do_resume, .save_state = save_state, .switchover = hook,
+	.switchover_abort = hook_abort,
+};
+static const struct vmfs_precopy_ops dst_ops = {
+	.load_state = load_state, .resume = dest_resume,
+};
+
+static const char psk[] = "a shared key of enough length";
+
+struct dest_arg {
+	struct fake_vm *vm;
+	int fd;
+	int rc;
+};
+
+static void *dest_main(void *p)
+{
+	struct dest_arg *a = p;
+	struct vmfs_precopy_params pr = { .psk = psk, .psk_len = sizeof(psk) - 1,
+					  .io_timeout_ms = 5000 };
+	struct vmfs_precopy *m;
+
+	a->rc = vmfs_precopy_new(&m, VMFS_PRECOPY_DEST, &pr, &dst_ops, a->vm);
+	if (a->rc)
+		return NULL;
+	a->rc = vmfs_precopy_add_region(m, 0, (uint64_t)PAGES * PAGE, a->vm->dst_ram);
+	if (!a->rc)
+		a->rc = vmfs_precopy_run(m, a->fd);
+	vmfs_precopy_free(m);
+	return NULL;
+}
+
+struct src_arg {
+	struct vmfs_precopy *m;
+	int fd;
+	int rc;
+};
+
+static void *src_main(void *p)
+{
+	struct src_arg *a = p;
+
+	a->rc = vmfs_precopy_run(a->m, a->fd);
+	return NULL;
+}
+
+enum fault { NONE, CANCEL, DEST_GONE, LOAD_FAILS, DEST_DIES_AT_LOAD, HOOK_REFUSES,
+	     GUARD_CANCEL, GUARD_FORCE };
+
+static int migrate(enum fault f, const char *name)
+{
+	struct fake_vm vm = { .pages_per_ms = 4, .kill_fd = -1 };
+	struct vmfs_precopy_params pr = { .psk = psk, .psk_len = sizeof(psk) - 1,
+					  .io_timeout_ms = 5000 };
+	struct dest_arg da = { .vm = &vm };
+	struct src_arg sa = { 0 };
+	pthread_t dt, st;
+	char *json = NULL;
+	int sv[2];
+
+	vm.ram = calloc(PAGES, PAGE);
+	vm.dst_ram = calloc(PAGES, PAGE);
+	if (!vm.ram || !vm.dst_ram || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		abort();
+	/* Stale data on the destination must be overwritten (zero pages too). */
+	memset(vm.dst_ram, 0x5a, (size_t)PAGES * PAGE);
+	atomic_store(&vm.run, true);
+	if (f == CANCEL || f == DEST_GONE)
+		pr.max_bandwidth = 8 << 20;	/* slow enough to act mid-way */
+	if (f == GUARD_CANCEL || f == GUARD_FORCE) {
+		vm.pages_per_ms = 64;		/* 256 MiB/s: cannot converge ... */
+		pr.downtime_ms = 1;		/* ... under a 1 ms target */
+		pr.max_rounds = 3;
+		pr.force_switchover = f == GUARD_FORCE;
+	}
+	vm.fail_load = f == LOAD_FAILS;
+	vm.hook_rc = f == HOOK_REFUSES ? -EPERM : 0;
+	if (f == DEST_DIES_AT_LOAD)
+		vm.kill_fd = sv[1];
+	pthread_create(&vm.mutator, NULL, mutator, &vm);
+	sleep_ms(20);
+	if (vmfs_precopy_new(&sa.m, VMFS_PRECOPY_SOURCE, &pr, &src_ops, &vm) ||
+	    vmfs_precopy_add_region(sa.m, 0, (uint64_t)PAGES * PAGE, vm.ram))
+		abort();
+	sa.fd = sv[0];
+	da.fd = sv[1];
+	pthread_create(&dt, NULL, dest_main, &da);
+	pthread_create(&st, NULL, src_main, &sa);
+	if (f == CANCEL || f == DEST_GONE) {
+		/* Wait until pre-copy really runs, then strike. */
+		for (int i = 0; i < 5000 && vmfs_precopy_status(sa.m) != VMFS_PRECOPY_ACTIVE; i++)
+			sleep_ms(1);
+		sleep_ms(100);
+		if (f == CANCEL)
+			vmfs_precopy_cancel(sa.m);
+		else
+			shutdown(sv[1], SHUT_RDWR);
+	}
+	pthread_join(st, NULL);
+	pthread_join(dt, NULL);
+	atomic_store(&vm.quit, true);
+	pthread_join(vm.mutator, NULL);
+	if (vmfs_precopy_stats_json(sa.m, &json))
+		abort();
+
+	if (f == NONE || f == GUARD_FORCE) {
+		EXPECT(sa.rc == 0 && da.rc == 0, "%s: source %d dest %d (%s)", name, sa.rc,
+		       da.rc, vmfs_precopy_last_error(sa.m));
+		EXPECT(!memcmp(vm.ram, vm.dst_ram, (size_t)PAGES * PAGE),
+		       "%s: destination memory differs", name);
+		EXPECT(vm.pauses == 1 && vm.resumes == 0 && vm.dest_resumed == 1,
+		       "%s: pauses %d resumes %d dest resumes %d", name, vm.pauses,
+		       vm.resumes, vm.dest_resumed);
+		EXPECT(vmfs_precopy_status(sa.m) == VMFS_PRECOPY_COMPLETED, "%s: status", name);
+		EXPECT(strstr(json, "\"status\":\"completed\"") && strstr(json, "\"per_round\":[{"),
+		       "%s: stats %s", name, json);
+		EXPECT(vm.hook_calls == 1 && vm.hook_aborts == 0, "%s: hook calls", name);
+	} else {
+		EXPECT(sa.rc < 0, "%s: source succeeded", name);
+		EXPECT(da.rc < 0, "%s: destination did not discard", name);
+		EXPECT(vm.dest_resumed == 0, "%s: destination resumed", name);
+		/* The VM runs on the source: never paused, or paused and resumed. */
+		EXPECT(vm.pauses == vm.resumes && atomic_load(&vm.run),
+		       "%s: VM not running on the source (pauses %d resumes %d)",
+		       name, vm.pauses, vm.resumes);
+		EXPECT(vmfs_precopy_status(sa.m) ==
+		       (f == CANCEL ? VMFS_PRECOPY_CANCELLED : VMFS_PRECOPY_FAILED),
+		       "%s: status %s", name, vmfs_precopy_status_name(vmfs_precopy_status(sa.m)));
+		EXPECT(vmfs_precopy_last_error(sa.m)[0], "%s: no error text", name);
+	}
+	if (f == HOOK_REFUSES)
+		EXPECT(sa.rc == VMFS_PRECOPY_EHANDOFF && vm.hook_aborts == 0, "%s: rc %d", name, sa.rc);
+	if (f == GUARD_CANCEL)
+		EXPECT(sa.rc == VMFS_PRECOPY_ENOCONVERGE && strstr(json, "\"guard\":\"max_rounds\""),
+		       "%s: rc %d %s", name, sa.rc, json);
+	printf("%s %-18s source: %s%s%s\n", failures ? "...." : "ok  ", name,
+	       vmfs_precopy_status_name(vmfs_precopy_status(sa.m)),
+	       sa.rc ? " - " : "", sa.rc ? vmfs_precopy_last_error(sa.m) : "");
+	if (f == NONE)
+		printf("     stats: %.400s...\n", json);
+	free(json);
+	vmfs_precopy_free(sa.m);
+	close(sv[0]);
+	close(sv[1]);
+	free(vm.ram);
+	free(vm.dst_ram);
+	return 0;
+}
+
+int main(void)
+{
+	migrate(NONE, "under-load");
+	migrate(CANCEL, "cancel");
+	migrate(DEST_GONE, "dest-gone-precopy");
+	migrate(LOAD_FAILS, "dest-refuses-state");
+	migrate(DEST_DIES_AT_LOAD, "dest-dies-at-load");
+	migrate(HOOK_REFUSES, "hook-refuses");
+	migrate(GUARD_CANCEL, "guard-cancel");
+	migrate(GUARD_FORCE, "guard-force");
+	return failures ? 1 : 0;
+}
