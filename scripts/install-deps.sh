@@ -6,7 +6,7 @@ PKGS="build-essential autoconf automake libtool pkg-config
  corosync libcpg-dev libquorum-dev libvotequorum-dev libcmap-dev libcorosync-common-dev
  libqb-dev libfuse3-dev fuse3 libaio-dev libjson-c-dev check
  iproute2 util-linux procps psmisc fio python3 linux-libc-dev
- clang libclang-rt-14-dev"
+ clang libclang-rt-14-dev qemu-system-x86"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
