@@ -1,0 +1,341 @@
+/* alloc.c — resource-group block allocator and meta-chunk slot allocator. */
+#include "config.h"
+#include "alloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int64_t alloc_rg_of(const struct vol *v, uint64_t b)
+{
+	if (b < v->sb.rg_start || b >= v->sb.nblocks)
+		return -1;
+	return (int64_t)((b - v->sb.rg_start) / v->sb.rg_blocks);
+}
+
+static int rg_load(struct vol *v, uint32_t i, struct mbuf **mbp, struct vmfs_rg *rg)
+{
+	uint64_t addr = vmfs_rg_addr(&v->sb, i);
+	int rc = mc_get(v, addr, VMFS_T_RG, mbp);
+
+	if (rc)
+		return rc;
+	rc = vmfs_rg_decode((*mbp)->data, addr, v->sb.uuid, rg);
+	if (!rc && (rg->index != i || rg->first_block != vmfs_rg_first_block(&v->sb, i)))
+		rc = VMFS_EBADFIELD;
+	if (rc)
+		vol_report_bad(v, VMFS_T_RG, addr, rc);
+	return rc;
+}
+
+static void rg_store(struct vol *v, struct mbuf *mb, const struct vmfs_rg *rg)
+{
+	vmfs_rg_encode(rg, mb->data);
+	mc_dirty(v, mb);
+}
+
+int alloc_init(struct vol *v)
+{
+	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	int rc = 0;
+
+	if (!rg)
+		return -ENOMEM;
+	v->free_blocks = 0;
+	for (uint32_t i = 0; i < v->sb.nrgs; i++) {
+		struct mbuf *mb;
+
+		rc = rg_load(v, i, &mb, rg);
+		if (rc)
+			goto out;
+		v->free_blocks += rg->free_blocks;
+	}
+	v->rg_pref = v->slot >= 0 ? (uint32_t)((uint64_t)v->slot * v->sb.nrgs / v->sb.max_hosts) : 0;
+	v->chunk_hint = 0;
+out:
+	free(rg);
+	return rc;
+}
+
+static bool pending(const struct vol *v, uint64_t b)
+{
+	for (size_t i = 0; i < v->npfree; i++)
+		if (b >= v->pfree[i].start && b < v->pfree[i].start + v->pfree[i].len)
+			return true;
+	return false;
+}
+
+/* Take a run inside RG i beginning at index first; returns blocks taken. */
+static uint32_t take_run(struct vol *v, struct vmfs_rg *rg, uint32_t first, uint32_t want,
+			 unsigned state)
+{
+	uint32_t n = 0;
+
+	while (first + n < rg->nblocks && n < want &&
+	       vmfs_rg_get(rg, first + n) == VMFS_B_FREE &&
+	       !pending(v, rg->first_block + first + n)) {
+		vmfs_rg_set(rg, first + n, state);
+		n++;
+	}
+	rg->free_blocks -= n;
+	return n;
+}
+
+int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
+		 uint64_t *start, uint32_t *got)
+{
+	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	int64_t grg = goal ? alloc_rg_of(v, goal) : -1;
+	uint32_t first_rg = grg >= 0 ? (uint32_t)grg : v->rg_pref;
+	int rc = -ENOSPC;
+
+	if (!rg)
+		return -ENOMEM;
+	if (want == 0)
+		want = 1;
+	for (uint32_t k = 0; k < v->sb.nrgs; k++) {
+		uint32_t i = (first_rg + k) % v->sb.nrgs;
+		struct mbuf *mb;
+		uint32_t n = 0, j = 0;
+
+		rc = rg_load(v, i, &mb, rg);
+		if (rc)
+			goto out;
+		rc = -ENOSPC;
+		if (rg->free_blocks == 0)
+			continue;
+		/* The goal first: it keeps a growing file contiguous. */
+		if (k == 0 && grg >= 0) {
+			j = (uint32_t)(goal - rg->first_block);
+			n = take_run(v, rg, j, want, state);
+		}
+		if (n == 0)
+			for (j = 0; j < rg->nblocks; j++)
+				if (vmfs_rg_get(rg, j) == VMFS_B_FREE &&
+				    !pending(v, rg->first_block + j)) {
+					n = take_run(v, rg, j, want, state);
+					break;
+				}
+		if (n == 0)
+			continue;
+		rg_store(v, mb, rg);
+		v->free_blocks -= n;
+		*start = rg->first_block + j;
+		*got = n;
+		rc = 0;
+		break;
+	}
+out:
+	free(rg);
+	return rc;
+}
+
+int free_blocks(struct vol *v, uint64_t start, uint32_t len)
+{
+	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	int rc = 0;
+
+	if (!rg)
+		return -ENOMEM;
+	while (len > 0) {
+		int64_t i = alloc_rg_of(v, start);
+		struct mbuf *mb;
+		uint32_t j, n;
+
+		if (i < 0) {
+			rc = VMFS_EBADFIELD;
+			goto out;
+		}
+		rc = rg_load(v, (uint32_t)i, &mb, rg);
+		if (rc)
+			goto out;
+		j = (uint32_t)(start - rg->first_block);
+		for (n = 0; n < len && j + n < rg->nblocks; n++) {
+			if (vmfs_rg_get(rg, j + n) != VMFS_B_DATA) {
+				log_err("freeing block %llu which is not allocated data",
+					(unsigned long long)(start + n));
+				rc = VMFS_EBADFIELD;
+				goto out;
+			}
+			vmfs_rg_set(rg, j + n, VMFS_B_FREE);
+		}
+		rg->free_blocks += n;
+		rg_store(v, mb, rg);
+		v->free_blocks += n;
+		if (v->mode == VOL_MOUNT) {
+			if (v->npfree == v->pfree_cap) {
+				size_t cap = v->pfree_cap ? v->pfree_cap * 2 : 64;
+				void *p = realloc(v->pfree, cap * sizeof(*v->pfree));
+
+				if (!p) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				v->pfree = p;
+				v->pfree_cap = cap;
+			}
+			v->pfree[v->npfree].start = start;
+			v->pfree[v->npfree].len = n;
+			v->npfree++;
+		}
+		start += n;
+		len -= n;
+	}
+out:
+	free(rg);
+	return rc;
+}
+
+static int chunk_load(struct vol *v, uint64_t b, struct mbuf **mbp, struct vmfs_chunk *c)
+{
+	uint64_t addr = b * v->mpb;
+	int rc = mc_get(v, addr, VMFS_T_CHUNK, mbp);
+
+	if (rc)
+		return rc;
+	rc = vmfs_chunk_decode((*mbp)->data, addr, v->sb.uuid, c);
+	if (!rc && (c->block != b || c->nslots != v->mpb))
+		rc = VMFS_EBADFIELD;
+	if (rc)
+		vol_report_bad(v, VMFS_T_CHUNK, addr, rc);
+	return rc;
+}
+
+int chunk_init(struct vol *v, uint64_t b, uint32_t rg, uint32_t extra_used)
+{
+	struct vmfs_chunk *c = calloc(1, sizeof(*c));
+	struct mbuf *mb;
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = mc_new(v, b * v->mpb, &mb);
+	if (rc)
+		goto out;
+	vmfs_hdr_init(&c->h, VMFS_T_CHUNK, b * v->mpb, v->sb.uuid);
+	c->block = b;
+	c->nslots = v->mpb;
+	c->rg = rg;
+	for (uint32_t s = 0; s <= extra_used; s++)
+		c->bitmap[s / 8] |= (uint8_t)(1u << (s % 8));
+	c->free_slots = v->mpb - 1 - extra_used;
+	vmfs_chunk_encode(c, mb->data);
+	mc_dirty(v, mb);
+out:
+	free(c);
+	return rc;
+}
+
+static int chunk_take(struct vol *v, uint64_t b, uint64_t *addr)
+{
+	struct vmfs_chunk *c = malloc(sizeof(*c));
+	struct mbuf *mb;
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = chunk_load(v, b, &mb, c);
+	if (rc)
+		goto out;
+	rc = -ENOSPC;
+	if (c->free_slots == 0)
+		goto out;
+	for (uint32_t s = 1; s < c->nslots; s++) {
+		if (c->bitmap[s / 8] & (1u << (s % 8)))
+			continue;
+		c->bitmap[s / 8] |= (uint8_t)(1u << (s % 8));
+		c->free_slots--;
+		vmfs_chunk_encode(c, mb->data);
+		mc_dirty(v, mb);
+		*addr = b * v->mpb + s;
+		rc = 0;
+		break;
+	}
+	if (rc)	/* count said free but bitmap is full: header is inconsistent */
+		rc = VMFS_EBADFIELD;
+out:
+	free(c);
+	return rc;
+}
+
+int alloc_mblk(struct vol *v, uint64_t *addr)
+{
+	struct vmfs_rg *rg = NULL;
+	uint64_t b;
+	uint32_t got;
+	int rc;
+
+	if (v->chunk_hint) {
+		rc = chunk_take(v, v->chunk_hint, addr);
+		if (rc != -ENOSPC)
+			return rc;
+		v->chunk_hint = 0;
+	}
+	/* Look for room in the chunks of the preferred group. */
+	rg = malloc(sizeof(*rg));
+	if (!rg)
+		return -ENOMEM;
+	{
+		struct mbuf *mb;
+		uint64_t addr_rg = vmfs_rg_addr(&v->sb, v->rg_pref);
+
+		rc = mc_get(v, addr_rg, VMFS_T_RG, &mb);
+		if (!rc)
+			rc = vmfs_rg_decode(mb->data, addr_rg, v->sb.uuid, rg);
+		if (rc)
+			goto out;
+		for (uint32_t j = 0; j < rg->nblocks; j++) {
+			if (vmfs_rg_get(rg, j) != VMFS_B_META)
+				continue;
+			rc = chunk_take(v, rg->first_block + j, addr);
+			if (rc == 0) {
+				v->chunk_hint = rg->first_block + j;
+				goto out;
+			}
+			if (rc != -ENOSPC)
+				goto out;
+		}
+	}
+	rc = alloc_blocks(v, 0, 1, VMFS_B_META, &b, &got);
+	if (rc)
+		goto out;
+	rc = chunk_init(v, b, (uint32_t)alloc_rg_of(v, b), 0);
+	if (rc)
+		goto out;
+	v->chunk_hint = b;
+	rc = chunk_take(v, b, addr);
+out:
+	free(rg);
+	return rc;
+}
+
+int free_mblk(struct vol *v, uint64_t addr)
+{
+	struct vmfs_chunk *c = malloc(sizeof(*c));
+	uint64_t b = addr / v->mpb;
+	uint32_t s = (uint32_t)(addr % v->mpb);
+	struct mbuf *mb;
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = chunk_load(v, b, &mb, c);
+	if (rc)
+		goto out;
+	if (s == 0 || !(c->bitmap[s / 8] & (1u << (s % 8)))) {
+		log_err("freeing mblk %llu which is not allocated", (unsigned long long)addr);
+		rc = VMFS_EBADFIELD;
+		goto out;
+	}
+	c->bitmap[s / 8] &= (uint8_t)~(1u << (s % 8));
+	c->free_slots++;
+	vmfs_chunk_encode(c, mb->data);
+	mc_dirty(v, mb);
+	if (!v->chunk_hint)
+		v->chunk_hint = b;
+out:
+	free(c);
+	return rc;
+}

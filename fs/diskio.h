@@ -1,0 +1,57 @@
+/* diskio.h — access to the shared disk.
+ *
+ * Two backends behind one interface: the mount opens the disk O_DIRECT and
+ * drives it with libaio (one io_context, one reaper thread); the offline
+ * tools (mkfs, fsck) use plain pread/pwrite.  Buffers for the aio backend
+ * must come from diskio_alloc() (4096-aligned), and offsets and lengths must
+ * be multiples of 4096.
+ *
+ * Buffer ownership after a timeout: if a batch does not complete within the
+ * I/O timeout and io_cancel() fails, the requests still belong to the kernel
+ * and may land (or fill the buffers) at any later time.  diskio_batch() then
+ * returns -ETIMEDOUT and the buffers of that batch belong to the kernel for
+ * good: the caller must neither free nor reuse them (they are leaked on
+ * purpose; the batch bookkeeping is freed by the reaper when the kernel
+ * finally completes).  The device is marked failed: every later I/O returns
+ * -EIO, because a write that lands late may overwrite newer data.
+ */
+#ifndef VMFS_FS_DISKIO_H
+#define VMFS_FS_DISKIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct diskio;
+
+struct diskio_req {
+	void *buf;		/* 4096-aligned for the aio backend */
+	size_t len;
+	uint64_t off;
+	bool write;
+};
+
+enum diskio_mode {
+	DISKIO_SYNC,		/* pread/pwrite, page cache; offline tools */
+	DISKIO_AIO_DIRECT,	/* O_DIRECT + libaio; the mount */
+};
+
+int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct diskio **out)
+	__attribute__((warn_unused_result));
+void diskio_close(struct diskio *d);
+uint64_t diskio_size(const struct diskio *d);
+int diskio_fd(const struct diskio *d);
+/* I/O timeout for the aio backend, milliseconds (default 60000). */
+void diskio_set_timeout(struct diskio *d, unsigned ms);
+void *diskio_alloc(size_t len);
+/* Perform every request; 0 when all moved fully, else the first error. */
+int diskio_batch(struct diskio *d, struct diskio_req *reqs, int n)
+	__attribute__((warn_unused_result));
+int diskio_pread(struct diskio *d, void *buf, size_t len, uint64_t off)
+	__attribute__((warn_unused_result));
+int diskio_pwrite(struct diskio *d, const void *buf, size_t len, uint64_t off)
+	__attribute__((warn_unused_result));
+/* Make completed writes durable (fdatasync: a cache flush on a device). */
+int diskio_sync(struct diskio *d) __attribute__((warn_unused_result));
+
+#endif

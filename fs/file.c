@@ -1,0 +1,612 @@
+/* file.c — regular-file data: read, write, truncate, fallocate, seek.
+ * See file.h for the locking contract and the data invariants. */
+#include "config.h"
+#include "file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "inode.h"
+#include "log.h"
+
+#define PG 4096u
+#define RUP(x) (((x) + PG - 1) & ~(uint64_t)(PG - 1))
+#define RDN(x) ((x) & ~(uint64_t)(PG - 1))
+
+static void free_io_buf(void *buf, int rc)
+{
+	if (rc != -ETIMEDOUT)	/* else the kernel may still use it (diskio.h) */
+		free(buf);
+}
+
+/* Write len bytes of data (NULL = zeros) at byte boff of block pblk,
+ * reading back the partial first/last 4 KiB pages. */
+static int blk_write_partial(struct vol *v, uint64_t pblk, uint64_t boff, const void *data,
+			     size_t len)
+{
+	uint64_t base = pblk * v->bsize, a0 = RDN(boff), a1 = RUP(boff + len);
+	struct diskio_req r[2];
+	int nr = 0, rc;
+	uint8_t *buf = diskio_alloc(a1 - a0);
+
+	if (!buf)
+		return -ENOMEM;
+	if (boff != a0)
+		r[nr++] = (struct diskio_req){ buf, PG, base + a0, false };
+	if (boff + len != a1 && (a1 - PG != a0 || boff == a0))
+		r[nr++] = (struct diskio_req){ buf + (a1 - a0 - PG), PG, base + a1 - PG, false };
+	rc = diskio_batch(v->dio, r, nr);
+	if (rc)
+		goto out;
+	if (data)
+		memcpy(buf + (boff - a0), data, len);
+	else
+		memset(buf + (boff - a0), 0, len);
+	r[0] = (struct diskio_req){ buf, a1 - a0, base + a0, true };
+	rc = diskio_batch(v->dio, r, 1);
+out:
+	free_io_buf(buf, rc);
+	return rc;
+}
+
+/* Write a whole block: zeros except data at boff. */
+static int blk_write_full(struct vol *v, uint64_t pblk, uint64_t boff, const void *data, size_t len)
+{
+	struct diskio_req r;
+	uint8_t *buf = diskio_alloc(v->bsize);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	memset(buf, 0, v->bsize);
+	if (data && len)
+		memcpy(buf + boff, data, len);
+	r = (struct diskio_req){ buf, v->bsize, pblk * v->bsize, true };
+	rc = diskio_batch(v->dio, &r, 1);
+	free_io_buf(buf, rc);
+	return rc;
+}
+
+static int load_reg(struct vol *v, uint64_t ino, struct vmfs_inode *in)
+{
+	int rc = vol_inode_get(v, ino, in);
+
+	if (rc)
+		return vmfs_errno(rc);
+	if (S_ISDIR(in->mode))
+		return -EISDIR;
+	if (!S_ISREG(in->mode))
+		return -EINVAL;
+	return 0;
+}
+
+int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out, size_t *len,
+	      void **to_free)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct xmap m = { 0 };
+	struct diskio_req *reqs = NULL;
+	uint8_t *buf = NULL;
+	uint64_t a0, a1, pos;
+	int nr = 0, rc;
+
+	*len = 0;
+	*to_free = NULL;
+	if (!in)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->mu);
+	rc = load_reg(v, ino, in);
+	if (rc || off >= in->size) {
+		pthread_mutex_unlock(&v->mu);
+		goto out;
+	}
+	if (size > in->size - off)
+		size = (size_t)(in->size - off);
+	if (in->iflags & VMFS_IF_INLINE) {
+		buf = malloc(size ? size : 1);
+		if (buf)
+			memcpy(buf, in->area + off, size);
+		pthread_mutex_unlock(&v->mu);
+		if (!buf) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		*to_free = buf;
+		*out = (char *)buf;
+		*len = size;
+		buf = NULL;
+		goto out;
+	}
+	rc = vmfs_errno(xmap_load(v, in, &m));
+	pthread_mutex_unlock(&v->mu);
+	if (rc)
+		goto out;
+	a0 = RDN(off);
+	a1 = RUP(off + size);
+	buf = diskio_alloc(a1 - a0);
+	reqs = calloc(m.n + 2, sizeof(*reqs));
+	if (!buf || !reqs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (pos = a0; pos < a1;) {
+		uint32_t next;
+		int i = xmap_find(&m, (uint32_t)(pos / v->bsize), &next);
+		uint64_t end;
+
+		if (i < 0) {	/* hole up to the next extent */
+			end = next < m.n ? (uint64_t)m.e[next].lblk * v->bsize : a1;
+			end = end < a1 ? end : a1;
+			memset(buf + (pos - a0), 0, end - pos);
+		} else {
+			const struct vmfs_extent *e = &m.e[i];
+
+			end = (uint64_t)(e->lblk + e->len) * v->bsize;
+			end = end < a1 ? end : a1;
+			if (e->flags & VMFS_EXT_UNWRITTEN)
+				memset(buf + (pos - a0), 0, end - pos);
+			else
+				reqs[nr++] = (struct diskio_req){
+					buf + (pos - a0), end - pos,
+					(uint64_t)e->pblk * v->bsize + (pos - (uint64_t)e->lblk * v->bsize),
+					false };
+		}
+		pos = end;
+	}
+	rc = diskio_batch(v->dio, reqs, nr);
+	if (rc)
+		goto out;
+	*to_free = buf;
+	*out = (char *)buf + (off - a0);
+	*len = size;
+	buf = NULL;
+out:
+	free_io_buf(buf, rc);
+	free(reqs);
+	xmap_release(&m);
+	free(in);
+	return rc;
+}
+
+static void touch_mtime(struct vmfs_inode *in)
+{
+	in->mtime_ns = in->ctime_ns = (int64_t)now_ns();
+	in->mode &= ~(uint32_t)S_ISUID;	/* a write drops set-user-ID */
+}
+
+int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct xmap m = { 0 };
+	struct diskio_req *reqs = NULL;
+	uint8_t *buf = NULL;
+	int nr = 0, rc;
+
+	if (!in)
+		return -ENOMEM;
+	if (off % PG || size % PG || size == 0) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	pthread_mutex_lock(&v->mu);
+	rc = load_reg(v, ino, in);
+	if (!rc && ((in->iflags & VMFS_IF_INLINE) || off + size > in->size || v->error))
+		rc = -EAGAIN;
+	if (!rc)
+		rc = vmfs_errno(xmap_load(v, in, &m));
+	pthread_mutex_unlock(&v->mu);
+	if (rc)
+		goto out;
+	buf = diskio_alloc(size);
+	reqs = calloc(m.n + 1, sizeof(*reqs));
+	if (!buf || !reqs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(buf, data, size);
+	for (uint64_t pos = off; pos < off + size;) {
+		int i = xmap_find(&m, (uint32_t)(pos / v->bsize), NULL);
+		const struct vmfs_extent *e;
+		uint64_t end;
+
+		if (i < 0 || (m.e[i].flags & VMFS_EXT_UNWRITTEN)) {
+			rc = -EAGAIN;
+			goto out;
+		}
+		e = &m.e[i];
+		end = (uint64_t)(e->lblk + e->len) * v->bsize;
+		end = end < off + size ? end : off + size;
+		reqs[nr++] = (struct diskio_req){ buf + (pos - off), end - pos,
+			(uint64_t)e->pblk * v->bsize + (pos - (uint64_t)e->lblk * v->bsize), true };
+		pos = end;
+	}
+	rc = diskio_batch(v->dio, reqs, nr);
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&v->mu);
+	rc = vol_inode_get(v, ino, in);
+	if (!rc) {
+		touch_mtime(in);
+		rc = vol_inode_put(v, in);
+	}
+	pthread_mutex_unlock(&v->mu);
+	rc = vmfs_errno(rc);
+out:
+	free_io_buf(buf, rc);
+	free(reqs);
+	xmap_release(&m);
+	free(in);
+	return rc;
+}
+
+/* Move inline data into block 0 and switch the inode to an extent map. */
+static int inline_to_extents(struct vol *v, struct vmfs_inode *in, struct xmap *m)
+{
+	uint8_t save[VMFS_INO_AREA_SIZE];
+	uint64_t pb;
+	uint32_t got;
+	int rc;
+
+	memcpy(save, in->area, sizeof(save));
+	memset(in->area, 0, sizeof(in->area));
+	in->iflags &= ~VMFS_IF_INLINE;
+	m->n = 0;
+	if (in->size == 0)
+		return 0;
+	rc = alloc_blocks(v, 0, 1, VMFS_B_DATA, &pb, &got);
+	if (rc)
+		return rc;
+	rc = blk_write_full(v, pb, 0, save, (size_t)in->size);
+	if (!rc)
+		rc = xmap_insert(m, 0, (uint32_t)pb, 1, 0);
+	return rc;
+}
+
+/* Slow write path; vol.mu held. */
+static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *data, size_t size,
+			uint64_t off)
+{
+	struct xmap m = { 0 };
+	uint64_t end = off + size;
+	int rc;
+
+	if (end > VMFS_MAX_VOLUME || end < off)
+		return -EFBIG;
+	if (in->iflags & VMFS_IF_INLINE) {
+		if (end <= VMFS_INO_AREA_SIZE) {
+			memcpy(in->area + off, data, size);
+			if (end > in->size)
+				in->size = end;
+			return 0;
+		}
+		rc = inline_to_extents(v, in, &m);
+	} else {
+		rc = xmap_load(v, in, &m);
+	}
+	for (uint64_t pos = off; !rc && pos < end;) {
+		uint32_t lb = (uint32_t)(pos / v->bsize), next;
+		uint64_t boff = pos % v->bsize, n = v->bsize - boff;
+		int i = xmap_find(&m, lb, &next);
+
+		if (n > end - pos)
+			n = end - pos;
+		if (i >= 0 && !(m.e[i].flags & VMFS_EXT_UNWRITTEN)) {
+			uint64_t pb = m.e[i].pblk + (lb - m.e[i].lblk);
+
+			rc = blk_write_partial(v, pb, boff, data + (pos - off), (size_t)n);
+		} else if (i >= 0) {	/* unwritten: write it whole, then mark written */
+			uint64_t pb = m.e[i].pblk + (lb - m.e[i].lblk);
+
+			rc = blk_write_full(v, pb, boff, data + (pos - off), (size_t)n);
+			if (!rc)
+				rc = xmap_set_flags(&m, lb, 0);
+		} else {		/* hole: allocate next to the previous block */
+			uint64_t goal = 0, pb;
+			uint32_t got;
+
+			if (next > 0) {
+				const struct vmfs_extent *p = &m.e[next - 1];
+
+				goal = (uint64_t)p->pblk + p->len + (lb - (p->lblk + p->len));
+				if (goal >= v->sb.nblocks)
+					goal = 0;
+			}
+			if (m.n >= VMFS_XMAP_MAX) {
+				rc = -EFBIG;
+				break;
+			}
+			rc = alloc_blocks(v, goal, 1, VMFS_B_DATA, &pb, &got);
+			if (!rc)
+				rc = blk_write_full(v, pb, boff, data + (pos - off), (size_t)n);
+			if (!rc)
+				rc = xmap_insert(&m, lb, (uint32_t)pb, 1, 0);
+		}
+		pos += n;
+	}
+	/* Even after an error, store what was mapped so blocks are not lost. */
+	if (!(in->iflags & VMFS_IF_INLINE)) {
+		int rc2 = xmap_store(v, in, &m);
+
+		rc = rc ? rc : rc2;
+	}
+	if (!rc && end > in->size)
+		in->size = end;
+	xmap_release(&m);
+	return rc;
+}
+
+int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->mu);
+	rc = v->error ? v->error : load_reg(v, ino, in);
+	if (!rc) {
+		rc = write_locked(v, in, data, size, off);
+		touch_mtime(in);
+		{
+			int rc2 = vol_inode_put(v, in);
+
+			rc = rc ? rc : rc2;
+		}
+		if (!rc)
+			rc = vol_maybe_commit(v);
+	}
+	pthread_mutex_unlock(&v->mu);
+	free(in);
+	return vmfs_errno(rc);
+}
+
+/* Zero [from, block end) of the block holding byte from, if written. */
+static int zero_tail(struct vol *v, const struct xmap *m, uint64_t from, uint64_t to)
+{
+	uint32_t lb = (uint32_t)(from / v->bsize);
+	int i = xmap_find(m, lb, NULL);
+	uint64_t boff = from % v->bsize, lim = (uint64_t)(lb + 1) * v->bsize;
+
+	if (i < 0 || (m->e[i].flags & VMFS_EXT_UNWRITTEN) || (boff == 0 && to >= lim))
+		return 0;
+	if (to > lim)
+		to = lim;
+	if (to <= from)
+		return 0;
+	return blk_write_partial(v, m->e[i].pblk + (lb - m->e[i].lblk), boff, NULL,
+				 (size_t)(to - from));
+}
+
+int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct xmap m = { 0 };
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
+	if (size > VMFS_MAX_VOLUME) {
+		free(in);
+		return -EFBIG;
+	}
+	pthread_mutex_lock(&v->mu);
+	rc = v->error ? v->error : load_reg(v, ino, in);
+	if (rc)
+		goto out;
+	if (in->iflags & VMFS_IF_INLINE) {
+		if (size <= VMFS_INO_AREA_SIZE) {
+			if (size < in->size)
+				memset(in->area + size, 0, (size_t)(in->size - size));
+			in->size = size;
+			goto store;
+		}
+		rc = inline_to_extents(v, in, &m);
+	} else {
+		rc = xmap_load(v, in, &m);
+	}
+	if (rc)
+		goto out;
+	if (size < in->size) {
+		uint64_t keep = (size + v->bsize - 1) / v->bsize;
+
+		rc = xmap_punch(v, &m, (uint32_t)keep, UINT32_MAX);
+		if (!rc && size % v->bsize)
+			rc = zero_tail(v, &m, size, (uint64_t)keep * v->bsize);
+		if (rc)
+			goto out;
+	}
+	rc = xmap_store(v, in, &m);
+	if (rc)
+		goto out;
+	in->size = size;
+	if (size == 0 && m.n == 0) {	/* empty again: back to inline */
+		memset(in->area, 0, sizeof(in->area));
+		in->iflags |= VMFS_IF_INLINE;
+	}
+store:
+	touch_mtime(in);
+	rc = vol_inode_put(v, in);
+	if (!rc)
+		rc = vol_maybe_commit(v);
+out:
+	pthread_mutex_unlock(&v->mu);
+	xmap_release(&m);
+	free(in);
+	return vmfs_errno(rc);
+}
+
+static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t end)
+{
+	uint64_t B = v->bsize, b0 = (off + B - 1) / B, b1 = end / B;
+	int rc = 0;
+
+	if (b1 > b0) {
+		rc = xmap_punch(v, m, (uint32_t)b0, b1 - b0);
+		if (rc)
+			return rc;
+	}
+	/* partial edges: zero the bytes, keep the blocks */
+	if (off / B == (end - 1) / B)
+		return zero_tail(v, m, off, end);
+	if (off % B)
+		rc = zero_tail(v, m, off, (off / B + 1) * B);
+	if (!rc && end % B)
+		rc = zero_tail(v, m, b1 * B, end);
+	return rc;
+}
+
+int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct xmap m = { 0 };
+	uint64_t end = off + len;
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+		free(in);
+		return -EOPNOTSUPP;
+	}
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) {
+		free(in);
+		return -EINVAL;
+	}
+	if (end > VMFS_MAX_VOLUME || end < off) {
+		free(in);
+		return -EFBIG;
+	}
+	pthread_mutex_lock(&v->mu);
+	rc = v->error ? v->error : load_reg(v, ino, in);
+	if (rc)
+		goto out;
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		if (end > in->size)
+			end = in->size;
+		if (end <= off)
+			goto store;
+		if (in->iflags & VMFS_IF_INLINE) {
+			memset(in->area + off, 0, (size_t)(end - off));
+			goto store;
+		}
+		rc = xmap_load(v, in, &m);
+		if (!rc)
+			rc = punch_locked(v, &m, off, end);
+		if (!rc)
+			rc = xmap_store(v, in, &m);
+		goto store;
+	}
+	if (in->iflags & VMFS_IF_INLINE) {
+		if (end <= VMFS_INO_AREA_SIZE)
+			goto size;
+		rc = inline_to_extents(v, in, &m);
+	} else {
+		rc = xmap_load(v, in, &m);
+	}
+	for (uint64_t lb = off / v->bsize; !rc && lb < (end + v->bsize - 1) / v->bsize;) {
+		uint32_t next, got;
+		uint64_t pb, want, hole_end;
+		int i = xmap_find(&m, (uint32_t)lb, &next);
+
+		if (i >= 0) {
+			lb = (uint64_t)m.e[i].lblk + m.e[i].len;
+			continue;
+		}
+		hole_end = next < m.n ? m.e[next].lblk : UINT32_MAX;
+		want = ((end + v->bsize - 1) / v->bsize < hole_end ?
+			(end + v->bsize - 1) / v->bsize : hole_end) - lb;
+		if (m.n >= VMFS_XMAP_MAX) {
+			rc = -EFBIG;
+			break;
+		}
+		rc = alloc_blocks(v, 0, want > 65536 ? 65536 : (uint32_t)want, VMFS_B_DATA, &pb, &got);
+		if (!rc)
+			rc = xmap_insert(&m, (uint32_t)lb, (uint32_t)pb, got, VMFS_EXT_UNWRITTEN);
+		lb += got;
+	}
+	{
+		int rc2 = xmap_store(v, in, &m);
+
+		rc = rc ? rc : rc2;
+	}
+size:
+	if (!rc && !(mode & FALLOC_FL_KEEP_SIZE) && end > in->size)
+		in->size = end;
+store:
+	if (!rc) {
+		in->ctime_ns = (int64_t)now_ns();
+		if (mode & FALLOC_FL_PUNCH_HOLE)
+			in->mtime_ns = in->ctime_ns;
+		rc = vol_inode_put(v, in);
+	}
+	if (!rc)
+		rc = vol_maybe_commit(v);
+out:
+	pthread_mutex_unlock(&v->mu);
+	xmap_release(&m);
+	free(in);
+	return vmfs_errno(rc);
+}
+
+int file_seek(struct vol *v, uint64_t ino, uint64_t off, int whence, uint64_t *res)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct xmap m = { 0 };
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->mu);
+	rc = load_reg(v, ino, in);
+	if (!rc && off >= in->size)
+		rc = -ENXIO;
+	if (!rc && !(in->iflags & VMFS_IF_INLINE))
+		rc = vmfs_errno(xmap_load(v, in, &m));
+	pthread_mutex_unlock(&v->mu);
+	if (rc)
+		goto out;
+	if (in->iflags & VMFS_IF_INLINE) {
+		*res = whence == SEEK_DATA ? off : in->size;
+		goto out;
+	}
+	if (whence == SEEK_DATA) {
+		uint32_t next;
+		int i = xmap_find(&m, (uint32_t)(off / v->bsize), &next);
+
+		if (i >= 0 && !(m.e[i].flags & VMFS_EXT_UNWRITTEN)) {
+			*res = off;
+			goto out;
+		}
+		if (i >= 0)
+			next = (uint32_t)i + 1;
+		while (next < m.n && (m.e[next].flags & VMFS_EXT_UNWRITTEN))
+			next++;
+		if (next >= m.n || (uint64_t)m.e[next].lblk * v->bsize >= in->size)
+			rc = -ENXIO;
+		else
+			*res = (uint64_t)m.e[next].lblk * v->bsize;
+	} else {
+		uint64_t pos = off;
+
+		for (;;) {
+			int i = xmap_find(&m, (uint32_t)(pos / v->bsize), NULL);
+
+			if (i < 0 || (m.e[i].flags & VMFS_EXT_UNWRITTEN))
+				break;
+			pos = (uint64_t)(m.e[i].lblk + m.e[i].len) * v->bsize;
+			if (pos >= in->size)
+				break;
+		}
+		*res = pos < in->size ? pos : in->size;
+	}
+out:
+	xmap_release(&m);
+	free(in);
+	return rc;
+}

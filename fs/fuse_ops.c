@@ -1,0 +1,1335 @@
+/* fuse_ops.c — FUSE low-level operations over the vmfs volume.
+ *
+ * Every handler replies exactly once.  Metadata handlers run under vol.mu
+ * (the single-host metadata lock, see vol.h); data handlers hold the
+ * vnode's rwlock and let file.c take vol.mu around metadata.  Cluster
+ * locks (locking.h) are taken first, before vol.mu.  Permission checks are
+ * the kernel's (mount option default_permissions).
+ */
+#include "config.h"
+#include "fuse_ops.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "dir.h"
+#include "file.h"
+#include "inode.h"
+#include "log.h"
+
+#define VT_SIZE 4096
+
+static struct fsctx *ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static uint64_t to_disk(struct fsctx *c, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? c->v->sb.root_ino : (uint64_t)ino;
+}
+
+static fuse_ino_t to_fuse(struct fsctx *c, uint64_t ino)
+{
+	return ino == c->v->sb.root_ino ? FUSE_ROOT_ID : (fuse_ino_t)ino;
+}
+
+/* ---- vnode table ---- */
+
+static struct vnode *vnode_find_locked(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn = c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
+
+	while (vn && vn->ino != ino)
+		vn = vn->next;
+	return vn;
+}
+
+/* Find or create, adding lookups/opens.  NULL on allocation failure. */
+static struct vnode *vnode_get(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+{
+	struct vnode *vn;
+
+	pthread_mutex_lock(&c->vmu);
+	vn = vnode_find_locked(c, ino);
+	if (!vn) {
+		size_t h = (ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize;
+
+		vn = calloc(1, sizeof(*vn));
+		if (vn) {
+			vn->ino = ino;
+			pthread_rwlock_init(&vn->rw, NULL);
+			vn->next = c->vt[h];
+			c->vt[h] = vn;
+		}
+	}
+	if (vn) {
+		vn->nlookup += lookups;
+		vn->nopen += opens;
+	}
+	pthread_mutex_unlock(&c->vmu);
+	return vn;
+}
+
+/* Drop lookups/opens; when the vnode is unused and the inode unlinked,
+ * free the inode.  Called without vol.mu. */
+static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+{
+	struct vnode *vn, **pp;
+	bool gone = false;
+
+	pthread_mutex_lock(&c->v->mu);
+	pthread_mutex_lock(&c->vmu);
+	vn = vnode_find_locked(c, ino);
+	if (vn) {
+		vn->nlookup -= lookups < vn->nlookup ? lookups : vn->nlookup;
+		vn->nopen -= opens < vn->nopen ? opens : vn->nopen;
+		if (vn->nlookup == 0 && vn->nopen == 0) {
+			pp = &c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
+			while (*pp != vn)
+				pp = &(*pp)->next;
+			*pp = vn->next;
+			pthread_rwlock_destroy(&vn->rw);
+			free(vn);
+			gone = true;
+		}
+	}
+	pthread_mutex_unlock(&c->vmu);
+	if (gone && !c->v->error) {
+		struct vmfs_inode *in = malloc(sizeof(*in));
+
+		if (in && !vol_inode_get(c->v, ino, in) && in->nlink == 0) {
+			int rc = inode_free(c->v, ino);
+
+			if (!rc)
+				rc = orphan_del(c->v, ino);
+			if (rc)
+				log_err("freeing unlinked inode %llu: %s", (unsigned long long)ino,
+					vmfs_strerror(rc));
+		}
+		free(in);
+	}
+	pthread_mutex_unlock(&c->v->mu);
+}
+
+/* The vnode of an open file (it exists until the last release). */
+static struct vnode *vnode_open_find(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn;
+
+	pthread_mutex_lock(&c->vmu);
+	vn = vnode_find_locked(c, ino);
+	pthread_mutex_unlock(&c->vmu);
+	return vn;
+}
+
+static bool vnode_in_use(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn;
+	bool r;
+
+	pthread_mutex_lock(&c->vmu);
+	vn = vnode_find_locked(c, ino);
+	r = vn && (vn->nlookup || vn->nopen);
+	pthread_mutex_unlock(&c->vmu);
+	return r;
+}
+
+/* ---- attributes ---- */
+
+static void fill_stat(struct fsctx *c, const struct vmfs_inode *in, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = to_fuse(c, in->h.self);
+	st->st_mode = in->mode;
+	st->st_nlink = in->nlink;
+	st->st_uid = in->uid;
+	st->st_gid = in->gid;
+	st->st_size = (off_t)in->size;
+	st->st_blksize = S_ISREG(in->mode) ? (blksize_t)c->v->bsize : VMFS_MBLK;
+	if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE))
+		st->st_blocks = (blkcnt_t)(in->nblocks * (c->v->bsize / 512));
+	else
+		st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
+	st->st_atim.tv_sec = in->atime_ns / 1000000000;
+	st->st_atim.tv_nsec = in->atime_ns % 1000000000;
+	st->st_mtim.tv_sec = in->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = in->mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = in->ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = in->ctime_ns % 1000000000;
+}
+
+static void fill_entry(struct fsctx *c, const struct vmfs_inode *in, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = to_fuse(c, in->h.self);
+	e->generation = in->igen;
+	e->attr_timeout = c->timeout;
+	e->entry_timeout = c->timeout;
+	fill_stat(c, in, &e->attr);
+}
+
+/* Count a lookup while vol.mu is still held, so an unlink cannot free the
+ * inode between the directory lookup and the reply. */
+static int count_lookup(struct fsctx *c, int rc, uint64_t ino, uint32_t opens)
+{
+	if (!rc && !vnode_get(c, ino, 1, opens))
+		rc = -ENOMEM;
+	return rc;
+}
+
+/* Reply with an entry already counted by count_lookup, or with the error. */
+static void reply_entry_or_err(fuse_req_t req, struct fsctx *c, int rc, const struct vmfs_inode *in)
+{
+	struct fuse_entry_param e;
+
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+		return;
+	}
+	fill_entry(c, in, &e);
+	if (fuse_reply_entry(req, &e) == -ENOENT)	/* interrupted: undo the count */
+		vnode_put(c, in->h.self, 1, 0);
+}
+
+static int get_dir(struct vol *v, uint64_t ino, struct vmfs_inode *in)
+{
+	int rc = vol_inode_get(v, ino, in);
+
+	if (!rc && !S_ISDIR(in->mode))
+		rc = -ENOTDIR;
+	return rc;
+}
+
+/* ---- lookup / forget / getattr / setattr ---- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	uint64_t ino;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = get_dir(c->v, to_disk(c, parent), in);
+	if (!rc)
+		rc = dir_lookup(c->v, in, name, &ino, NULL);
+	if (!rc)
+		rc = vol_inode_get(c->v, ino, in);
+	rc = count_lookup(c, rc, ino, 0);
+	pthread_mutex_unlock(&c->v->mu);
+	reply_entry_or_err(req, c, rc, in);
+	free(in);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fsctx *c = ctx_of(req);
+
+	vnode_put(c, to_disk(c, ino), nlookup, 0);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	struct fsctx *c = ctx_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		vnode_put(c, to_disk(c, f[i].ino), f[i].nlookup, 0);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct stat st;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	pthread_mutex_unlock(&c->v->mu);
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+	} else {
+		fill_stat(c, in, &st);
+		fuse_reply_attr(req, &st, c->timeout);
+	}
+	free(in);
+}
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct stat st;
+	int rc = 0;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct vnode *vn = vnode_get(c, ino, 0, 1);
+
+		if (!vn) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		pthread_rwlock_wrlock(&vn->rw);
+		rc = file_truncate(c->v, ino, (uint64_t)attr->st_size);
+		pthread_rwlock_unlock(&vn->rw);
+		vnode_put(c, ino, 0, 1);
+		if (rc)
+			goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, ino, in);
+	if (!rc && (to_set & ~FUSE_SET_ATTR_SIZE)) {
+		int64_t now = (int64_t)now_ns();
+
+		if (to_set & FUSE_SET_ATTR_MODE)
+			in->mode = (in->mode & S_IFMT) | (attr->st_mode & 07777);
+		if (to_set & FUSE_SET_ATTR_UID)
+			in->uid = attr->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			in->gid = attr->st_gid;
+		if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !S_ISDIR(in->mode))
+			in->mode &= ~(uint32_t)(S_ISUID | S_ISGID);	/* chown drops setid */
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			in->atime_ns = now;
+		else if (to_set & FUSE_SET_ATTR_ATIME)
+			in->atime_ns = ts_ns(&attr->st_atim);
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			in->mtime_ns = now;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			in->mtime_ns = ts_ns(&attr->st_mtim);
+		in->ctime_ns = (to_set & FUSE_SET_ATTR_CTIME) ? ts_ns(&attr->st_ctim) : now;
+		rc = vol_inode_put(c->v, in);
+	}
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+	} else {
+		fill_stat(c, in, &st);
+		fuse_reply_attr(req, &st, c->timeout);
+	}
+	free(in);
+}
+
+/* ---- creation ---- */
+
+static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const char *name,
+		     mode_t mode, const char *link, struct vmfs_inode *out, uint32_t opens)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	struct vmfs_inode *dir = malloc(sizeof(*dir));
+	uint32_t gid = fc->gid;
+	uint64_t dummy;
+	int rc;
+
+	if (!dir)
+		return -ENOMEM;
+	if (strlen(name) > VMFS_NAME_MAX) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	if (link && strlen(link) > VMFS_SYMLINK_MAX) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->error;
+	if (!rc)
+		rc = get_dir(c->v, parent, dir);
+	if (!rc && dir->nlink == 0)
+		rc = -ENOENT;	/* parent was removed */
+	if (!rc) {
+		rc = dir_lookup(c->v, dir, name, &dummy, NULL);
+		rc = rc == 0 ? -EEXIST : rc == -ENOENT ? 0 : rc;
+	}
+	if (rc)
+		goto unlock;
+	if (dir->mode & S_ISGID) {	/* BSD group semantics for setgid dirs */
+		gid = dir->gid;
+		if (S_ISDIR(mode))
+			mode |= S_ISGID;
+	}
+	rc = inode_alloc(c->v, mode, fc->uid, gid, parent, out);
+	if (rc)
+		goto unlock;
+	if (link) {
+		memcpy(out->area, link, strlen(link));
+		out->size = strlen(link);
+		out->iflags = 0;
+		rc = vol_inode_put(c->v, out);
+		if (rc)
+			goto unlock;
+	}
+	rc = dir_add(c->v, dir, name, out->h.self, inode_dtype(mode));
+	if (!rc && S_ISDIR(mode)) {
+		dir->nlink++;
+		rc = vol_inode_put(c->v, dir);
+	}
+	if (!rc)
+		rc = vol_maybe_commit(c->v);
+	rc = count_lookup(c, rc, out->h.self, opens);
+unlock:
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	free(dir);
+	return rc;
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode))
+		rc = -EOPNOTSUPP;	/* device nodes: no rdev field in format 1.0 */
+	else
+		rc = do_create(c, req, to_disk(c, parent), name, mode, NULL, in, 0);
+	reply_entry_or_err(req, c, rc, in);
+	free(in);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = do_create(c, req, to_disk(c, parent), name, S_IFDIR | (mode & 07777), NULL, in, 0);
+	reply_entry_or_err(req, c, rc, in);
+	free(in);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = do_create(c, req, to_disk(c, parent), name, S_IFLNK | 0777, link, in, 0);
+	reply_entry_or_err(req, c, rc, in);
+	free(in);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	char buf[VMFS_SYMLINK_MAX + 1];
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	pthread_mutex_unlock(&c->v->mu);
+	if (!rc && !S_ISLNK(in->mode))
+		rc = -EINVAL;
+	if (!rc && in->size > VMFS_SYMLINK_MAX)
+		rc = VMFS_EBADFIELD;
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+	} else {
+		memcpy(buf, in->area, (size_t)in->size);
+		buf[in->size] = '\0';
+		fuse_reply_readlink(req, buf);
+	}
+	free(in);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const char *newname)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in)), *dir = malloc(sizeof(*dir));
+	uint64_t ino = to_disk(c, fino), dummy;
+	int rc;
+
+	if (!in || !dir) {
+		free(in);
+		free(dir);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->error;
+	if (!rc)
+		rc = vol_inode_get(c->v, ino, in);
+	if (!rc && S_ISDIR(in->mode))
+		rc = -EPERM;
+	if (!rc && in->nlink == 0)
+		rc = -ENOENT;
+	if (!rc && in->nlink >= 65000)
+		rc = -EMLINK;
+	if (!rc)
+		rc = get_dir(c->v, to_disk(c, newparent), dir);
+	if (!rc) {
+		rc = dir_lookup(c->v, dir, newname, &dummy, NULL);
+		rc = rc == 0 ? -EEXIST : rc == -ENOENT ? 0 : rc;
+	}
+	if (!rc)
+		rc = dir_add(c->v, dir, newname, ino, inode_dtype(in->mode));
+	if (!rc) {
+		in->nlink++;
+		in->ctime_ns = (int64_t)now_ns();
+		rc = vol_inode_put(c->v, in);
+	}
+	if (!rc)
+		rc = vol_maybe_commit(c->v);
+	rc = count_lookup(c, rc, ino, 0);
+	pthread_mutex_unlock(&c->v->mu);
+	reply_entry_or_err(req, c, rc, in);
+	free(in);
+	free(dir);
+}
+
+/* ---- removal ---- */
+
+/* Drop one link of child; list it as an orphan at nlink 0 (it is freed at
+ * the last forget/release, or at the next mount after a crash). */
+static int drop_link(struct fsctx *c, struct vmfs_inode *child)
+{
+	int rc;
+
+	if (S_ISDIR(child->mode))
+		child->nlink = 0;
+	else if (child->nlink)
+		child->nlink--;
+	child->ctime_ns = (int64_t)now_ns();
+	rc = vol_inode_put(c->v, child);
+	if (rc || child->nlink)
+		return rc;
+	if (vnode_in_use(c, child->h.self))
+		return orphan_add(c->v, child->h.self);
+	return inode_free(c->v, child->h.self);
+}
+
+static int dir_is_empty(const struct vmfs_inode *dir)
+{
+	struct vmfs_dirinfo di;
+
+	vmfs_dirinfo_decode(dir->area, &di);
+	return di.nentries == 0;
+}
+
+static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool isdir)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *dir = malloc(sizeof(*dir)), *ch = malloc(sizeof(*ch));
+	uint64_t ino;
+	int rc;
+
+	if (!dir || !ch) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->error;
+	if (!rc)
+		rc = get_dir(c->v, to_disk(c, parent), dir);
+	if (!rc)
+		rc = dir_lookup(c->v, dir, name, &ino, NULL);
+	if (!rc)
+		rc = vol_inode_get(c->v, ino, ch);
+	if (!rc && isdir && !S_ISDIR(ch->mode))
+		rc = -ENOTDIR;
+	if (!rc && !isdir && S_ISDIR(ch->mode))
+		rc = -EISDIR;
+	if (!rc && isdir && !dir_is_empty(ch))
+		rc = -ENOTEMPTY;
+	if (!rc)
+		rc = dir_remove(c->v, dir, name);
+	if (!rc && isdir) {
+		dir->nlink--;
+		rc = vol_inode_put(c->v, dir);
+	}
+	if (!rc)
+		rc = drop_link(c, ch);
+	if (!rc)
+		rc = vol_maybe_commit(c->v);
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	fuse_reply_err(req, -vmfs_errno(rc));
+	free(dir);
+	free(ch);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, false);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, true);
+}
+
+/* Is anc an ancestor of (or equal to) ino?  Walks parent pointers. */
+static int is_ancestor(struct vol *v, uint64_t anc, uint64_t ino, struct vmfs_inode *tmp)
+{
+	for (int depth = 0; depth < 4096; depth++) {
+		int rc;
+
+		if (ino == anc)
+			return 1;
+		if (ino == v->sb.root_ino)
+			return 0;
+		rc = vol_inode_get(v, ino, tmp);
+		if (rc)
+			return rc;
+		ino = tmp->parent;
+	}
+	return VMFS_EBADFIELD;	/* a parent loop */
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse_ino_t fnewparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vol *v = c->v;
+	uint64_t parent = to_disk(c, fparent), newparent = to_disk(c, fnewparent), sino, dino = 0;
+	struct vmfs_inode *src = malloc(sizeof(*src)), *dst = malloc(sizeof(*dst));
+	struct vmfs_inode *dir = malloc(sizeof(*dir)), *tmp = malloc(sizeof(*tmp));
+	bool sdir;
+	int rc;
+
+	if (!src || !dst || !dir || !tmp) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (flags & ~RENAME_NOREPLACE) {
+		rc = -EINVAL;	/* RENAME_EXCHANGE / WHITEOUT not supported */
+		goto out;
+	}
+	if (strlen(newname) > VMFS_NAME_MAX) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	pthread_mutex_lock(&v->mu);
+	rc = v->error;
+	if (!rc)
+		rc = get_dir(v, parent, dir);
+	if (!rc)
+		rc = dir_lookup(v, dir, name, &sino, NULL);
+	if (!rc)
+		rc = vol_inode_get(v, sino, src);
+	if (!rc)
+		rc = get_dir(v, newparent, dir);
+	if (!rc && dir->nlink == 0)
+		rc = -ENOENT;
+	if (!rc) {
+		rc = dir_lookup(v, dir, newname, &dino, NULL);
+		if (rc == -ENOENT) {
+			dino = 0;
+			rc = 0;
+		}
+	}
+	if (rc)
+		goto unlock;
+	sdir = S_ISDIR(src->mode);
+	if (dino == sino)
+		goto unlock;	/* same inode: POSIX says do nothing */
+	if (dino && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto unlock;
+	}
+	if (dino) {
+		rc = vol_inode_get(v, dino, dst);
+		if (rc)
+			goto unlock;
+		if (sdir && !S_ISDIR(dst->mode))
+			rc = -ENOTDIR;
+		else if (!sdir && S_ISDIR(dst->mode))
+			rc = -EISDIR;
+		else if (sdir && !dir_is_empty(dst))
+			rc = -ENOTEMPTY;
+		if (rc)
+			goto unlock;
+	}
+	if (sdir && newparent != parent) {
+		rc = is_ancestor(v, sino, newparent, tmp);
+		if (rc == 1)
+			rc = -EINVAL;	/* into its own subtree */
+		if (rc)
+			goto unlock;
+	}
+	/* new name first, so a failure leaves the old name in place */
+	rc = get_dir(v, newparent, dir);
+	if (!rc)
+		rc = dino ? dir_replace(v, dir, newname, sino, inode_dtype(src->mode)) :
+			dir_add(v, dir, newname, sino, inode_dtype(src->mode));
+	if (!rc)
+		rc = get_dir(v, parent, dir);
+	if (!rc)
+		rc = dir_remove(v, dir, name);
+	if (rc)
+		goto unlock;
+	if (sdir && newparent != parent) {
+		dir->nlink--;		/* old parent loses the child's ".." */
+		rc = vol_inode_put(v, dir);
+		if (!rc && !dino) {
+			rc = get_dir(v, newparent, dir);
+			if (!rc) {
+				dir->nlink++;
+				rc = vol_inode_put(v, dir);
+			}
+		}
+	} else if (sdir && dino) {
+		/* same parent, a directory replaced: one ".." fewer */
+		dir->nlink--;
+		rc = vol_inode_put(v, dir);
+	}
+	if (!rc) {
+		rc = vol_inode_get(v, sino, src);
+		if (!rc) {
+			src->parent = newparent;
+			src->ctime_ns = (int64_t)now_ns();
+			rc = vol_inode_put(v, src);
+		}
+	}
+	if (!rc && dino) {
+		rc = vol_inode_get(v, dino, dst);
+		if (!rc)
+			rc = drop_link(c, dst);
+	}
+	if (!rc)
+		rc = vol_maybe_commit(v);
+unlock:
+	pthread_mutex_unlock(&v->mu);
+out:
+	fuse_reply_err(req, -vmfs_errno(rc));
+	free(src);
+	free(dst);
+	free(dir);
+	free(tmp);
+}
+
+/* ---- files ---- */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+
+	if (!vnode_get(c, to_disk(c, ino), 0, 1)) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* No page cache: VM images need it off so no host serves stale pages
+	 * once several hosts share the volume (DESIGN.md decision 6). */
+	fi->direct_io = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		vnode_put(c, to_disk(c, ino), 0, 1);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct fuse_entry_param e;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = do_create(c, req, to_disk(c, parent), name, S_IFREG | (mode & 07777), NULL, in, 1);
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+		free(in);
+		return;
+	}
+	fill_entry(c, in, &e);
+	fi->direct_io = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		vnode_put(c, in->h.self, 1, 1);
+	free(in);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino);
+	struct vnode *vn = vnode_open_find(c, ino);
+	void *to_free = NULL;
+	char *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!vn) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_rwlock_rdlock(&vn->rw);
+	rc = file_read(c->v, ino, (uint64_t)off, size, &data, &len, &to_free);
+	pthread_rwlock_unlock(&vn->rw);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, data, len);
+	free(to_free);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino);
+	struct vnode *vn = vnode_open_find(c, ino);
+	int rc;
+
+	if (!vn) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fi->flags & O_APPEND) {
+		/* direct_io: the kernel passes the offset it saw; take EOF here */
+		struct vmfs_inode *in = malloc(sizeof(*in));
+
+		pthread_rwlock_wrlock(&vn->rw);
+		pthread_mutex_lock(&c->v->mu);
+		rc = in ? vol_inode_get(c->v, ino, in) : -ENOMEM;
+		pthread_mutex_unlock(&c->v->mu);
+		if (!rc)
+			rc = file_write(c->v, ino, buf, size, in->size);
+		pthread_rwlock_unlock(&vn->rw);
+		free(in);
+		goto reply;
+	}
+	pthread_rwlock_rdlock(&vn->rw);
+	rc = file_write_fast(c->v, ino, buf, size, (uint64_t)off);
+	pthread_rwlock_unlock(&vn->rw);
+	if (rc == -EAGAIN) {
+		pthread_rwlock_wrlock(&vn->rw);
+		rc = file_write(c->v, ino, buf, size, (uint64_t)off);
+		pthread_rwlock_unlock(&vn->rw);
+	}
+reply:
+	if (rc)
+		fuse_reply_err(req, -vmfs_errno(rc));
+	else
+		fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+
+	vnode_put(c, to_disk(c, ino), 0, 1);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	int rc;
+
+	/* Data went to the disk O_DIRECT before each write returned; the
+	 * commit makes the metadata durable and its fdatasync the data. */
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->ndirty ? vol_commit(c->v) : diskio_sync(c->v->dio);
+	pthread_mutex_unlock(&c->v->mu);
+	fuse_reply_err(req, -vmfs_errno(rc));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino);
+	struct vnode *vn = vnode_open_find(c, ino);
+	int rc;
+
+	if (!vn) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	pthread_rwlock_wrlock(&vn->rw);
+	rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
+	pthread_rwlock_unlock(&vn->rw);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t fino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino), res = 0;
+	struct vnode *vn = vnode_open_find(c, ino);
+	int rc;
+
+	if (!vn) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	pthread_rwlock_rdlock(&vn->rw);
+	rc = file_seek(c->v, ino, (uint64_t)off, whence, &res);
+	pthread_rwlock_unlock(&vn->rw);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)res);
+}
+
+/* ---- directories ---- */
+
+struct rd {
+	fuse_req_t req;
+	struct fsctx *c;
+	char *buf;
+	size_t size, used;
+};
+
+static int rd_add(void *arg, const char *name, uint8_t name_len, uint64_t ino, uint8_t dtype,
+		  uint64_t next)
+{
+	struct rd *r = arg;
+	char nm[VMFS_NAME_MAX + 1];
+	struct stat st;
+	size_t n;
+
+	memcpy(nm, name, name_len);
+	nm[name_len] = '\0';
+	memset(&st, 0, sizeof(st));
+	st.st_ino = to_fuse(r->c, ino);
+	st.st_mode = (mode_t)dtype << 12;
+	n = fuse_add_direntry(r->req, r->buf + r->used, r->size - r->used, nm, &st, (off_t)next);
+	if (n > r->size - r->used)
+		return 1;	/* full: this entry is returned next time */
+	r->used += n;
+	return 0;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct rd r = { req, c, malloc(size), size, 0 };
+	int rc;
+
+	if (!in || !r.buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = get_dir(c->v, to_disk(c, fino), in);
+	if (!rc && off < 1 && rd_add(&r, ".", 1, in->h.self, DT_DIR, 1))
+		goto unlock;
+	if (!rc && off < 2 && rd_add(&r, "..", 2, in->parent ? in->parent : in->h.self, DT_DIR, 2))
+		goto unlock;
+	if (!rc)
+		rc = dir_iterate(c->v, in, (uint64_t)off, rd_add, &r);
+unlock:
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	if (rc)
+		fuse_reply_err(req, -vmfs_errno(rc));
+	else
+		fuse_reply_buf(req, r.buf, r.used);
+	free(r.buf);
+	free(in);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsctx *c = ctx_of(req);
+	struct statvfs st;
+
+	memset(&st, 0, sizeof(st));
+	pthread_mutex_lock(&c->v->mu);
+	st.f_bsize = c->v->bsize;
+	st.f_frsize = c->v->bsize;
+	st.f_blocks = c->v->sb.nblocks - c->v->sb.rg_start;
+	st.f_bfree = c->v->free_blocks;
+	st.f_bavail = c->v->free_blocks;
+	st.f_files = st.f_blocks * c->v->mpb;
+	st.f_ffree = st.f_bfree * c->v->mpb;
+	st.f_favail = st.f_ffree;
+	st.f_namemax = VMFS_NAME_MAX;
+	pthread_mutex_unlock(&c->v->mu);
+	fuse_reply_statfs(req, &st);
+}
+
+/* ---- xattrs: user.* only, packed records in the inode's xattr area:
+ * u8 name_len, u8 0, le16 value_len, name, value ---- */
+
+static int xa_find(const struct vmfs_inode *in, const char *name, uint32_t *off, uint32_t *rlen)
+{
+	size_t nl = strlen(name);
+
+	for (uint32_t o = 0; o + 4 <= in->xattr_len;) {
+		uint32_t n = in->xattr[o], vl = get_le16(in->xattr + o + 2), l = 4 + n + vl;
+
+		if (n == 0 || o + l > in->xattr_len)
+			return VMFS_EBADFIELD;
+		if (n == nl && !memcmp(in->xattr + o + 4, name, n)) {
+			*off = o;
+			*rlen = l;
+			return 0;
+		}
+		o += l;
+	}
+	return -ENODATA;
+}
+
+static int xa_check_name(const char *name)
+{
+	if (strncmp(name, "user.", 5) != 0)
+		return -EOPNOTSUPP;
+	if (strlen(name) > 255 || strlen(name) == 5)
+		return -ERANGE;
+	return 0;
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	uint32_t off, rl;
+	size_t nl = strlen(name);
+	int rc = xa_check_name(name);
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!rc && size > 65535)
+		rc = -E2BIG;
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->error;
+	if (!rc)
+		rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	if (rc)
+		goto unlock;
+	rc = xa_find(in, name, &off, &rl);
+	if (rc == 0 && (flags & XATTR_CREATE)) {
+		rc = -EEXIST;
+		goto unlock;
+	}
+	if (rc == -ENODATA && (flags & XATTR_REPLACE))
+		goto unlock;
+	if (rc && rc != -ENODATA)
+		goto unlock;
+	if (rc == 0) {	/* drop the old record */
+		memmove(in->xattr + off, in->xattr + off + rl, in->xattr_len - off - rl);
+		in->xattr_len -= rl;
+		memset(in->xattr + in->xattr_len, 0, rl);
+	}
+	if (in->xattr_len + 4 + nl + size > VMFS_INO_XATTR_SIZE) {
+		rc = -ENOSPC;
+		goto unlock;
+	}
+	off = in->xattr_len;
+	in->xattr[off] = (uint8_t)nl;
+	in->xattr[off + 1] = 0;
+	put_le16(in->xattr + off + 2, (uint16_t)size);
+	memcpy(in->xattr + off + 4, name, nl);
+	memcpy(in->xattr + off + 4 + nl, value, size);
+	in->xattr_len += (uint32_t)(4 + nl + size);
+	in->ctime_ns = (int64_t)now_ns();
+	rc = vol_inode_put(c->v, in);
+unlock:
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	fuse_reply_err(req, -vmfs_errno(rc));
+	free(in);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	uint32_t off = 0, rl = 0, vl = 0;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (strncmp(name, "user.", 5) != 0) {
+		rc = -ENODATA;
+		goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	pthread_mutex_unlock(&c->v->mu);
+	if (!rc)
+		rc = xa_find(in, name, &off, &rl);
+	if (!rc) {
+		vl = get_le16(in->xattr + off + 2);
+		if (size == 0) {
+			fuse_reply_xattr(req, vl);
+			free(in);
+			return;
+		}
+		if (size < vl) {
+			rc = -ERANGE;
+		} else {
+			fuse_reply_buf(req, (char *)in->xattr + off + 4 + in->xattr[off], vl);
+			free(in);
+			return;
+		}
+	}
+out:
+	fuse_reply_err(req, -vmfs_errno(rc));
+	free(in);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	char list[VMFS_INO_XATTR_SIZE];
+	size_t len = 0;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	pthread_mutex_unlock(&c->v->mu);
+	for (uint32_t o = 0; !rc && o + 4 <= in->xattr_len;) {
+		uint32_t n = in->xattr[o], l = 4 + n + get_le16(in->xattr + o + 2);
+
+		if (n == 0 || o + l > in->xattr_len || len + n + 1 > sizeof(list)) {
+			rc = VMFS_EBADFIELD;
+			break;
+		}
+		memcpy(list + len, in->xattr + o + 4, n);
+		len += n;
+		list[len++] = '\0';
+		o += l;
+	}
+	if (rc)
+		fuse_reply_err(req, -vmfs_errno(rc));
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+	free(in);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	uint32_t off, rl;
+	int rc;
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (strncmp(name, "user.", 5) != 0) {
+		rc = -ENODATA;
+		goto out;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	rc = c->v->error;
+	if (!rc)
+		rc = vol_inode_get(c->v, to_disk(c, ino), in);
+	if (!rc)
+		rc = xa_find(in, name, &off, &rl);
+	if (!rc) {
+		memmove(in->xattr + off, in->xattr + off + rl, in->xattr_len - off - rl);
+		in->xattr_len -= rl;
+		memset(in->xattr + in->xattr_len, 0, rl);
+		in->ctime_ns = (int64_t)now_ns();
+		rc = vol_inode_put(c->v, in);
+	}
+	pthread_mutex_unlock(&c->v->mu);
+out:
+	fuse_reply_err(req, -vmfs_errno(rc));
+	free(in);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* the kernel's page-cache features stay off: all file I/O is direct */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops vmfs_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.readdir = op_readdir,
+	.fsyncdir = op_fsync,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+};
+
+/* ---- context, periodic commit ---- */
+
+static void *committer_main(void *arg)
+{
+	struct fsctx *c = arg;
+
+	pthread_mutex_lock(&c->cmu);
+	while (!c->cstop) {
+		struct timespec dl;
+
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 1;
+		pthread_cond_timedwait(&c->ccond, &c->cmu, &dl);
+		if (c->cstop)
+			break;
+		pthread_mutex_unlock(&c->cmu);
+		pthread_mutex_lock(&c->v->mu);
+		if (c->v->ndirty && vol_commit(c->v))
+			log_err("periodic commit failed");
+		mc_trim(c->v);
+		pthread_mutex_unlock(&c->v->mu);
+		pthread_mutex_lock(&c->cmu);
+	}
+	pthread_mutex_unlock(&c->cmu);
+	return NULL;
+}
+
+int fsctx_init(struct fsctx *c, struct vol *v)
+{
+	memset(c, 0, sizeof(*c));
+	c->v = v;
+	c->timeout = 1.0;
+	c->vsize = VT_SIZE;
+	c->vt = calloc(c->vsize, sizeof(*c->vt));
+	if (!c->vt)
+		return -ENOMEM;
+	pthread_mutex_init(&c->vmu, NULL);
+	pthread_mutex_init(&c->cmu, NULL);
+	pthread_cond_init(&c->ccond, NULL);
+	return vmfs_locking_single_init(&c->lk, NULL, c);
+}
+
+int fsctx_start_committer(struct fsctx *c)
+{
+	int rc = -pthread_create(&c->committer, NULL, committer_main, c);
+
+	if (!rc)
+		c->crunning = true;
+	return rc;
+}
+
+void fsctx_stop_committer(struct fsctx *c)
+{
+	if (!c->crunning)
+		return;
+	pthread_mutex_lock(&c->cmu);
+	c->cstop = true;
+	pthread_cond_signal(&c->ccond);
+	pthread_mutex_unlock(&c->cmu);
+	pthread_join(c->committer, NULL);
+	c->crunning = false;
+}
+
+void fsctx_fini(struct fsctx *c)
+{
+	if (c->vt) {
+		for (size_t i = 0; i < c->vsize; i++) {
+			for (struct vnode *vn = c->vt[i], *n; vn; vn = n) {
+				n = vn->next;
+				pthread_rwlock_destroy(&vn->rw);
+				free(vn);
+			}
+		}
+		free(c->vt);
+	}
+	vmfs_locking_fini(&c->lk);
+	pthread_mutex_destroy(&c->vmu);
+	pthread_mutex_destroy(&c->cmu);
+	pthread_cond_destroy(&c->ccond);
+}

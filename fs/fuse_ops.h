@@ -1,0 +1,48 @@
+/* fuse_ops.h — the FUSE low-level operations of vmfs-mount. */
+#ifndef VMFS_FS_FUSE_OPS_H
+#define VMFS_FS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "locking.h"
+#include "slot.h"
+#include "vol.h"
+
+/* An inode the kernel knows about.  Refcounted by lookups (nlookup, FUSE
+ * forget) and opens (nopen); freed from the table when both reach 0, and
+ * its disk inode freed then too if it was unlinked (nlink 0). */
+struct vnode {
+	uint64_t ino;		/* disk inode address; immutable */
+	uint64_t nlookup;	/* protected by fsctx.vmu */
+	uint32_t nopen;		/* protected by fsctx.vmu */
+	pthread_rwlock_t rw;	/* data: shared for read/aligned overwrite, exclusive
+				 * for allocating writes, truncate, fallocate */
+	struct vnode *next;	/* hash chain, protected by fsctx.vmu */
+};
+
+struct fsctx {
+	struct vol *v;
+	struct vmfs_locking lk;
+	struct hb_thread hb;
+	double timeout;			/* entry/attr cache, seconds */
+	pthread_mutex_t vmu;		/* vnode table; taken after vol.mu, never before */
+	struct vnode **vt;
+	size_t vsize;
+	/* periodic commit */
+	pthread_t committer;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	bool cstop, crunning;
+};
+
+extern const struct fuse_lowlevel_ops vmfs_fuse_ops;
+
+int fsctx_init(struct fsctx *c, struct vol *v) __attribute__((warn_unused_result));
+int fsctx_start_committer(struct fsctx *c) __attribute__((warn_unused_result));
+void fsctx_stop_committer(struct fsctx *c);
+void fsctx_fini(struct fsctx *c);
+
+#endif

@@ -1,0 +1,313 @@
+/* mount.c — vmfs-mount: serve a vmfs volume through FUSE.
+ *
+ * Start-up order matters: without -f the process forks first (threads and
+ * the aio context do not survive fork) and the parent waits on a pipe for
+ * the child's verdict, so errors such as a damaged superblock reach the
+ * user's terminal and the exit status.  The child then opens the volume,
+ * claims a host slot (replaying journals), mounts, reports success and
+ * serves until unmounted (fusermount3 -u) or signalled, then commits,
+ * marks its journal clean and frees its slot.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "fuse_ops.h"
+#include "log.h"
+#include "slot.h"
+#include "vol.h"
+
+struct mopts {
+	int slot;
+	char *host;
+	int foreground;
+	int debug;
+	int help, version;
+	char *device;
+	char *mountpoint;
+};
+
+#define MOPT(t, p) { t, offsetof(struct mopts, p), 1 }
+static const struct fuse_opt mount_opts[] = {
+	MOPT("slot=%d", slot),
+	MOPT("host=%s", host),
+	MOPT("-f", foreground),
+	MOPT("-d", debug),
+	MOPT("-h", help),
+	MOPT("--help", help),
+	MOPT("-V", version),
+	MOPT("--version", version),
+	FUSE_OPT_END
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct mopts *m = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (!m->device) {
+			m->device = strdup(arg);
+			return 0;
+		}
+		if (!m->mountpoint) {
+			m->mountpoint = strdup(arg);
+			return 0;
+		}
+		fprintf(stderr, "vmfs-mount: unexpected argument '%s'\n", arg);
+		return -1;
+	}
+	return 1;	/* everything else goes to FUSE */
+}
+
+static void usage(void)
+{
+	printf("usage: vmfs-mount [-f] [-d] [-o OPTIONS] DEVICE MOUNTPOINT\n"
+	       "\n"
+	       "Mount the vmfs volume on DEVICE (block device or image file) at MOUNTPOINT.\n"
+	       "  -f            stay in the foreground\n"
+	       "  -d            FUSE debug output (implies -f)\n"
+	       "  -o slot=N     use host slot N (default: the first free one)\n"
+	       "  -o host=NAME  host name recorded in the slot (default: hostname)\n"
+	       "  -o OPT        other options are passed to FUSE (e.g. ro, allow_other)\n"
+	       "Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+/* Child side of the start-up pipe: tell the parent how it went. */
+static void report(int fd, unsigned char status)
+{
+	if (fd >= 0) {
+		ssize_t n = write(fd, &status, 1);
+
+		(void)n;
+		close(fd);
+	}
+}
+
+static int detach(int *report_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		unsigned char st = 1;
+
+		close(p[1]);
+		if (read(p[0], &st, 1) != 1)
+			st = 1;	/* the child died before reporting */
+		_exit(st);
+	}
+	close(p[0]);
+	setsid();
+	*report_fd = p[1];
+	return 0;
+}
+
+static void quiet_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+/* Open, recover, claim.  Everything that can refuse the mount. */
+static int open_volume(struct mopts *m, struct vol **out)
+{
+	char host[HOST_NAME_MAX + 1] = "";
+	uint64_t recovered;
+	struct vmfs_inode *root = malloc(sizeof(*root));
+	struct vol *v = NULL;
+	int rc;
+
+	if (!root)
+		return -ENOMEM;
+	if (m->host)
+		snprintf(host, sizeof(host), "%s", m->host);
+	else
+		gethostname(host, sizeof(host) - 1);
+	rc = vol_open(m->device, VOL_MOUNT, false, &v, NULL);
+	if (rc)
+		goto out;
+	if (v->sb.feature_ro_compat & ~VMFS_FEATURE_RO_COMPAT_SUPP) {
+		log_err("volume has unknown read-only-compatible features; refusing to mount");
+		rc = -EROFS;
+		goto out;
+	}
+	if (m->slot >= (int)v->sb.max_hosts) {
+		log_err("slot %d out of range (volume has %u host slots)", m->slot, v->sb.max_hosts);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = slot_claim(v, m->slot, host, &recovered);
+	if (rc)
+		goto out;
+	rc = alloc_init(v);
+	if (rc)
+		goto release;
+	pthread_mutex_lock(&v->mu);
+	rc = vol_inode_get(v, v->sb.root_ino, root);
+	if (!rc && !S_ISDIR(root->mode)) {
+		vol_report_bad(v, VMFS_T_INODE, v->sb.root_ino, VMFS_EBADFIELD);
+		rc = VMFS_EBADFIELD;
+	}
+	for (uint32_t s = 0; !rc && s < v->sb.max_hosts; s++)
+		if ((recovered & (1ull << s)) || (int)s == v->slot)
+			rc = orphan_process(v, s);
+	pthread_mutex_unlock(&v->mu);
+	if (rc)
+		goto release;
+	*out = v;
+	v = NULL;
+	goto out;
+release:
+	if (slot_release(v))
+		log_err("could not release host slot %d", v->slot);
+out:
+	vol_close(v);
+	free(root);
+	return rc;
+}
+
+static int shutdown_volume(struct vol *v)
+{
+	int rc;
+
+	pthread_mutex_lock(&v->mu);
+	rc = orphan_process(v, (uint32_t)v->slot);	/* nothing is open any more */
+	if (!rc)
+		rc = vol_commit(v);
+	if (!rc)
+		rc = journal_mark_clean(v, (uint32_t)v->slot, v->seq);
+	pthread_mutex_unlock(&v->mu);
+	if (rc)
+		log_err("unmount: could not checkpoint the journal: %s (it will be replayed)",
+			vmfs_strerror(rc));
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct vmfs_log_opts lo = { .ident = "vmfs-mount", .to_stderr = true,
+				    .priority = LOG_INFO, .blackbox_size = 1 << 20 };
+	struct mopts m = { .slot = -1 };
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	struct fsctx ctx;
+	struct vol *v = NULL;
+	bool ctx_ok = false, mounted = false;
+	int report_fd = -1, rc = 1;
+
+	/* Keep I/O bounce buffers (up to a few MiB each) in the heap: fresh
+	 * mmap'ed buffers cost a page fault per 4 KiB on every request. */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	if (fuse_opt_parse(&args, &m, mount_opts, opt_proc) < 0) {
+		rc = 2;
+		goto done;
+	}
+	if (m.help || m.version || !m.device || !m.mountpoint) {
+		if (m.version)
+			printf("vmfs-mount %s (on-disk format %d.%d, FUSE %d, locking: single-host)\n",
+			       PACKAGE_VERSION, VMFS_VERSION_MAJOR, VMFS_VERSION_MINOR, fuse_version());
+		else
+			usage();
+		rc = m.help || m.version ? 0 : 2;
+		goto done;
+	}
+	if (m.debug) {
+		m.foreground = 1;
+		fuse_opt_add_arg(&args, "-d");
+		lo.priority = LOG_DEBUG;
+	}
+	vmfs_log_init(&lo);
+	/* Permission checks by the kernel; other users may use VM images. */
+	fuse_opt_add_arg(&args, "-odefault_permissions,allow_other,fsname=vmfs,subtype=vmfs");
+	if (!m.foreground && detach(&report_fd)) {
+		log_err("cannot fork: %s", strerror(errno));
+		return 1;
+	}
+	if (open_volume(&m, &v))
+		goto out;
+	if (fsctx_init(&ctx, v))
+		goto out;
+	ctx_ok = true;
+	se = fuse_session_new(&args, &vmfs_fuse_ops, sizeof(vmfs_fuse_ops), &ctx);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se))
+		goto out;
+	if (fuse_session_mount(se, m.mountpoint)) {
+		log_err("cannot mount on %s", m.mountpoint);
+		goto out;
+	}
+	mounted = true;
+	if (hb_start(&ctx.hb, v) || fsctx_start_committer(&ctx))
+		goto out;
+	log_info("%s: volume \"%s\" mounted on %s (host slot %d)", m.device, v->sb.label,
+		 m.mountpoint, v->slot);
+	report(report_fd, 0);
+	report_fd = -1;
+	if (!m.foreground) {
+		quiet_stdio();
+		qb_log_ctl(QB_LOG_SYSLOG, QB_LOG_CONF_ENABLED, QB_TRUE);
+	}
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		goto out;
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 16);	/* no thread churn under load */
+	rc = fuse_session_loop_mt(se, cfg) ? 1 : 0;
+out:
+	if (ctx_ok)
+		fsctx_stop_committer(&ctx);
+	if (v && v->slot >= 0) {
+		if (shutdown_volume(v))
+			rc = 1;
+		if (ctx_ok)
+			hb_stop(&ctx.hb);
+		if (slot_release(v))
+			rc = 1;
+		else
+			log_info("released host slot %d", v->slot);
+	}
+	if (se) {
+		if (mounted)
+			fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+	}
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (ctx_ok)
+		fsctx_fini(&ctx);
+	vol_close(v);
+	report(report_fd, 1);
+	vmfs_log_fini();
+done:
+	fuse_opt_free_args(&args);
+	free(m.device);
+	free(m.mountpoint);
+	free(m.host);
+	return rc;
+}

@@ -1,0 +1,134 @@
+/* vol.h — an open vmfs volume: superblock, metadata cache, transactions.
+ *
+ * Concurrency (single-host implementation): vol.mu is "the metadata lock".
+ * Every read or change of metadata (the cache, allocators, inodes,
+ * directories, the running transaction) happens with vol.mu held.  File
+ * data I/O happens outside it, under the per-inode rwlock of the mount's
+ * vnode.  With the lock manager (later), vol.mu stays the local lock and
+ * cluster locks from locking.h are taken before it, never while holding it.
+ *
+ * Transactions: changes go to cached mblks marked dirty; they form the
+ * running transaction.  journal_commit() writes them to this host's journal
+ * (descriptors, copies, commit record with CRC), makes that durable, and
+ * only then writes them in place ("checkpoint").  Until a block is in the
+ * journal the on-disk state is the previous consistent one.
+ */
+#ifndef VMFS_FS_VOL_H
+#define VMFS_FS_VOL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "diskio.h"
+#include "ondisk.h"
+
+struct mbuf {
+	uint64_t addr;		/* mblk */
+	uint8_t *data;		/* VMFS_MBLK bytes, 4096-aligned, encoded */
+	bool dirty;		/* member of the running transaction */
+	struct mbuf *hnext;	/* hash chain */
+	struct mbuf *dnext;	/* dirty list */
+};
+
+/* A freed data-block range that must not be reused before the transaction
+ * freeing it is durable: data writes bypass the journal, so reusing the
+ * block earlier could put new data into a file that a crash resurrects. */
+struct pending_free {
+	uint64_t start;
+	uint32_t len;
+};
+
+enum vol_mode {
+	VOL_OFFLINE,		/* mkfs/fsck: sync I/O, no journal, writes in place */
+	VOL_MOUNT,		/* the mount: aio + O_DIRECT, journaled */
+};
+
+struct vol {
+	struct diskio *dio;
+	struct vmfs_sb sb;
+	enum vol_mode mode;
+	bool rdonly;
+	uint32_t bsize;		/* sb.block_size */
+	uint32_t mpb;		/* mblks per block */
+
+	pthread_mutex_t mu;	/* the metadata lock, see above */
+	/* cache: protected by mu */
+	struct mbuf **htab;
+	size_t hsize, ncached, cache_limit;
+	struct mbuf *dirty;
+	size_t ndirty;
+	struct pending_free *pfree;
+	size_t npfree, pfree_cap;
+	/* journal: protected by mu */
+	int slot;		/* claimed host slot, -1 offline */
+	uint64_t seq;		/* last committed transaction */
+	bool ckpt_unsynced;	/* in-place writes not yet fdatasync'ed */
+	int error;		/* sticky: once set every change fails */
+	/* allocator hints: protected by mu */
+	uint32_t rg_pref;	/* first RG this host tries */
+	uint64_t chunk_hint;	/* mblk of a chunk header that had free slots */
+	/* statistics */
+	uint64_t free_blocks;	/* sum of RG free counts, protected by mu */
+};
+
+/* Open the device and read+validate the superblock.  On a damaged primary
+ * superblock: offline mode falls back to the backup (and sets *used_backup);
+ * mount mode refuses, naming the structure and offset. */
+int vol_open(const char *path, enum vol_mode mode, bool rdonly, struct vol **out,
+	     bool *used_backup) __attribute__((warn_unused_result));
+void vol_close(struct vol *v);
+
+/* Log "<structure> at byte offset N: <reason>" for a bad block. */
+void vol_report_bad(struct vol *v, int type, uint64_t addr, int err);
+
+/* Cache.  mc_get reads (if needed) and validates the header against type;
+ * a failure is reported once and returned (a domain error).  mc_new returns
+ * a zeroed buffer for a block about to be written whole.  mc_dirty adds a
+ * buffer to the running transaction after its bytes changed (bumps the
+ * generation and reseals the CRC). */
+int mc_get(struct vol *v, uint64_t addr, int type, struct mbuf **out)
+	__attribute__((warn_unused_result));
+int mc_new(struct vol *v, uint64_t addr, struct mbuf **out)
+	__attribute__((warn_unused_result));
+void mc_dirty(struct vol *v, struct mbuf *mb);
+/* Drop clean buffers when over the limit; call between operations only. */
+void mc_trim(struct vol *v);
+/* Drop one clean buffer (fsck after repairs). */
+void mc_forget(struct vol *v, uint64_t addr);
+
+/* Typed accessors (decode/encode through the cache). */
+int vol_inode_get(struct vol *v, uint64_t ino, struct vmfs_inode *out)
+	__attribute__((warn_unused_result));
+int vol_inode_put(struct vol *v, const struct vmfs_inode *in)
+	__attribute__((warn_unused_result));
+
+/* Commit the running transaction (see above).  Offline mode writes dirty
+ * blocks in place and syncs.  Needs mu held. */
+int vol_commit(struct vol *v) __attribute__((warn_unused_result));
+/* Commit if the running transaction is getting large. */
+int vol_maybe_commit(struct vol *v) __attribute__((warn_unused_result));
+
+/* Journal (journal.c). */
+int journal_commit(struct vol *v) __attribute__((warn_unused_result));
+/* Replay slot's journal if it holds a committed transaction newer than its
+ * checkpoint.  *replayed = number of blocks written.  Works offline too. */
+int journal_replay(struct vol *v, uint32_t slot, unsigned *replayed)
+	__attribute__((warn_unused_result));
+/* Mark slot's journal clean (checkpoint_seq = seq) after syncing. */
+int journal_mark_clean(struct vol *v, uint32_t slot, uint64_t seq)
+	__attribute__((warn_unused_result));
+/* Read the journal header; returns the newest seq seen in the log. */
+int journal_scan(struct vol *v, uint32_t slot, uint64_t *ckpt_seq, uint64_t *last_seq,
+		 bool *dirty) __attribute__((warn_unused_result));
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif
