@@ -34,6 +34,7 @@ enum vmfs_ipc_req_id {
 	VMFS_IPC_RECOVERY_REG,
 	VMFS_IPC_RECOVERY_DONE,
 	VMFS_IPC_QUERY,
+	VMFS_IPC_TRANSFER_SET,		/* appended: ids are never renumbered */
 	VMFS_IPC_REQ_MAX
 };
 
@@ -88,6 +89,15 @@ struct vmfs_ipc_transfer {
 	uint64_t from_lkid;
 	uint64_t from_epoch;
 	uint64_t to_lkid;
+};
+
+/* TRANSFER_SET: n (1..VMFS_DLM_TRANSFER_SET_MAX) triples, all or nothing;
+ * entries past n must be zero.  Answered by one DONE. */
+struct vmfs_ipc_transfer_set {
+	struct qb_ipc_request_header hdr;
+	uint32_t req_id;
+	uint32_t n;
+	struct vmfs_dlm_transfer x[VMFS_DLM_TRANSFER_SET_MAX];
 };
 
 /* RECOVERY_REG (ls) and RECOVERY_DONE (ls, nodeid) */

@@ -7,7 +7,7 @@
  *   request        events for its req_id
  *   LOCK           [QUEUED{lkid}] then GRANTED{lkid,epoch,mode,lvb} | REFUSED{err}
  *   CONVERT        [QUEUED] then GRANTED | REFUSED{err}
- *   UNLOCK, CANCEL, TRANSFER, RECOVERY_REG, RECOVERY_DONE
+ *   UNLOCK, CANCEL, TRANSFER, TRANSFER_SET, RECOVERY_REG, RECOVERY_DONE
  *                  DONE{err}
  *   (none)         BLOCKING, LOST, RECOVER, LEASE: host- or lock-wide news
  *
@@ -1452,6 +1452,28 @@ int vmfs_dlm_transfer(vmfs_dlm_t *h, uint64_t from, uint64_t from_epoch, uint64_
 	req.to_lkid = to;
 	pthread_mutex_lock(&h->lock);
 	ret = request_done(h, VMFS_IPC_TRANSFER, &req, sizeof(req), &req.req_id);
+	deliver_callbacks(h);
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+int vmfs_dlm_transfer_set(vmfs_dlm_t *h, const struct vmfs_dlm_transfer *t, size_t n)
+{
+	struct vmfs_ipc_transfer_set req;
+	int ret;
+
+	if (!h || !t || n == 0 || n > VMFS_DLM_TRANSFER_SET_MAX)
+		return -EINVAL;
+	memset(&req, 0, sizeof(req));
+	req.hdr.id = VMFS_IPC_TRANSFER_SET;
+	req.n = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		if (!t[i].from || !t[i].to)
+			return -EINVAL;
+		req.x[i] = t[i];
+	}
+	pthread_mutex_lock(&h->lock);
+	ret = request_done(h, VMFS_IPC_TRANSFER_SET, &req, sizeof(req), &req.req_id);
 	deliver_callbacks(h);
 	pthread_mutex_unlock(&h->lock);
 	return ret;

@@ -201,6 +201,41 @@ static void dec_transfer(struct dec *d, struct vmfs_msg *m)
 	b->to_lkid = get_u64(d->r);
 }
 
+static int enc_transfer_set(struct wcur *w, const struct vmfs_msg *m)
+{
+	const struct vmfs_msg_transfer_set *b = &m->u.transfer_set;
+
+	if (b->n == 0 || b->n > VMFS_MSG_XSET_MAX)
+		return -EINVAL;
+	put_origin(w, &b->o);
+	put_u32(w, b->n);
+	for (uint32_t i = 0; i < b->n; i++) {
+		put_u64(w, b->x[i].from_lkid);
+		put_u64(w, b->x[i].from_epoch);
+		put_u64(w, b->x[i].to_lkid);
+	}
+	return 0;
+}
+
+static void dec_transfer_set(struct dec *d, struct vmfs_msg *m)
+{
+	struct vmfs_msg_transfer_set *b = &m->u.transfer_set;
+
+	get_origin(d->r, &b->o);
+	b->n = get_u32(d->r);
+	if (b->n == 0 || b->n > VMFS_MSG_XSET_MAX) {
+		field_bad(d, "bad transfer count");
+		b->n = 0;
+		return;
+	}
+	/* A short body latches the cursor error: "truncated body". */
+	for (uint32_t i = 0; i < b->n; i++) {
+		b->x[i].from_lkid = get_u64(d->r);
+		b->x[i].from_epoch = get_u64(d->r);
+		b->x[i].to_lkid = get_u64(d->r);
+	}
+}
+
 static int enc_client_gone(struct wcur *w, const struct vmfs_msg *m)
 {
 	put_u32(w, m->u.client_gone.client_id);
@@ -286,7 +321,8 @@ static void dec_snapshot(struct dec *d, struct vmfs_msg *m)
 
 struct msg_type_desc {
 	const char *name;
-	size_t body;		/* fixed body bytes (snapshot: before the data) */
+	size_t body;		/* fixed body bytes (snapshot: before the data;
+				 * transfer set: before the triples) */
 	int (*enc)(struct wcur *w, const struct vmfs_msg *m);
 	void (*dec)(struct dec *d, struct vmfs_msg *m);
 };
@@ -309,7 +345,11 @@ static const struct msg_type_desc types[VMFS_MSG_TYPE_MAX] = {
 				     enc_recovery, dec_recovery },
 	[VMFS_MSG_FENCED] = { "FENCED", 4, enc_fenced, dec_fenced },
 	[VMFS_MSG_SNAPSHOT] = { "SNAPSHOT", 16, enc_snapshot, dec_snapshot },
+	[VMFS_MSG_TRANSFER_SET] = { "TRANSFER_SET", 8 + 4, enc_transfer_set,
+				    dec_transfer_set },
 };
+
+#define XSET_TRIPLE 24	/* bytes per TRANSFER_SET triple after the fixed body */
 
 static const struct msg_type_desc *type_desc(unsigned type)
 {
@@ -352,6 +392,11 @@ int vmfs_msg_encode(const struct vmfs_msg *m, uint8_t *buf, size_t cap)
 	total = VMFS_MSG_HDR_LEN + t->body;
 	if (m->type == VMFS_MSG_SNAPSHOT)
 		total += m->u.snapshot.len;
+	if (m->type == VMFS_MSG_TRANSFER_SET) {
+		if (m->u.transfer_set.n == 0 || m->u.transfer_set.n > VMFS_MSG_XSET_MAX)
+			return -EINVAL;
+		total += (size_t)m->u.transfer_set.n * XSET_TRIPLE;
+	}
 	if (total > VMFS_MSG_MAX || total > cap)
 		return -EMSGSIZE;
 

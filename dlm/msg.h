@@ -49,6 +49,7 @@ enum vmfs_msg_type {
 	VMFS_MSG_RECOVERY_DONE = 9,	/* agent finished replaying a dead node */
 	VMFS_MSG_FENCED = 10,		/* leader: fence delay of a departed node passed */
 	VMFS_MSG_SNAPSHOT = 11,		/* one chunk of a table snapshot */
+	VMFS_MSG_TRANSFER_SET = 12,	/* several TRANSFERs, all or nothing */
 	VMFS_MSG_TYPE_MAX
 };
 
@@ -111,6 +112,24 @@ struct vmfs_msg_transfer {
 	uint64_t to_lkid;
 };
 
+/* TRANSFER_SET body: origin, u32 count (1..VMFS_MSG_XSET_MAX), then count
+ * triples of u64 (from_lkid, from_epoch, to_lkid).  The message length is
+ * the fixed part plus 24 bytes per triple (bytes after them are tolerated,
+ * as for every type). */
+#define VMFS_MSG_XSET_MAX 16
+
+struct vmfs_msg_xfer {
+	uint64_t from_lkid;
+	uint64_t from_epoch;
+	uint64_t to_lkid;
+};
+
+struct vmfs_msg_transfer_set {
+	struct vmfs_msg_origin o;
+	uint32_t n;
+	struct vmfs_msg_xfer x[VMFS_MSG_XSET_MAX];
+};
+
 struct vmfs_msg_client_gone {
 	uint32_t client_id;
 };
@@ -149,6 +168,7 @@ struct vmfs_msg {
 		struct vmfs_msg_recovery recovery;	/* REG and DONE */
 		struct vmfs_msg_fenced fenced;
 		struct vmfs_msg_snapshot snapshot;
+		struct vmfs_msg_transfer_set transfer_set;
 	} u;
 };
 

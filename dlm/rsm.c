@@ -45,6 +45,7 @@
  *   WAITING --cancel/release/NOQUEUE/owner gone--> (removed)
  *   CONVERTING --cancel/owner node left--> GRANTED (old mode)
  *   GRANTED --release/transfer away/client gone--> (removed), or orphan (PERSISTENT)
+ *   (TRANSFER_SET: several transfers applied in one step, or none of them)
  *   GRANTED --owner node left--> GRANTED+recovering --FENCED, recovery done--> (purged)
  *
  * INVARIANTS
@@ -83,6 +84,12 @@
  *     try-lock against a cached lock can succeed on the next try.
  *   - A recovering lock (its node left) belongs to nobody: not released,
  *     converted, cancelled, adopted or transferred, only purged.
+ *   - TRANSFER_SET checks every triple with TRANSFER's rules (plus: no lock
+ *     named twice, and the targets' modes checked against the holders as
+ *     they will be once every `from` of the set is gone) before changing
+ *     anything; the first failure is the answer and the table is untouched.
+ *     Otherwise all sources go (LOST TRANSFERRED) and all targets are
+ *     granted, in triple order, inside one apply; DONE names x[0].to.
  *   - ADOPT ignores the requested mode and takes the lowest-lkid orphan.
  *   - RECOVERY_DONE is accepted from any client of any member.
  *   - A resource is freed when it has no locks and a valid all-zero LVB;
@@ -446,6 +453,10 @@ static void answer_dropped(struct rsm *r)
 			break;
 		case VMFS_MSG_TRANSFER:
 			ev_reply(r, RSM_EV_DONE, &m->u.transfer.o, m->u.transfer.to_lkid,
+				 VMFS_DLM_ELOST);
+			break;
+		case VMFS_MSG_TRANSFER_SET:
+			ev_reply(r, RSM_EV_DONE, &m->u.transfer_set.o, m->u.transfer_set.x[0].to_lkid,
 				 VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_RECOVERY_REG:

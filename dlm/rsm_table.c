@@ -739,6 +739,95 @@ out:
 	emit_reply(r, m, &x->o, RSM_EV_DONE, x->to_lkid, err);
 }
 
+/* TRANSFER_SET: every triple is checked as op_transfer() checks its one,
+ * against the table as it is before the message, and only if all pass are
+ * they applied, in triple order, without any grant walk in between (a walk
+ * could hand a later triple's resource to somebody else).  So a migration's
+ * disk locks move together or not at all.  Extra rules a set needs:
+ *   - no lock appears twice in the set (as a source or a target): -EINVAL;
+ *   - a target's mode must be compatible with every holder of its resource
+ *     that is not a source of the set, and with the other targets of the set
+ *     on the same resource (they become holders in the same step). */
+static int xset_check(struct rsm *r, const struct vmfs_msg_transfer_set *xs,
+		      struct rsm_lock **from, struct rsm_lock **to)
+{
+	for (uint32_t i = 0; i < xs->n; i++) {
+		const struct vmfs_msg_xfer *x = &xs->x[i];
+
+		for (uint32_t j = 0; j < i; j++) {
+			const struct vmfs_msg_xfer *y = &xs->x[j];
+
+			if (x->from_lkid == y->from_lkid || x->from_lkid == y->to_lkid ||
+			    x->to_lkid == y->from_lkid || x->to_lkid == y->to_lkid)
+				return -EINVAL;
+		}
+		from[i] = tbl_lock_find(&r->t, x->from_lkid);
+		to[i] = tbl_lock_find(&r->t, x->to_lkid);
+		/* Same order of checks, and the same errors, as TRANSFER. */
+		if (!from[i] || from[i]->recovering)
+			return VMFS_DLM_ENOLOCK;
+		if (from[i]->queue != RSM_Q_GRANTED || from[i]->epoch != x->from_epoch)
+			return VMFS_DLM_ESTALE;
+		if (!to[i] || to[i]->queue != RSM_Q_WAITING || to[i]->res != from[i]->res ||
+		    to[i] == from[i])
+			return VMFS_DLM_ENOLOCK;
+		if (!rsm_can_grant(r))
+			return VMFS_DLM_ENOQUORUM;
+	}
+	for (uint32_t i = 0; i < xs->n; i++) {
+		const struct rsm_res *res = from[i]->res;
+		int want = to[i]->rqmode;
+
+		for (int q = QIDX(RSM_Q_GRANTED); q <= QIDX(RSM_Q_CONVERTING); q++)
+			for (const struct rsm_lock *h = res->q[q].head; h; h = h->next) {
+				bool leaving = false;
+
+				for (uint32_t j = 0; j < xs->n && !leaving; j++)
+					leaving = h == from[j];
+				if (!leaving && !vmfs_dlm_modes_compatible(h->mode, want))
+					return VMFS_DLM_EINCOMPAT;
+			}
+		for (uint32_t j = 0; j < xs->n; j++)
+			if (j != i && to[j]->res == res &&
+			    !vmfs_dlm_modes_compatible(to[j]->rqmode, want))
+				return VMFS_DLM_EINCOMPAT;
+	}
+	return 0;
+}
+
+static void op_transfer_set(struct rsm *r, const struct vmfs_msg *m)
+{
+	const struct vmfs_msg_transfer_set *xs = &m->u.transfer_set;
+	struct rsm_lock *from[VMFS_MSG_XSET_MAX], *to[VMFS_MSG_XSET_MAX];
+	int err = -EINVAL;
+
+	if (xs->n >= 1 && xs->n <= VMFS_MSG_XSET_MAX)
+		err = xset_check(r, xs, from, to);
+	if (err)
+		goto out;
+	/* One step for the whole set (I7: each target takes a new epoch). */
+	for (uint32_t i = 0; i < xs->n; i++) {
+		struct rsm_event ev;
+		bool local;
+
+		memset(&ev, 0, sizeof(ev));
+		ev.type = RSM_EV_LOST;
+		ev.client_id = from[i]->client_id;
+		ev.lkid = from[i]->lkid;
+		ev.epoch = from[i]->epoch;
+		ev.mode = from[i]->mode;
+		ev.reason = VMFS_DLM_LOST_TRANSFERRED;
+		local = is_local_owner(r, from[i]);
+		destroy_lock(&r->t, from[i]);
+		grant(r, to[i], to[i]->rqmode);
+		if (local)
+			rsm_emit(r, &ev);
+	}
+	walk_touched(r);	/* every resource of the set was touched by destroy_lock() */
+out:
+	emit_reply(r, m, &xs->o, RSM_EV_DONE, xs->n ? xs->x[0].to_lkid : 0, err);
+}
+
 /* --- recovery agents ------------------------------------------------------- */
 
 static int agent_cmp(const struct rsm_agent *a, const char *ls, uint32_t node, uint32_t client)
@@ -1122,6 +1211,7 @@ void rsm_apply_op(struct rsm *r, const struct vmfs_msg *m)
 		[VMFS_MSG_RELEASE] = op_release,
 		[VMFS_MSG_CANCEL] = op_cancel,
 		[VMFS_MSG_TRANSFER] = op_transfer,
+		[VMFS_MSG_TRANSFER_SET] = op_transfer_set,
 		[VMFS_MSG_CLIENT_GONE] = op_client_gone,
 		[VMFS_MSG_RECOVERY_REG] = op_recovery_reg,
 		[VMFS_MSG_RECOVERY_DONE] = op_recovery_done,

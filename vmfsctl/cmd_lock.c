@@ -387,6 +387,8 @@ static int parse_u64(const char *s, const char *what, uint64_t *v)
 	return 0;
 }
 
+/* One triple: TRANSFER, as ever.  Several: one TRANSFER_SET, all or
+ * nothing (vmfs_dlm_transfer_set()). */
 int cmd_transfer(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -394,9 +396,10 @@ int cmd_transfer(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t from, epoch, to;
+	struct vmfs_dlm_transfer t[VMFS_DLM_TRANSFER_SET_MAX];
 	vmfs_dlm_t *h = NULL;
 	const char *hint;
+	size_t n;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
@@ -405,25 +408,40 @@ int cmd_transfer(int argc, char **argv)
 			/* Lock ids are cluster-wide; accepted for symmetry. */
 			break;
 		case 'h':
-			printf("usage: vmfsctl transfer [--lockspace LS] FROM_LKID FROM_EPOCH TO_LKID\n");
+			printf("usage: vmfsctl transfer [--lockspace LS] FROM_LKID FROM_EPOCH TO_LKID "
+			       "[FROM_LKID FROM_EPOCH TO_LKID ...]\n"
+			       "Several triples move together in one message, or none moves.\n");
 			return VMFSCTL_EXIT_OK;
 		default:
 			return vmfsctl_usage("transfer");
 		}
 	}
-	if (argc - optind != 3)
+	if (argc - optind < 3 || (argc - optind) % 3)
 		return vmfsctl_usage("transfer");
-	if (parse_u64(argv[optind], "FROM_LKID", &from) ||
-	    parse_u64(argv[optind + 1], "FROM_EPOCH", &epoch) ||
-	    parse_u64(argv[optind + 2], "TO_LKID", &to))
+	n = (size_t)(argc - optind) / 3;
+	if (n > VMFS_DLM_TRANSFER_SET_MAX) {
+		vmfsctl_err("at most %d transfers in one message", VMFS_DLM_TRANSFER_SET_MAX);
 		return VMFSCTL_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char **a = argv + optind + 3 * i;
+
+		if (parse_u64(a[0], "FROM_LKID", &t[i].from) ||
+		    parse_u64(a[1], "FROM_EPOCH", &t[i].from_epoch) ||
+		    parse_u64(a[2], "TO_LKID", &t[i].to))
+			return VMFSCTL_EXIT_USAGE;
+	}
 	ret = vmfsctl_connect("vmfsctl", &h);
 	if (ret)
 		goto out;
-	ret = vmfs_dlm_transfer(h, from, epoch, to);
+	if (n == 1)
+		ret = vmfs_dlm_transfer(h, t[0].from, t[0].from_epoch, t[0].to);
+	else
+		ret = vmfs_dlm_transfer_set(h, t, n);
 	if (ret == 0) {
-		printf("lock %" PRIu64 " (epoch %" PRIu64 ") transferred to lock %" PRIu64 "\n",
-		       from, epoch, to);
+		for (size_t i = 0; i < n; i++)
+			printf("lock %" PRIu64 " (epoch %" PRIu64 ") transferred to lock %" PRIu64 "\n",
+			       t[i].from, t[i].from_epoch, t[i].to);
 		goto out;
 	}
 	switch (ret) {
@@ -438,12 +456,20 @@ int cmd_transfer(int argc, char **argv)
 	case VMFS_DLM_EINCOMPAT:
 		hint = "TO's requested mode conflicts with the other holders";
 		break;
+	case -EINVAL:
+		hint = n > 1 ? "a lock is named twice in the set" : "bad lock ids";
+		break;
 	default:
 		hint = "see 'vmfsctl locks' and 'vmfsctl log'";
 		break;
 	}
-	vmfsctl_err("transfer of lock %" PRIu64 " (epoch %" PRIu64 ") to lock %" PRIu64
-		    " refused: %s \u2014 %s", from, epoch, to, vmfsctl_strerror(ret), hint);
+	if (n == 1)
+		vmfsctl_err("transfer of lock %" PRIu64 " (epoch %" PRIu64 ") to lock %" PRIu64
+			    " refused: %s \u2014 %s", t[0].from, t[0].from_epoch, t[0].to,
+			    vmfsctl_strerror(ret), hint);
+	else
+		vmfsctl_err("transfer of %zu locks refused, none moved: %s \u2014 %s", n,
+			    vmfsctl_strerror(ret), hint);
 	ret = VMFSCTL_EXIT_FAIL;
 out:
 	vmfs_dlm_close(h);

@@ -20,7 +20,7 @@
 	X(status,   "[--json]",                                   "this host, membership, quorum, daemon state") \
 	X(locks,    "[--json] [--lockspace LS] [PATTERN]",        "the whole cluster's lock table") \
 	X(lock,     "[OPTIONS] NAME [--] CMD [ARG...]",           "run CMD while holding a cluster lock") \
-	X(transfer, "[--lockspace LS] FROM_LKID FROM_EPOCH TO_LKID", "move a granted lock to a pending request") \
+	X(transfer, "[--lockspace LS] FROM_LKID FROM_EPOCH TO_LKID [...]", "move granted locks to pending requests (several: all or none)") \
 	X(log,      "",                                           "dump the daemon's in-memory log")
 
 #define VMFSCTL_DECLARE(name, synopsis, summary) int cmd_##name(int argc, char **argv);

@@ -275,7 +275,7 @@ static bool resend_lost(struct dlmd *d, struct dlmd_client *c, struct dlmd_pendi
 	case VMFS_MSG_CANCEL:
 		lkid = m->u.cancel.lkid;
 		break;
-	default:	/* TRANSFER (the epoch check keeps it safe), RECOVERY_* */
+	default:	/* TRANSFER[_SET] (the epoch check keeps it safe), RECOVERY_* */
 		break;
 	}
 	/* an op on a lock that is not ours any more in the new table */
@@ -408,6 +408,7 @@ static const size_t req_size[VMFS_IPC_REQ_MAX] = {
 	[VMFS_IPC_RECOVERY_REG] = sizeof(struct vmfs_ipc_recovery),
 	[VMFS_IPC_RECOVERY_DONE] = sizeof(struct vmfs_ipc_recovery),
 	[VMFS_IPC_QUERY] = sizeof(struct vmfs_ipc_query),
+	[VMFS_IPC_TRANSFER_SET] = sizeof(struct vmfs_ipc_transfer_set),
 };
 
 static const char *const req_name[VMFS_IPC_REQ_MAX] = {
@@ -420,6 +421,7 @@ static const char *const req_name[VMFS_IPC_REQ_MAX] = {
 	[VMFS_IPC_RECOVERY_REG] = "RECOVERY_REG",
 	[VMFS_IPC_RECOVERY_DONE] = "RECOVERY_DONE",
 	[VMFS_IPC_QUERY] = "QUERY",
+	[VMFS_IPC_TRANSFER_SET] = "TRANSFER_SET",
 };
 
 /* A string field is valid iff it has a NUL inside its array. */
@@ -636,6 +638,33 @@ static int do_transfer(struct dlmd_client *c, const struct vmfs_ipc_transfer *q)
 	return submit(c, &m, q->req_id, 0);
 }
 
+/* TRANSFER_SET: like TRANSFER, no lookup (the sources are another host's
+ * locks); only the shape is checked here, the rsm checks every triple in
+ * agreed order and applies all or none. */
+static int do_transfer_set(struct dlmd_client *c, const struct vmfs_ipc_transfer_set *q)
+{
+	struct vmfs_msg m;
+
+	if (q->n == 0 || q->n > VMFS_DLM_TRANSFER_SET_MAX)
+		return -EINVAL;
+	for (uint32_t i = q->n; i < VMFS_DLM_TRANSFER_SET_MAX; i++)
+		if (q->x[i].from || q->x[i].from_epoch || q->x[i].to)
+			return VMFS_DLM_EPROTO;
+	memset(&m, 0, sizeof(m));
+	m.type = VMFS_MSG_TRANSFER_SET;
+	m.u.transfer_set.o.client_id = c->client_id;
+	m.u.transfer_set.o.req_id = q->req_id;
+	m.u.transfer_set.n = q->n;
+	for (uint32_t i = 0; i < q->n; i++) {
+		if (!q->x[i].from || !q->x[i].to || q->x[i].from == q->x[i].to)
+			return VMFS_DLM_ENOLOCK;
+		m.u.transfer_set.x[i].from_lkid = q->x[i].from;
+		m.u.transfer_set.x[i].from_epoch = q->x[i].from_epoch;
+		m.u.transfer_set.x[i].to_lkid = q->x[i].to;
+	}
+	return submit(c, &m, q->req_id, 0);
+}
+
 static int do_recovery(struct dlmd_client *c, const struct vmfs_ipc_recovery *q, bool done)
 {
 	struct vmfs_msg m;
@@ -689,6 +718,7 @@ union ipc_req {
 	struct vmfs_ipc_transfer transfer;
 	struct vmfs_ipc_recovery recovery;
 	struct vmfs_ipc_query query;
+	struct vmfs_ipc_transfer_set transfer_set;
 };
 
 /* `size` is what the client wrote in its header (libqb passes hdr->size,
@@ -763,6 +793,9 @@ static int32_t ipc_msg_process(qb_ipcs_connection_t *conn, void *data, size_t si
 		break;
 	case VMFS_IPC_TRANSFER:
 		rc = do_transfer(c, &q.transfer);
+		break;
+	case VMFS_IPC_TRANSFER_SET:
+		rc = do_transfer_set(c, &q.transfer_set);
 		break;
 	case VMFS_IPC_RECOVERY_REG:
 		rc = do_recovery(c, &q.recovery, false);

@@ -133,6 +133,21 @@ int vmfs_dlm_unlock(vmfs_dlm_t *h, struct vmfs_dlm_lksb *lksb, unsigned flags);
  * when from's epoch is no longer current. */
 int vmfs_dlm_transfer(vmfs_dlm_t *h, uint64_t from, uint64_t from_epoch, uint64_t to);
 
+/* Several transfers in ONE lock-manager message, all or nothing (e.g. every
+ * disk lock of a migrating VM): every triple is checked with the rules of
+ * vmfs_dlm_transfer() before anything changes, and only if all pass are
+ * all applied in the same step; otherwise the first failure is returned
+ * (VMFS_DLM_ESTALE, VMFS_DLM_ENOLOCK, VMFS_DLM_EINCOMPAT,
+ * VMFS_DLM_ENOQUORUM; -EINVAL if a lock is named twice) and nothing moved.
+ * n is 1 .. VMFS_DLM_TRANSFER_SET_MAX.  Since VMFS_DLM_3. */
+#define VMFS_DLM_TRANSFER_SET_MAX 16
+struct vmfs_dlm_transfer {
+	uint64_t from;		/* granted lock */
+	uint64_t from_epoch;	/* its current epoch (the fencing token) */
+	uint64_t to;		/* pending request on the same resource */
+};
+int vmfs_dlm_transfer_set(vmfs_dlm_t *h, const struct vmfs_dlm_transfer *t, size_t n);
+
 /* Asynchronous calls: the request is queued in the cluster; *lkid is set
  * when the daemon has applied it (0 if not yet known); completion() is
  * called with arg when it is granted or refused. */

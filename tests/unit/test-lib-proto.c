@@ -14,7 +14,8 @@
  *   die       the server exits after accepting the request
  *
  * QUERY "unlocks" answers {"unlocks": N} (UNLOCKs seen), anything else a
- * fixed document.  TRANSFER is refused with ESTALE unless from_epoch == 1.
+ * fixed document.  TRANSFER is refused with ESTALE unless from_epoch == 1;
+ * TRANSFER_SET unless every from_epoch == 1 and every to == from + 1.
  *
  * Exit: 0 pass, 1 fail, 77 skip (IPC unavailable), 99 setup error.
  */
@@ -155,6 +156,21 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 		fake_dlmd_event(c, VMFS_IPC_EV_DONE, t->req_id,
 			  t->from_epoch == 1 ? 0 : VMFS_DLM_ESTALE, 0, 0, 0, 0);
 		break;
+	case VMFS_IPC_TRANSFER_SET: {
+		const struct vmfs_ipc_transfer_set *ts = data;
+		int err = 0;
+
+		if (size != sizeof(*ts) || ts->n < 1 || ts->n > VMFS_DLM_TRANSFER_SET_MAX) {
+			fake_dlmd_respond(c, hdr->id, VMFS_DLM_EPROTO, NULL);
+			break;
+		}
+		for (uint32_t i = 0; i < ts->n; i++)
+			if (ts->x[i].from_epoch != 1 || ts->x[i].to != ts->x[i].from + 1)
+				err = VMFS_DLM_ESTALE;
+		fake_dlmd_respond(c, hdr->id, 0, NULL);
+		fake_dlmd_event(c, VMFS_IPC_EV_DONE, ts->req_id, err, 0, 0, 0, 0);
+		break;
+	}
 	case VMFS_IPC_QUERY:
 		if (strcmp(q->what, "unlocks") == 0)
 			snprintf(text, sizeof(text), "{\"unlocks\": %u}", srv_unlocks);
@@ -387,6 +403,23 @@ static void run_tests(void)
 	check(ret == VMFS_DLM_ESTALE, "stale transfer refused: %d", ret);
 	ret = vmfs_dlm_transfer(handle, 5, 1, 6);
 	check(ret == 0, "transfer done: %d", ret);
+	{
+		struct vmfs_dlm_transfer ts[VMFS_DLM_TRANSFER_SET_MAX + 1];
+
+		for (i = 0; i < VMFS_DLM_TRANSFER_SET_MAX + 1; i++)
+			ts[i] = (struct vmfs_dlm_transfer){ 10 + 2 * (uint64_t)i, 1, 11 + 2 * (uint64_t)i };
+		ret = vmfs_dlm_transfer_set(handle, ts, 3);
+		check(ret == 0, "transfer set of 3 done: %d", ret);
+		ret = vmfs_dlm_transfer_set(handle, ts, VMFS_DLM_TRANSFER_SET_MAX);
+		check(ret == 0, "transfer set of 16 done: %d", ret);
+		ts[1].from_epoch = 2;
+		ret = vmfs_dlm_transfer_set(handle, ts, 3);
+		check(ret == VMFS_DLM_ESTALE, "transfer set with a stale epoch refused: %d", ret);
+		check(vmfs_dlm_transfer_set(handle, ts, 0) == -EINVAL &&
+		      vmfs_dlm_transfer_set(handle, ts, VMFS_DLM_TRANSFER_SET_MAX + 1) == -EINVAL &&
+		      vmfs_dlm_transfer_set(handle, NULL, 1) == -EINVAL,
+		      "transfer set: bad counts refused by the library");
+	}
 
 	/* Threads: sync calls from several threads plus a dispatcher. */
 	pthread_create(&disp, NULL, dispatch_thread, NULL);

@@ -138,6 +138,16 @@ static void make_msg(struct vmfs_msg *m, unsigned type)
 	case VMFS_MSG_CLIENT_GONE:
 		m->u.client_gone.client_id = (uint32_t)rnd();
 		break;
+	case VMFS_MSG_TRANSFER_SET:
+		m->u.transfer_set.o.client_id = (uint32_t)rnd();
+		m->u.transfer_set.o.req_id = (uint32_t)rnd();
+		m->u.transfer_set.n = 1 + rndn(VMFS_MSG_XSET_MAX);
+		for (uint32_t i = 0; i < m->u.transfer_set.n; i++) {
+			m->u.transfer_set.x[i].from_lkid = rnd();
+			m->u.transfer_set.x[i].from_epoch = rnd();
+			m->u.transfer_set.x[i].to_lkid = rnd();
+		}
+		break;
 	case VMFS_MSG_RECOVERY_REG:
 	case VMFS_MSG_RECOVERY_DONE:
 		m->u.recovery.o.client_id = (uint32_t)rnd();
@@ -216,6 +226,18 @@ static bool msg_eq(const struct vmfs_msg *a, const struct vmfs_msg *b)
 	}
 	case VMFS_MSG_CLIENT_GONE:
 		return a->u.client_gone.client_id == b->u.client_gone.client_id;
+	case VMFS_MSG_TRANSFER_SET: {
+		const struct vmfs_msg_transfer_set *x = &a->u.transfer_set, *y = &b->u.transfer_set;
+
+		if (!origin_eq(&x->o, &y->o) || x->n != y->n || x->n > VMFS_MSG_XSET_MAX)
+			return false;
+		for (uint32_t i = 0; i < x->n; i++)
+			if (x->x[i].from_lkid != y->x[i].from_lkid ||
+			    x->x[i].from_epoch != y->x[i].from_epoch ||
+			    x->x[i].to_lkid != y->x[i].to_lkid)
+				return false;
+		return true;
+	}
 	case VMFS_MSG_RECOVERY_REG:
 	case VMFS_MSG_RECOVERY_DONE: {
 		const struct vmfs_msg_recovery *x = &a->u.recovery, *y = &b->u.recovery;
@@ -269,6 +291,9 @@ static void test_round_trip(void)
 			CHECK(buf[8] == (uint8_t)n && buf[9] == (uint8_t)(n >> 8), "length field");
 		}
 	CHECK(strcmp(vmfs_msg_type_name(VMFS_MSG_TRANSFER), "TRANSFER") == 0, "type name");
+	CHECK(strcmp(vmfs_msg_type_name(VMFS_MSG_TRANSFER_SET), "TRANSFER_SET") == 0,
+	      "type name transfer set");
+	CHECK(VMFS_MSG_TRANSFER_SET == 12, "types are append-only");
 	CHECK(strcmp(vmfs_msg_type_name(0), "UNKNOWN") == 0, "type 0 name");
 	CHECK(strcmp(vmfs_msg_type_name(999), "UNKNOWN") == 0, "type 999 name");
 }
@@ -402,6 +427,31 @@ static void test_validation(void)
 	wr32(bad + 32 + 12, m.u.snapshot.len + 1);
 	fix_crc(bad, (size_t)n);
 	CHECK(decode_rc(bad, (size_t)n, 0) == VMFS_MSG_EFIELD, "chunk len beyond message");
+
+	/* TRANSFER_SET: count 0 or above the cap, a body shorter than its
+	 * count says, and the length: fixed part + 24 per triple. */
+	n = encode_one(VMFS_MSG_TRANSFER_SET, &m, buf, sizeof(buf));
+	CHECK(n == 32 + 12 + 24 * (int)m.u.transfer_set.n, "transfer set length %d", n);
+	memcpy(bad, buf, (size_t)n);
+	wr32(bad + 32 + 8, 0);
+	fix_crc(bad, (size_t)n);
+	CHECK(decode_rc(bad, (size_t)n, 0) == VMFS_MSG_EFIELD, "transfer set count 0");
+	memcpy(bad, buf, (size_t)n);
+	wr32(bad + 32 + 8, VMFS_MSG_XSET_MAX + 1);
+	fix_crc(bad, (size_t)n);
+	CHECK(decode_rc(bad, (size_t)n, 0) == VMFS_MSG_EFIELD, "transfer set count 17");
+	if (m.u.transfer_set.n < VMFS_MSG_XSET_MAX) {
+		memcpy(bad, buf, (size_t)n);
+		wr32(bad + 32 + 8, m.u.transfer_set.n + 1);
+		fix_crc(bad, (size_t)n);
+		CHECK(decode_rc(bad, (size_t)n, 0) == VMFS_MSG_ELENGTH,
+		      "transfer set count beyond the body");
+	}
+	make_msg(&m, VMFS_MSG_TRANSFER_SET);
+	m.u.transfer_set.n = 0;
+	CHECK(vmfs_msg_encode(&m, buf, sizeof(buf)) == -EINVAL, "encode transfer set of 0");
+	m.u.transfer_set.n = VMFS_MSG_XSET_MAX + 1;
+	CHECK(vmfs_msg_encode(&m, buf, sizeof(buf)) == -EINVAL, "encode transfer set of 17");
 
 	/* Encoder refuses what the decoder would refuse. */
 	make_msg(&m, VMFS_MSG_REQUEST);

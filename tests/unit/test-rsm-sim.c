@@ -35,6 +35,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -669,6 +670,22 @@ static uint32_t do_transfer(struct host *h, struct client *c, uint64_t from, uin
 	return m.u.transfer.o.req_id;
 }
 
+/* Several transfers in one message (all or nothing). */
+static uint32_t do_transfer_set(struct host *h, struct client *c, const struct vmfs_msg_xfer *x,
+				uint32_t n)
+{
+	struct vmfs_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = VMFS_MSG_TRANSFER_SET;
+	m.u.transfer_set.o.client_id = c->id;
+	m.u.transfer_set.o.req_id = new_req(h, c, OP_TRANSFER, -1, x[0].to_lkid, -1);
+	m.u.transfer_set.n = n;
+	memcpy(m.u.transfer_set.x, x, n * sizeof(*x));
+	client_send(h, &m);
+	return m.u.transfer_set.o.req_id;
+}
+
 /* ------------------------------------------------------------------------ */
 /* events: apply to the client model and check against the table (c)        */
 
@@ -1121,6 +1138,39 @@ static void random_client_op(struct host *h)
 		do_cancel(h, c, l->lkid);
 		return;
 	}
+	/* TRANSFER_SET: for each of our waiting requests (one per resource),
+	 * some granted lock of its resource; now and then a stale epoch, a
+	 * duplicate or a non-waiting target, which must refuse the whole set. */
+	if (chance(40)) {
+		struct vmfs_msg_xfer x[VMFS_MSG_XSET_MAX];
+		bool used[NRES] = { false };
+		uint32_t n = 0;
+
+		for (int i = 0; i < c->n && n < VMFS_MSG_XSET_MAX; i++) {
+			struct cl_lock *w = &c->locks[i];
+			struct find_ctx f;
+
+			if (w->state != CL_WAIT || w->res < 0 || used[w->res])
+				continue;
+			memset(&f, 0, sizeof(f));
+			f.res = w->res;
+			rsm_foreach_resource(h->rsm, res_ls[w->res], pick_granted, &f);
+			if (!f.lkid)
+				continue;
+			used[w->res] = true;
+			x[n].from_lkid = f.lkid;
+			x[n].from_epoch = chance(10) ? f.epoch - 1 : f.epoch;
+			x[n].to_lkid = w->lkid;
+			n++;
+		}
+		if (n && n < VMFS_MSG_XSET_MAX && chance(5)) {
+			x[n] = x[0];		/* a lock named twice */
+			n++;
+		}
+		if (n)
+			do_transfer_set(h, c, x, n);
+		return;
+	}
 	/* TRANSFER: any granted lock of the resource to our waiting request. */
 	if (l->state == CL_WAIT && l->res >= 0) {
 		struct find_ctx f = { .res = l->res };
@@ -1477,6 +1527,121 @@ out:
 	sim_fini();
 }
 
+/* A hash of every lock (id, queue, modes, epoch, owner) and resource epoch:
+ * unlike rsm_digest() it ignores the op counter and timestamps, so it shows
+ * whether an operation changed any lock. */
+static void locks_sig_visit(void *arg, const struct rsm_resource_view *v)
+{
+	uint64_t *h = arg;
+
+	*h = (*h ^ v->epoch) * 0x100000001b3ull;
+	for (size_t i = 0; i < v->n_locks; i++) {
+		const struct rsm_lock_view *l = &v->locks[i];
+
+		*h = (*h ^ l->lkid) * 0x100000001b3ull;
+		*h = (*h ^ ((uint64_t)l->queue << 48 ^ (uint64_t)(l->mode + 1) << 40 ^
+			    (uint64_t)(l->rqmode + 1) << 32 ^ l->nodeid)) * 0x100000001b3ull;
+		*h = (*h ^ l->epoch) * 0x100000001b3ull;
+	}
+}
+
+static uint64_t locks_sig(struct host *h)
+{
+	uint64_t sig = 0xcbf29ce484222325ull;
+
+	rsm_foreach_resource(h->rsm, NULL, locks_sig_visit, &sig);
+	return sig;
+}
+
+/* A VM with two disks moves at once: one stale epoch, a lock named twice or
+ * a target on the wrong resource refuses the whole set with nothing moved;
+ * the right set moves both locks in one step. */
+static void directed_transfer_set(void)
+{
+	struct client *a, *b, *x, *w;
+	struct cl_lock *la0, *la1, *lb0, *lb1, *lw;
+	struct vmfs_msg_xfer t[3];
+	uint64_t e0, e1, d;
+
+	sim_init(3);
+	a = new_client(&hosts[0], false);
+	b = new_client(&hosts[1], false);
+	x = new_client(&hosts[2], false);
+	w = new_client(&hosts[2], false);
+	do_request(&hosts[0], a, 0, VMFS_DLM_EX, 0, "vm1");
+	do_request(&hosts[0], a, 1, VMFS_DLM_EX, 0, "vm1");
+	drain();
+	do_request(&hosts[1], b, 0, VMFS_DLM_EX, VMFS_DLM_PERSISTENT, "vm1");
+	do_request(&hosts[1], b, 1, VMFS_DLM_EX, VMFS_DLM_PERSISTENT, "vm1");
+	drain();
+	do_request(&hosts[2], w, 1, VMFS_DLM_PR, 0, NULL);	/* queued behind */
+	drain();
+	la0 = lock_on(a, 0);
+	la1 = lock_on(a, 1);
+	lb0 = lock_on(b, 0);
+	lb1 = lock_on(b, 1);
+	lw = lock_on(w, 1);
+	CHECK(la0 && la1 && lb0 && lb1 && lw && la0->state == CL_GRANTED &&
+	      la1->state == CL_GRANTED && lb0->state == CL_WAIT && lb1->state == CL_WAIT &&
+	      lw->state == CL_WAIT, "transfer set: setup");
+	if (!la0 || !la1 || !lb0 || !lb1 || !lw)
+		goto out;
+	e0 = la0->epoch;
+	e1 = la1->epoch;
+	t[0] = (struct vmfs_msg_xfer){ la0->lkid, e0, lb0->lkid };
+	t[1] = (struct vmfs_msg_xfer){ la1->lkid, e1 - 1, lb1->lkid };	/* stale */
+	d = locks_sig(&hosts[0]);
+	do_transfer_set(&hosts[2], x, t, 2);
+	drain();
+	CHECK(last_err[2] == VMFS_DLM_ESTALE, "transfer set: stale epoch refused (%d)",
+	      last_err[2]);
+	CHECK(la0->state == CL_GRANTED && la1->state == CL_GRANTED && lb0->state == CL_WAIT &&
+	      lb1->state == CL_WAIT, "transfer set: nothing moved after a stale epoch");
+	CHECK(locks_sig(&hosts[0]) == d, "transfer set: table unchanged after refusal");
+	/* a lock named twice */
+	t[1] = (struct vmfs_msg_xfer){ la1->lkid, e1, lb0->lkid };
+	do_transfer_set(&hosts[2], x, t, 2);
+	drain();
+	CHECK(last_err[2] == -EINVAL, "transfer set: duplicate lock refused (%d)", last_err[2]);
+	/* target on another resource */
+	t[0] = (struct vmfs_msg_xfer){ la0->lkid, e0, lb1->lkid };
+	t[1] = (struct vmfs_msg_xfer){ la1->lkid, e1, lb0->lkid };
+	do_transfer_set(&hosts[2], x, t, 2);
+	drain();
+	CHECK(last_err[2] == VMFS_DLM_ENOLOCK, "transfer set: crossed targets refused (%d)",
+	      last_err[2]);
+	CHECK(locks_sig(&hosts[0]) == d && locks_sig(&hosts[1]) == d,
+	      "transfer set: table unchanged after refusals");
+	/* the right set */
+	t[0] = (struct vmfs_msg_xfer){ la0->lkid, e0, lb0->lkid };
+	t[1] = (struct vmfs_msg_xfer){ la1->lkid, e1, lb1->lkid };
+	do_transfer_set(&hosts[2], x, t, 2);
+	drain();
+	CHECK(last_err[2] == 0, "transfer set: done 0 (%d)", last_err[2]);
+	CHECK(lock_on(a, 0) == NULL && lock_on(a, 1) == NULL, "transfer set: sources gone");
+	CHECK(lb0->state == CL_GRANTED && lb0->epoch == e0 + 1 && lb1->state == CL_GRANTED &&
+	      lb1->epoch == e1 + 1, "transfer set: both targets granted, epoch+1");
+	CHECK(lw->state == CL_WAIT, "transfer set: the waiter behind still waits");
+	/* the sources' epochs are stale now: a second handoff is refused */
+	do_request(&hosts[0], a, 0, VMFS_DLM_EX, 0, "vm1");
+	do_request(&hosts[0], a, 1, VMFS_DLM_EX, 0, "vm1");
+	drain();
+	la0 = lock_on(a, 0);
+	la1 = lock_on(a, 1);
+	if (la0 && la1) {
+		t[0] = (struct vmfs_msg_xfer){ lb0->lkid, e0, la0->lkid };
+		t[1] = (struct vmfs_msg_xfer){ lb1->lkid, e1 + 1, la1->lkid };
+		do_transfer_set(&hosts[2], x, t, 2);
+		drain();
+		CHECK(last_err[2] == VMFS_DLM_ESTALE, "transfer set back with an old epoch refused");
+		CHECK(lb0->state == CL_GRANTED && lb1->state == CL_GRANTED,
+		      "transfer set back: nothing moved");
+	}
+	check_all(true);
+out:
+	sim_fini();
+}
+
 static void directed_orphan(void)
 {
 	struct client *a, *b, *c;
@@ -1758,6 +1923,7 @@ int main(void)
 	directed_fifo();
 	directed_lvb_blocking();
 	directed_transfer();
+	directed_transfer_set();
 	directed_orphan();
 	directed_quorum_partition();
 	directed_departure();

@@ -1,0 +1,133 @@
+/* vmfs/handoff.h — the disk-lock handoff of a live migration (vmfs-migrate).
+ *
+ * A VM's disk locks are EX locks of the vmfs lock manager, one per disk
+ * file, named by lockspace + resource and tagged with the VM's name (the
+ * holder tag of DESIGN.md decision 7).  At the switchover of a live
+ * migration (decision 8) they move from the source host to the destination
+ * host in ONE lock-manager message, vmfs_dlm_transfer_set(): every disk
+ * moves, or none does, conditional on the source's epochs (the fencing
+ * tokens of decision 4), so there is no moment where neither or both hosts
+ * own a disk.
+ *
+ *   destination          vmfs_handoff_prepare()  queue one EX request per
+ *                        disk, tagged with the VM name, PERSISTENT; they
+ *                        wait behind the source's locks (the destination's
+ *                        pending claims)
+ *   either host          vmfs_handoff_commit()   look the VM's locks up in
+ *                        the cluster table ("locks" query) and move them
+ *                        with one TRANSFER_SET carrying the source's epochs
+ *   destination          vmfs_handoff_abort()    cancel the pending
+ *                        requests; ownership stays with the source
+ *
+ * Why prepare needs a live handle: a *waiting* request does not survive its
+ * client (the lock manager drops waiting requests of a client that goes
+ * away, PERSISTENT or not: only granted PERSISTENT locks become orphans).
+ * So the handle that prepared must stay open until the commit or the abort.
+ * After a commit the prepared requests are granted locks of that handle;
+ * being PERSISTENT they survive it as orphans of the destination host,
+ * which the destination hypervisor takes over with VMFS_DLM_ADOPT.  A
+ * hypervisor that prepares through its own handle simply holds them.
+ *
+ * Disk locks must not be taken through the lock cache (vmfs_dlm_cache_*):
+ * a cached lock is released when the destination's request queues behind
+ * it, which would hand the disk over without the epoch check.
+ *
+ * Errors: 0, a negative errno, a VMFS_DLM_E* code of the lock manager
+ * (VMFS_DLM_ESTALE: a source epoch changed since the lookup), or one of the
+ * VMFS_HANDOFF_E* codes below.  The functions that can fail for a reason a
+ * person must read also fill `why` (may be NULL) with one line of text.
+ */
+#ifndef VMFS_HANDOFF_H
+#define VMFS_HANDOFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmfs/dlm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMFS_HANDOFF_DISKS_MAX VMFS_DLM_TRANSFER_SET_MAX	/* disks per VM */
+#define VMFS_HANDOFF_DEFAULT_LS "default"			/* as vmfsctl lock */
+
+/* Domain errors (their own negative range). */
+#define VMFS_HANDOFF_EBASE	(-6000)
+#define VMFS_HANDOFF_ENOSOURCE	(VMFS_HANDOFF_EBASE - 1)	/* no lock of the VM granted on the source */
+#define VMFS_HANDOFF_ENOPREPARE	(VMFS_HANDOFF_EBASE - 2)	/* a disk has no prepared request */
+#define VMFS_HANDOFF_EAMBIGUOUS	(VMFS_HANDOFF_EBASE - 3)	/* several holders/requests/hosts */
+#define VMFS_HANDOFF_EFREE	(VMFS_HANDOFF_EBASE - 4)	/* prepare: disk not held by anyone */
+#define VMFS_HANDOFF_ETOOMANY	(VMFS_HANDOFF_EBASE - 5)	/* more than VMFS_HANDOFF_DISKS_MAX */
+
+/* One disk of a handoff, as looked up (and, after commit, moved). */
+struct vmfs_handoff_disk {
+	char res[VMFS_DLM_NAME_MAX + 1];
+	uint64_t from_lkid;			/* the source's granted lock */
+	uint64_t from_epoch;			/* its epoch at the lookup */
+	char from_host[VMFS_DLM_NAME_MAX + 1];
+	uint64_t to_lkid;			/* the destination's request */
+	char to_host[VMFS_DLM_NAME_MAX + 1];
+	uint64_t epoch;				/* the destination's epoch after commit; 0 before */
+};
+
+/* A prepared incoming VM (destination side); owned by the caller. */
+struct vmfs_handoff;
+
+/* Queue EX requests tagged `vm` (PERSISTENT) for the n resources in
+ * lockspace ls (NULL: VMFS_HANDOFF_DEFAULT_LS) through h, and return once
+ * the cluster has queued every one of them (timeout_ms < 0: no limit).
+ * A disk that nobody holds is refused (VMFS_HANDOFF_EFREE): its request
+ * would have been granted at once, outside any handoff; such grants are
+ * released again.  On failure nothing stays queued. */
+int vmfs_handoff_prepare(vmfs_dlm_t *h, const char *vm, const char *ls,
+			 const char *const *res, size_t n, int timeout_ms,
+			 struct vmfs_handoff **out, char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+/* Progress of a prepared VM, from the events read by vmfs_dlm_dispatch()
+ * on its handle: 1 when every request has been granted (the handoff
+ * happened; epochs in *disks if not NULL, up to n_disks entries), 0 while
+ * they wait, or the negative error that ended one of them (refused,
+ * cancelled, connection lost). */
+int vmfs_handoff_poll(struct vmfs_handoff *p, struct vmfs_handoff_disk *disks, size_t n_disks);
+
+/* Cancel the prepared requests that still wait (the library side of
+ * `vmfs-migrate abort`); granted ones are left alone.  Then free p. */
+int vmfs_handoff_abort(struct vmfs_handoff *p);
+
+/* Forget p without touching its requests (they live as long as the handle). */
+void vmfs_handoff_free(struct vmfs_handoff *p);
+
+/* The switchover: find the locks tagged `vm` granted on the source host
+ * (from_host, or NULL: the one host holding them) in lockspace ls and the
+ * requests tagged `vm` waiting on the same resources from another host,
+ * and move them all with ONE vmfs_dlm_transfer_set() carrying the epochs
+ * read.  disks (capacity cap, may be NULL) receives what was moved with the
+ * new epochs; *n_out its count.  On any failure nothing has moved. */
+int vmfs_handoff_commit(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
+			char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+/* Move exactly disks[0..n) (from vmfs_handoff_lookup(), with from_epoch
+ * possibly replaced by the epochs the source's own handles carry, so the
+ * move is conditional on what the source VM actually writes under) with
+ * ONE vmfs_dlm_transfer_set(); on success each disk's epoch is filled in.
+ * ls as for the lookup (used to read the new epochs). */
+int vmfs_handoff_commit_disks(vmfs_dlm_t *h, const char *ls, struct vmfs_handoff_disk *disks,
+			      size_t n, char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+/* Look up without moving (what commit would do); same arguments. */
+int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
+			char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+const char *vmfs_handoff_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

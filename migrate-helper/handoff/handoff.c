@@ -1,0 +1,660 @@
+/* handoff.c — the disk-lock handoff of a live migration (include/vmfs/handoff.h).
+ *
+ * PREPARED VM STATES (struct vmfs_handoff, one slot per disk)
+ *
+ *   slot state   | QUEUED            | GRANTED          | REFUSED/err    | abort
+ *   -------------+-------------------+------------------+----------------+-------------
+ *   SENT         | -> WAITING        | -> GRANTED (*)   | -> FAILED      | cancel later
+ *   WAITING      | -                 | -> GRANTED       | -> FAILED      | cancel
+ *   GRANTED      | -                 | -                | -              | left alone
+ *   FAILED       | (sticky)          |                  |                |
+ *
+ *   (*) during prepare a grant means the disk was free: the prepare fails
+ *       (VMFS_HANDOFF_EFREE) and the grant is released again.
+ *
+ * Invariants:
+ *   H1  Only one lock-manager message moves locks: the TRANSFER_SET of
+ *       commit.  Nothing here releases a source lock or grants a target.
+ *   H2  commit sends the epochs it read; if any changed in between, the
+ *       lock manager refuses the whole set (ESTALE) and nothing moves.
+ *   H3  A failed prepare leaves no request of ours queued (cancelled or
+ *       released before returning, or gone with the handle).
+ *
+ * Ownership: a struct vmfs_handoff belongs to the caller's thread; the
+ * completion callback that updates its slots runs from vmfs_dlm_dispatch()
+ * (or a synchronous call) on the same handle, so in that thread too.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "vmfs/handoff.h"
+
+enum slot_state { SL_SENT = 0, SL_WAITING, SL_GRANTED, SL_FAILED };
+
+struct slot {
+	struct vmfs_handoff *p;		/* back pointer for the completion */
+	char res[VMFS_DLM_NAME_MAX + 1];
+	uint64_t lkid;			/* set by the library when queued */
+	enum slot_state state;
+	int err;			/* FAILED: why */
+	bool cancel_sent;		/* undo(): CANCEL sent once */
+	struct vmfs_dlm_lksb lksb;	/* GRANTED: the grant */
+};
+
+struct vmfs_handoff {
+	vmfs_dlm_t *h;
+	char vm[VMFS_DLM_TAG_MAX + 1];
+	char ls[VMFS_DLM_NAME_MAX + 1];
+	size_t n;
+	struct slot s[VMFS_HANDOFF_DISKS_MAX];
+};
+
+static void say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void say(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
+
+const char *vmfs_handoff_strerror(int err)
+{
+	switch (err) {
+	case VMFS_HANDOFF_ENOSOURCE:
+		return "the VM holds no disk lock on the source";
+	case VMFS_HANDOFF_ENOPREPARE:
+		return "a disk of the VM has no prepared request on the destination";
+	case VMFS_HANDOFF_EAMBIGUOUS:
+		return "several holders, requests or hosts match";
+	case VMFS_HANDOFF_EFREE:
+		return "the disk is not locked by anyone";
+	case VMFS_HANDOFF_ETOOMANY:
+		return "too many disks for one transfer";
+	default:
+		return vmfs_dlm_strerror(err);
+	}
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* --- prepare / poll / abort ---------------------------------------------- */
+
+static void on_completion(void *arg, const struct vmfs_dlm_lksb *lksb)
+{
+	struct slot *s = arg;
+
+	if (!s)
+		return;
+	if (lksb->status == 0) {
+		s->state = SL_GRANTED;
+		s->lksb = *lksb;
+		s->lkid = lksb->lkid;
+	} else {
+		s->state = SL_FAILED;
+		s->err = lksb->status;
+	}
+}
+
+/* Read events until done(p) or the deadline (0 = none).  0, -ETIMEDOUT,
+ * or the handle's error. */
+static int pump(struct vmfs_handoff *p, bool (*done)(const struct vmfs_handoff *p),
+		uint64_t deadline)
+{
+	while (!done(p)) {
+		struct pollfd pfd = { .fd = vmfs_dlm_fd(p->h), .events = POLLIN };
+		int timeout = -1, rc;
+
+		if (deadline) {
+			uint64_t now = mono_ms();
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			timeout = (int)(deadline - now);
+		}
+		if (pfd.fd < 0)
+			return VMFS_DLM_EDAEMON;
+		rc = poll(&pfd, 1, timeout);
+		if (rc < 0 && errno != EINTR)
+			return -errno;
+		if (rc > 0) {
+			rc = vmfs_dlm_dispatch(p->h);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Every slot has its lkid (queued) or an outcome. */
+static bool all_known(const struct vmfs_handoff *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->s[i].state == SL_SENT && !p->s[i].lkid)
+			return false;
+	return true;
+}
+
+/* Every slot has an outcome (granted or failed). */
+static bool all_final(const struct vmfs_handoff *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->s[i].state == SL_SENT || p->s[i].state == SL_WAITING)
+			return false;
+	return true;
+}
+
+static void mark_waiting(struct vmfs_handoff *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->s[i].state == SL_SENT && p->s[i].lkid)
+			p->s[i].state = SL_WAITING;
+}
+
+static void cancel_waiting(struct vmfs_handoff *p)
+{
+	mark_waiting(p);
+	for (size_t i = 0; i < p->n; i++) {
+		struct slot *s = &p->s[i];
+
+		if (s->state == SL_WAITING && s->lkid && !s->cancel_sent) {
+			s->cancel_sent = true;
+			(void)vmfs_dlm_cancel(p->h, s->lkid);
+		}
+	}
+}
+
+/* Cancel what waits, wait (bounded) for the outcomes; with release, also
+ * give back what was granted.  The callbacks are detached before p is
+ * freed, so a late completion finds nothing. */
+static int undo(struct vmfs_handoff *p, bool release)
+{
+	static const struct vmfs_dlm_callbacks none = { 0 };
+	int rc = 0;
+
+	cancel_waiting(p);
+	/* requests still without lkid get cancelled once it is known */
+	if (pump(p, all_known, mono_ms() + 10000) == 0)
+		cancel_waiting(p);
+	rc = pump(p, all_final, mono_ms() + 10000);
+	for (size_t i = 0; i < p->n; i++) {
+		struct slot *s = &p->s[i];
+
+		if (s->state != SL_GRANTED)
+			continue;
+		if (release) {
+			int r = vmfs_dlm_unlock(p->h, &s->lksb, 0);
+
+			if (r < 0 && !rc)
+				rc = r;
+		} else if (!rc) {
+			rc = -EALREADY;	/* the handoff won the race with the cancel */
+		}
+	}
+	vmfs_dlm_set_callbacks(p->h, &none, NULL);
+	return rc;
+}
+
+int vmfs_handoff_prepare(vmfs_dlm_t *h, const char *vm, const char *ls,
+			 const char *const *res, size_t n, int timeout_ms,
+			 struct vmfs_handoff **out, char *why, size_t why_len)
+{
+	struct vmfs_dlm_callbacks cb = { .completion = on_completion };
+	struct vmfs_handoff *p;
+	uint64_t deadline = timeout_ms >= 0 ? mono_ms() + (uint64_t)timeout_ms : 0;
+	int rc = 0;
+
+	say(why, why_len, "ok");
+	if (!h || !vm || !*vm || strlen(vm) > VMFS_DLM_TAG_MAX || !res || !out ||
+	    (ls && (!*ls || strlen(ls) > VMFS_DLM_NAME_MAX))) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	*out = NULL;
+	if (n == 0 || n > VMFS_HANDOFF_DISKS_MAX) {
+		say(why, why_len, "%zu disks: 1 to %d per VM", n, VMFS_HANDOFF_DISKS_MAX);
+		return n ? VMFS_HANDOFF_ETOOMANY : -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!res[i] || !*res[i] || strlen(res[i]) > VMFS_DLM_NAME_MAX) {
+			say(why, why_len, "disk lock names must be 1 to %d bytes", VMFS_DLM_NAME_MAX);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(res[i], res[j]) == 0) {
+				say(why, why_len, "disk %s named twice", res[i]);
+				return -EINVAL;
+			}
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->h = h;
+	snprintf(p->vm, sizeof(p->vm), "%s", vm);
+	snprintf(p->ls, sizeof(p->ls), "%s", ls ? ls : VMFS_HANDOFF_DEFAULT_LS);
+	vmfs_dlm_set_callbacks(h, &cb, NULL);
+	for (size_t i = 0; i < n; i++) {
+		struct slot *s = &p->s[i];
+
+		s->p = p;
+		snprintf(s->res, sizeof(s->res), "%s", res[i]);
+		rc = vmfs_dlm_lock_async(h, p->ls, s->res, VMFS_DLM_EX, VMFS_DLM_PERSISTENT, p->vm,
+					 s, &s->lkid);
+		if (rc < 0) {
+			say(why, why_len, "request for %s/%s refused: %s", p->ls, s->res,
+			    vmfs_handoff_strerror(rc));
+			s->state = SL_FAILED;
+			s->err = rc;
+			p->n = i + 1;
+			goto fail;
+		}
+		p->n = i + 1;
+	}
+	rc = pump(p, all_known, deadline);
+	if (rc < 0) {
+		say(why, why_len, "requests not queued in time: %s", vmfs_handoff_strerror(rc));
+		goto fail;
+	}
+	mark_waiting(p);
+	for (size_t i = 0; i < p->n; i++) {
+		const struct slot *s = &p->s[i];
+
+		if (s->state == SL_GRANTED) {
+			say(why, why_len, "%s/%s is not locked by anyone: nothing to hand over", p->ls,
+			    s->res);
+			rc = VMFS_HANDOFF_EFREE;
+			goto fail;
+		}
+		if (s->state == SL_FAILED) {
+			say(why, why_len, "request for %s/%s failed: %s", p->ls, s->res,
+			    vmfs_handoff_strerror(s->err));
+			rc = s->err;
+			goto fail;
+		}
+	}
+	*out = p;
+	return 0;
+fail:
+	(void)undo(p, true);
+	free(p);
+	return rc;
+}
+
+int vmfs_handoff_poll(struct vmfs_handoff *p, struct vmfs_handoff_disk *disks, size_t n_disks)
+{
+	bool all = true;
+
+	if (!p)
+		return -EINVAL;
+	mark_waiting(p);
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->s[i].state == SL_FAILED)
+			return p->s[i].err;
+		if (p->s[i].state != SL_GRANTED)
+			all = false;
+	}
+	if (!all)
+		return 0;
+	for (size_t i = 0; disks && i < p->n && i < n_disks; i++) {
+		memset(&disks[i], 0, sizeof(disks[i]));
+		snprintf(disks[i].res, sizeof(disks[i].res), "%s", p->s[i].res);
+		disks[i].to_lkid = p->s[i].lkid;
+		disks[i].epoch = p->s[i].lksb.epoch;
+	}
+	return 1;
+}
+
+int vmfs_handoff_abort(struct vmfs_handoff *p)
+{
+	int rc;
+
+	if (!p)
+		return -EINVAL;
+	rc = undo(p, false);
+	free(p);
+	return rc;
+}
+
+void vmfs_handoff_free(struct vmfs_handoff *p)
+{
+	static const struct vmfs_dlm_callbacks none = { 0 };
+
+	if (!p)
+		return;
+	vmfs_dlm_set_callbacks(p->h, &none, NULL);
+	free(p);
+}
+
+/* --- lookup / commit ----------------------------------------------------- */
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return "";
+	return json_object_get_string(v);
+}
+
+static uint64_t ju64(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return 0;
+	return json_object_get_uint64(v);
+}
+
+static bool jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static json_object *jarr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
+		return NULL;
+	return v;
+}
+
+/* The resources array of lockspace ls in a "locks" answer (NULL if none). */
+static json_object *ls_resources(json_object *table, const char *ls)
+{
+	json_object *lss = jarr(table, "lockspaces");
+
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *l = json_object_array_get_idx(lss, i);
+
+		if (strcmp(jstr(l, "name"), ls) == 0)
+			return jarr(l, "resources");
+	}
+	return NULL;
+}
+
+static int query_locks(vmfs_dlm_t *h, const char *ls, json_object **out, char *why, size_t len)
+{
+	char *text = NULL;
+	int rc = vmfs_dlm_query(h, "locks", ls, &text);
+
+	*out = NULL;
+	if (rc < 0) {
+		say(why, len, "cannot read the lock table: %s", vmfs_handoff_strerror(rc));
+		return rc;
+	}
+	*out = json_tokener_parse(text);
+	free(text);
+	if (!*out) {
+		say(why, len, "cannot parse the lock table");
+		return VMFS_DLM_EPROTO;
+	}
+	return 0;
+}
+
+/* The source host: from_host, or the only host holding granted locks
+ * tagged vm (not recovering) in the resources. */
+static int pick_source(json_object *resources, const char *vm, const char *from_host,
+		       char *src, size_t src_len, char *why, size_t len)
+{
+	src[0] = '\0';
+	if (from_host) {
+		snprintf(src, src_len, "%s", from_host);
+		return 0;
+	}
+	for (size_t i = 0; resources && i < json_object_array_length(resources); i++) {
+		json_object *locks = jarr(json_object_array_get_idx(resources, i), "locks");
+
+		for (size_t j = 0; locks && j < json_object_array_length(locks); j++) {
+			json_object *l = json_object_array_get_idx(locks, j);
+			const char *host = jstr(l, "host");
+
+			if (strcmp(jstr(l, "queue"), "granted") != 0 || strcmp(jstr(l, "tag"), vm) ||
+			    jbool(l, "recovering"))
+				continue;
+			if (src[0] && strcmp(src, host) != 0) {
+				say(why, len, "locks tagged %s are granted on %s and on %s: say which "
+				    "host is the source (--from-host)", vm, src, host);
+				return VMFS_HANDOFF_EAMBIGUOUS;
+			}
+			snprintf(src, src_len, "%s", host);
+		}
+	}
+	return 0;
+}
+
+static int lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+		  struct vmfs_handoff_disk *d, size_t *n_out, char *why, size_t len)
+{
+	json_object *table = NULL, *resources;
+	char src[VMFS_DLM_NAME_MAX + 1], dst[VMFS_DLM_NAME_MAX + 1] = "";
+	size_t n = 0;
+	int rc;
+
+	*n_out = 0;
+	rc = query_locks(h, ls, &table, why, len);
+	if (rc < 0)
+		return rc;
+	resources = ls_resources(table, ls);
+	rc = pick_source(resources, vm, from_host, src, sizeof(src), why, len);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; resources && i < json_object_array_length(resources); i++) {
+		json_object *r = json_object_array_get_idx(resources, i);
+		json_object *locks = jarr(r, "locks");
+		json_object *from = NULL, *to = NULL;
+
+		for (size_t j = 0; locks && j < json_object_array_length(locks); j++) {
+			json_object *l = json_object_array_get_idx(locks, j);
+			const char *q = jstr(l, "queue");
+
+			if (strcmp(jstr(l, "tag"), vm) != 0)
+				continue;
+			if (strcmp(q, "granted") == 0 && strcmp(jstr(l, "host"), src) == 0 &&
+			    !jbool(l, "recovering")) {
+				if (from) {
+					say(why, len, "%s/%s: two locks tagged %s granted on %s", ls,
+					    jstr(r, "name"), vm, src);
+					rc = VMFS_HANDOFF_EAMBIGUOUS;
+					goto out;
+				}
+				from = l;
+			} else if (strcmp(q, "waiting") == 0 && strcmp(jstr(l, "host"), src) != 0) {
+				if (to) {
+					say(why, len, "%s/%s: two requests tagged %s wait for it", ls,
+					    jstr(r, "name"), vm);
+					rc = VMFS_HANDOFF_EAMBIGUOUS;
+					goto out;
+				}
+				to = l;
+			}
+		}
+		if (!from && !to)
+			continue;
+		if (!from) {
+			say(why, len, "%s/%s: a request tagged %s waits on %s, but %s holds no lock "
+			    "tagged %s on it", ls, jstr(r, "name"), vm, jstr(to, "host"),
+			    src[0] ? src : "the source", vm);
+			rc = VMFS_HANDOFF_ENOSOURCE;
+			goto out;
+		}
+		if (!to) {
+			say(why, len, "%s/%s: no prepared request tagged %s (run 'vmfs-migrate "
+			    "prepare' on the destination first)", ls, jstr(r, "name"), vm);
+			rc = VMFS_HANDOFF_ENOPREPARE;
+			goto out;
+		}
+		if (dst[0] && strcmp(dst, jstr(to, "host")) != 0) {
+			say(why, len, "requests tagged %s wait on %s and on %s", vm, dst,
+			    jstr(to, "host"));
+			rc = VMFS_HANDOFF_EAMBIGUOUS;
+			goto out;
+		}
+		snprintf(dst, sizeof(dst), "%s", jstr(to, "host"));
+		if (n == VMFS_HANDOFF_DISKS_MAX) {
+			say(why, len, "%s has more than %d disks", vm, VMFS_HANDOFF_DISKS_MAX);
+			rc = VMFS_HANDOFF_ETOOMANY;
+			goto out;
+		}
+		memset(&d[n], 0, sizeof(d[n]));
+		snprintf(d[n].res, sizeof(d[n].res), "%s", jstr(r, "name"));
+		d[n].from_lkid = ju64(from, "lkid");
+		d[n].from_epoch = ju64(from, "epoch");
+		snprintf(d[n].from_host, sizeof(d[n].from_host), "%s", src);
+		d[n].to_lkid = ju64(to, "lkid");
+		snprintf(d[n].to_host, sizeof(d[n].to_host), "%s", dst);
+		n++;
+	}
+	if (n == 0) {
+		say(why, len, "no lock tagged %s is granted%s%s in lockspace %s", vm,
+		    src[0] ? " on " : "", src, ls);
+		rc = VMFS_HANDOFF_ENOSOURCE;
+		goto out;
+	}
+	*n_out = n;
+out:
+	json_object_put(table);
+	return rc;
+}
+
+static void copy_out(const struct vmfs_handoff_disk *d, size_t n,
+		     struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out)
+{
+	for (size_t i = 0; disks && i < n && i < cap; i++)
+		disks[i] = d[i];
+	if (n_out)
+		*n_out = n;
+}
+
+int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
+			char *why, size_t why_len)
+{
+	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
+	size_t n = 0;
+	int rc;
+
+	say(why, why_len, "ok");
+	if (n_out)
+		*n_out = 0;
+	if (!h || !vm || !*vm || strlen(vm) > VMFS_DLM_TAG_MAX ||
+	    (ls && (!*ls || strlen(ls) > VMFS_DLM_NAME_MAX)) ||
+	    (from_host && (!*from_host || strlen(from_host) > VMFS_DLM_NAME_MAX))) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	rc = lookup(h, vm, ls ? ls : VMFS_HANDOFF_DEFAULT_LS, from_host, d, &n, why, why_len);
+	if (rc == 0)
+		copy_out(d, n, disks, cap, n_out);
+	return rc;
+}
+
+/* After the move: the targets' epochs as the table shows them now. */
+static void read_epochs(vmfs_dlm_t *h, const char *ls, struct vmfs_handoff_disk *d, size_t n)
+{
+	json_object *table = NULL, *resources;
+
+	if (query_locks(h, ls, &table, NULL, 0) < 0)
+		return;
+	resources = ls_resources(table, ls);
+	for (size_t i = 0; resources && i < json_object_array_length(resources); i++) {
+		json_object *locks = jarr(json_object_array_get_idx(resources, i), "locks");
+
+		for (size_t j = 0; locks && j < json_object_array_length(locks); j++) {
+			json_object *l = json_object_array_get_idx(locks, j);
+			uint64_t lkid = ju64(l, "lkid");
+
+			for (size_t k = 0; k < n; k++)
+				if (d[k].to_lkid == lkid && strcmp(jstr(l, "queue"), "granted") == 0)
+					d[k].epoch = ju64(l, "epoch");
+		}
+	}
+	json_object_put(table);
+}
+
+int vmfs_handoff_commit_disks(vmfs_dlm_t *h, const char *ls, struct vmfs_handoff_disk *disks,
+			      size_t n, char *why, size_t why_len)
+{
+	struct vmfs_dlm_transfer t[VMFS_HANDOFF_DISKS_MAX];
+	int rc;
+
+	say(why, why_len, "ok");
+	if (!h || !disks || n == 0 || (ls && (!*ls || strlen(ls) > VMFS_DLM_NAME_MAX))) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	if (n > VMFS_HANDOFF_DISKS_MAX) {
+		say(why, why_len, "%zu disks: at most %d in one transfer", n, VMFS_HANDOFF_DISKS_MAX);
+		return VMFS_HANDOFF_ETOOMANY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		t[i].from = disks[i].from_lkid;
+		t[i].from_epoch = disks[i].from_epoch;
+		t[i].to = disks[i].to_lkid;
+		disks[i].epoch = 0;
+	}
+	/* H1, H2: one message, conditional on the source's epochs. */
+	rc = vmfs_dlm_transfer_set(h, t, n);
+	if (rc < 0) {
+		switch (rc) {
+		case VMFS_DLM_ESTALE:
+			say(why, why_len, "a source epoch is not current (the source re-acquired "
+			    "or lost a disk lock): %s", vmfs_handoff_strerror(rc));
+			break;
+		case VMFS_DLM_ENOLOCK:
+			say(why, why_len, "a lock went away since the lookup (released, cancelled "
+			    "or its host left): %s", vmfs_handoff_strerror(rc));
+			break;
+		default:
+			say(why, why_len, "the lock manager refused the transfer: %s",
+			    vmfs_handoff_strerror(rc));
+			break;
+		}
+		return rc;
+	}
+	read_epochs(h, ls ? ls : VMFS_HANDOFF_DEFAULT_LS, disks, n);
+	return 0;
+}
+
+int vmfs_handoff_commit(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
+			char *why, size_t why_len)
+{
+	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
+	size_t n = 0;
+	int rc;
+
+	if (n_out)
+		*n_out = 0;
+	rc = vmfs_handoff_lookup(h, vm, ls, from_host, d, VMFS_HANDOFF_DISKS_MAX, &n, why,
+				 why_len);
+	if (rc < 0)
+		return rc;
+	rc = vmfs_handoff_commit_disks(h, ls, d, n, why, why_len);
+	if (rc < 0)
+		return rc;
+	copy_out(d, n, disks, cap, n_out);
+	return 0;
+}

@@ -1,0 +1,604 @@
+/* vmfs-migrate.c — the disk-lock handoff helper of a live migration
+ * (vmfs-migrate(8); library: include/vmfs/handoff.h).
+ *
+ *   vmfs-migrate prepare --vm NAME [--lockspace LS] [--timeout SEC] RES...
+ *       destination; stays running: prints "prepared" once every request is
+ *       queued, then waits.  Exit 0 when the handoff gave it the locks (they
+ *       stay as PERSISTENT orphans of this host, for the hypervisor to
+ *       ADOPT), 3 when aborted (SIGTERM, SIGINT, `abort`), 1 on failure.
+ *   vmfs-migrate handoff [--vm] NAME [--lockspace LS] [--from-host H]
+ *                        [--epoch RES=E ...]
+ *       either host: one TRANSFER_SET of every disk lock of NAME, conditional
+ *       on the epochs read from the table or, with --epoch, on the epochs
+ *       the source VM's handles carry.
+ *   vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]
+ *       destination: ends this host's prepare of NAME; ownership stays.
+ *   vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host H]
+ *       what handoff would move, without moving it.
+ *
+ * Why prepare is a long-running process: the lock manager drops a waiting
+ * request when its client goes away, PERSISTENT or not (only granted
+ * PERSISTENT locks become orphans), so the destination's pending claims
+ * live exactly as long as the process that made them.  That is also what
+ * makes `abort` robust: killing the prepare (even with SIGKILL) removes
+ * its requests.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "vmfs/dlm.h"
+#include "vmfs/handoff.h"
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_ABORTED 3
+
+#define PROGRAM "vmfs-migrate"
+
+static void err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs(PROGRAM ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmfs-migrate prepare --vm NAME [--lockspace LS] [--timeout SEC] RES...\n"
+		"       vmfs-migrate handoff [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
+		"                            [--epoch RES=EPOCH ...]\n"
+		"       vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]\n"
+		"       vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
+		"Move every disk lock of a VM (EX locks tagged with its name) from the source\n"
+		"host to the destination host in one lock-manager message.  See vmfs-migrate(8).\n");
+}
+
+struct epoch_arg {
+	const char *res;
+	uint64_t epoch;
+};
+
+struct args {
+	struct epoch_arg epochs[VMFS_HANDOFF_DISKS_MAX];	/* handoff --epoch RES=E */
+	int n_epochs;
+	const char *vm;
+	const char *ls;
+	const char *from_host;
+	int timeout_ms;		/* -1: none */
+	char **rest;		/* prepare: the resources */
+	int n_rest;
+};
+
+static int parse_seconds(const char *s, int *ms)
+{
+	char *end;
+	double sec = strtod(s, &end);
+
+	if (*end || end == s || !(sec >= 0) || sec > INT_MAX / 1000)
+		return -1;
+	*ms = (int)(sec * 1000 + 0.5);
+	return 0;
+}
+
+/* Options of every subcommand; a positional NAME is the VM for all but
+ * prepare (so `PROG handoff NAME` works, as vmfs-vmm --handoff-exec calls). */
+static int parse(int argc, char **argv, bool prepare, struct args *a)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "lockspace", required_argument, NULL, 'l' },
+		{ "from-host", required_argument, NULL, 'f' },
+		{ "timeout", required_argument, NULL, 'w' },
+		{ "epoch", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->ls = VMFS_HANDOFF_DEFAULT_LS;
+	a->timeout_ms = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v:l:f:w:e:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e': {
+			char *eq = strrchr(optarg, '='), *end;
+			unsigned long long e;
+
+			if (!eq || eq == optarg || !eq[1] || a->n_epochs == VMFS_HANDOFF_DISKS_MAX) {
+				err("--epoch wants RES=EPOCH (at most %d), not '%s'",
+				    VMFS_HANDOFF_DISKS_MAX, optarg);
+				return EXIT_USAGE;
+			}
+			errno = 0;
+			e = strtoull(eq + 1, &end, 10);
+			if (errno || *end || eq[1] == '-') {
+				err("--epoch %s: the epoch must be a number", optarg);
+				return EXIT_USAGE;
+			}
+			*eq = '\0';
+			a->epochs[a->n_epochs].res = optarg;
+			a->epochs[a->n_epochs].epoch = e;
+			a->n_epochs++;
+			break;
+		}
+		case 'v':
+			a->vm = optarg;
+			break;
+		case 'l':
+			a->ls = optarg;
+			break;
+		case 'f':
+			a->from_host = optarg;
+			break;
+		case 'w':
+			if (parse_seconds(optarg, &a->timeout_ms)) {
+				err("--timeout wants seconds, not '%s'", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	a->rest = argv + optind;
+	a->n_rest = argc - optind;
+	if (!prepare && !a->vm && a->n_rest == 1) {
+		a->vm = a->rest[0];
+		a->n_rest = 0;
+	}
+	if (!a->vm || !*a->vm || strlen(a->vm) > VMFS_DLM_TAG_MAX) {
+		err("the VM name (--vm NAME) is required, 1 to %d bytes", VMFS_DLM_TAG_MAX);
+		return EXIT_USAGE;
+	}
+	if (!*a->ls || strlen(a->ls) > VMFS_DLM_NAME_MAX) {
+		err("--lockspace must be 1 to %d bytes", VMFS_DLM_NAME_MAX);
+		return EXIT_USAGE;
+	}
+	if (prepare && a->n_epochs) {
+		err("--epoch belongs to handoff and status");
+		return EXIT_USAGE;
+	}
+	if (prepare ? a->n_rest < 1 : a->n_rest != 0) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int connect_dlm(vmfs_dlm_t **h)
+{
+	int rc = vmfs_dlm_open(PROGRAM, h);
+
+	if (rc < 0) {
+		err("cannot connect to vmfs-dlmd: %s (is it running on this host?)",
+		    vmfs_dlm_strerror(rc));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* --- prepare ---------------------------------------------------------------- */
+
+static int cmd_prepare(int argc, char **argv)
+{
+	struct vmfs_handoff_disk got[VMFS_HANDOFF_DISKS_MAX];
+	struct vmfs_handoff *p = NULL;
+	struct args a;
+	char why[512];
+	sigset_t mask;
+	vmfs_dlm_t *h = NULL;
+	int rc, sfd = -1, ret = EXIT_FAIL;
+	uint64_t deadline = 0;
+
+	rc = parse(argc, argv, true, &a);
+	if (rc)
+		return rc;
+	if (a.n_rest > VMFS_HANDOFF_DISKS_MAX) {
+		err("%d disks: at most %d per VM", a.n_rest, VMFS_HANDOFF_DISKS_MAX);
+		return EXIT_USAGE;
+	}
+	/* Signals are read from a signalfd, so an abort cannot interrupt the
+	 * library half-way. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		err("signalfd: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	if (connect_dlm(&h))
+		goto out;
+	rc = vmfs_handoff_prepare(h, a.vm, a.ls, (const char *const *)a.rest, (size_t)a.n_rest,
+				  a.timeout_ms, &p, why, sizeof(why));
+	if (rc < 0) {
+		err("prepare of %s failed: %s", a.vm, why);
+		goto out;
+	}
+	printf("prepared %s: %d disk%s queued in lockspace %s\n", a.vm, a.n_rest,
+	       a.n_rest == 1 ? "" : "s", a.ls);
+	fflush(stdout);
+	if (a.timeout_ms >= 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
+			   (uint64_t)a.timeout_ms;
+	}
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = vmfs_dlm_fd(h), .events = POLLIN },
+			{ .fd = sfd, .events = POLLIN },
+		};
+		int timeout = -1;
+
+		rc = vmfs_handoff_poll(p, got, VMFS_HANDOFF_DISKS_MAX);
+		if (rc == 1) {
+			for (int i = 0; i < a.n_rest; i++)
+				printf("received %s/%s lkid %" PRIu64 " epoch %" PRIu64 "\n", a.ls,
+				       got[i].res, got[i].to_lkid, got[i].epoch);
+			printf("handed over: %s's disk locks are held by this host (orphans "
+			       "until the hypervisor adopts them)\n", a.vm);
+			vmfs_handoff_free(p);
+			p = NULL;
+			ret = EXIT_OK;
+			goto out;
+		}
+		if (rc < 0) {
+			err("prepare of %s ended: %s; cancelling the rest", a.vm,
+			    vmfs_handoff_strerror(rc));
+			break;
+		}
+		if (deadline) {
+			struct timespec ts;
+			uint64_t now;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+			if (now >= deadline) {
+				err("no handoff of %s within the timeout; cancelling", a.vm);
+				break;
+			}
+			timeout = (int)(deadline - now);
+		}
+		if (pfd[0].fd < 0) {
+			err("connection to vmfs-dlmd lost");
+			break;
+		}
+		rc = poll(pfd, 2, timeout);
+		if (rc < 0 && errno != EINTR) {
+			err("poll: %s", strerror(errno));
+			break;
+		}
+		if (rc > 0 && (pfd[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				rc = vmfs_handoff_abort(p);
+				p = NULL;
+				if (rc == -EALREADY) {
+					printf("abort came too late: the handoff of %s already "
+					       "happened\n", a.vm);
+					ret = EXIT_OK;
+				} else {
+					printf("aborted: %s stays with its source\n", a.vm);
+					ret = EXIT_ABORTED;
+				}
+				goto out;
+			}
+		}
+		if (rc > 0 && pfd[0].revents) {
+			rc = vmfs_dlm_dispatch(h);
+			if (rc == VMFS_DLM_EDAEMON) {
+				err("connection to vmfs-dlmd lost: the prepared requests are gone");
+				break;
+			}
+		}
+	}
+	if (p) {
+		(void)vmfs_handoff_abort(p);
+		p = NULL;
+	}
+out:
+	if (p)
+		vmfs_handoff_free(p);
+	vmfs_dlm_close(h);
+	if (sfd >= 0)
+		close(sfd);
+	return ret;
+}
+
+/* --- handoff / status ----------------------------------------------------- */
+
+static int cmd_handoff(int argc, char **argv, bool dry)
+{
+	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
+	struct args a;
+	vmfs_dlm_t *h = NULL;
+	char why[512];
+	size_t n = 0;
+	int rc, ret = EXIT_FAIL;
+
+	rc = parse(argc, argv, false, &a);
+	if (rc)
+		return rc;
+	if (connect_dlm(&h))
+		return EXIT_FAIL;
+	rc = vmfs_handoff_lookup(h, a.vm, a.ls, a.from_host, d, VMFS_HANDOFF_DISKS_MAX, &n,
+				 why, sizeof(why));
+	/* --epoch: the epochs the source VM's handles carry replace the
+	 * table's, so the move is conditional on them. */
+	for (int i = 0; rc == 0 && i < a.n_epochs; i++) {
+		bool found = false;
+
+		for (size_t k = 0; k < n; k++)
+			if (strcmp(d[k].res, a.epochs[i].res) == 0) {
+				d[k].from_epoch = a.epochs[i].epoch;
+				found = true;
+			}
+		if (!found) {
+			snprintf(why, sizeof(why), "--epoch names %s, which is not a disk lock of %s",
+				 a.epochs[i].res, a.vm);
+			rc = -EINVAL;
+		}
+	}
+	if (rc == 0 && !dry)
+		rc = vmfs_handoff_commit_disks(h, a.ls, d, n, why, sizeof(why));
+	if (rc < 0) {
+		err("%s of %s refused: %s; nothing changed", dry ? "lookup" : "handoff", a.vm,
+		    why);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (dry)
+			printf("%s/%s: lkid %" PRIu64 " on %s (epoch %" PRIu64 ") -> request %"
+			       PRIu64 " on %s\n", a.ls, d[i].res, d[i].from_lkid, d[i].from_host,
+			       d[i].from_epoch, d[i].to_lkid, d[i].to_host);
+		else
+			printf("%s/%s: %s -> %s, lkid %" PRIu64 " -> %" PRIu64 ", epoch %" PRIu64
+			       " -> %" PRIu64 "\n", a.ls, d[i].res, d[i].from_host, d[i].to_host,
+			       d[i].from_lkid, d[i].to_lkid, d[i].from_epoch, d[i].epoch);
+	}
+	if (!dry)
+		printf("handed over %s: %zu disk lock%s moved to %s in one transfer\n", a.vm, n,
+		       n == 1 ? "" : "s", n ? d[0].to_host : "?");
+	ret = EXIT_OK;
+out:
+	vmfs_dlm_close(h);
+	return ret;
+}
+
+/* --- abort -------------------------------------------------------------- */
+
+/* The prepare processes of vm on this host: waiting requests tagged vm,
+ * made by a client named vmfs-migrate on host `me`.  Fills pids (distinct),
+ * counts waiting requests of vm elsewhere and locks granted. */
+struct pending_scan {
+	pid_t pids[VMFS_HANDOFF_DISKS_MAX];
+	int n_pids;
+	int here;		/* waiting requests of vm on this host */
+	int here_foreign;	/* ... not made by vmfs-migrate */
+	int elsewhere;		/* waiting requests of vm on other hosts */
+	char other_host[VMFS_DLM_NAME_MAX + 1];
+	char owner[VMFS_DLM_NAME_MAX + 1];	/* a host holding a lock of vm */
+};
+
+static int scan(vmfs_dlm_t *h, const struct args *a, const char *me, struct pending_scan *s)
+{
+	json_object *table, *lss, *v;
+	char *text = NULL;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	rc = vmfs_dlm_query(h, "locks", a->ls, &text);
+	if (rc < 0)
+		return rc;
+	table = json_tokener_parse(text);
+	free(text);
+	if (!table)
+		return VMFS_DLM_EPROTO;
+	lss = json_object_object_get_ex(table, "lockspaces", &v) ? v : NULL;
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *l = json_object_array_get_idx(lss, i), *res;
+
+		if (!json_object_object_get_ex(l, "name", &v) ||
+		    strcmp(json_object_get_string(v), a->ls) != 0 ||
+		    !json_object_object_get_ex(l, "resources", &res))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(res); j++) {
+			json_object *r = json_object_array_get_idx(res, j), *locks;
+
+			if (!json_object_object_get_ex(r, "locks", &locks))
+				continue;
+			for (size_t k = 0; k < json_object_array_length(locks); k++) {
+				json_object *lk = json_object_array_get_idx(locks, k), *f;
+				const char *tag = "", *queue = "", *host = "", *prog = "";
+				pid_t pid = 0;
+
+				if (json_object_object_get_ex(lk, "tag", &f))
+					tag = json_object_get_string(f);
+				if (json_object_object_get_ex(lk, "queue", &f))
+					queue = json_object_get_string(f);
+				if (json_object_object_get_ex(lk, "host", &f))
+					host = json_object_get_string(f);
+				if (json_object_object_get_ex(lk, "program", &f))
+					prog = json_object_get_string(f);
+				if (json_object_object_get_ex(lk, "pid", &f))
+					pid = (pid_t)json_object_get_int64(f);
+				if (strcmp(tag, a->vm) != 0)
+					continue;
+				if (strcmp(queue, "granted") == 0) {
+					snprintf(s->owner, sizeof(s->owner), "%s", host);
+					continue;
+				}
+				if (strcmp(queue, "waiting") != 0)
+					continue;
+				if (strcmp(host, me) != 0) {
+					s->elsewhere++;
+					snprintf(s->other_host, sizeof(s->other_host), "%s", host);
+					continue;
+				}
+				s->here++;
+				if (strcmp(prog, PROGRAM) != 0 || pid <= 0) {
+					s->here_foreign++;
+					continue;
+				}
+				bool seen = false;
+
+				for (int m = 0; m < s->n_pids; m++)
+					seen |= s->pids[m] == pid;
+				if (!seen && s->n_pids < VMFS_HANDOFF_DISKS_MAX)
+					s->pids[s->n_pids++] = pid;
+			}
+		}
+	}
+	json_object_put(table);
+	return 0;
+}
+
+/* /proc/PID/comm is "vmfs-migrate": the pid was not reused meanwhile. */
+static bool is_prepare_process(pid_t pid)
+{
+	char path[64], comm[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, PROGRAM) == 0;
+}
+
+static int cmd_abort(int argc, char **argv)
+{
+	struct pending_scan s;
+	struct args a;
+	vmfs_dlm_t *h = NULL;
+	char me[VMFS_DLM_NAME_MAX + 1];
+	uint32_t nodeid;
+	int rc, ret = EXIT_FAIL, waited = 0, limit;
+
+	rc = parse(argc, argv, false, &a);
+	if (rc)
+		return rc;
+	limit = a.timeout_ms >= 0 ? a.timeout_ms : 10000;
+	if (connect_dlm(&h))
+		return EXIT_FAIL;
+	rc = vmfs_dlm_local_node(h, &nodeid, me);
+	if (rc == 0)
+		rc = scan(h, &a, me, &s);
+	if (rc < 0) {
+		err("cannot read the lock table: %s", vmfs_dlm_strerror(rc));
+		goto out;
+	}
+	if (s.here == 0) {
+		if (s.elsewhere) {
+			err("%s is prepared on %s, not here: run the abort there", a.vm,
+			    s.other_host);
+			goto out;
+		}
+		printf("nothing prepared for %s on %s; its disk locks are %s%s\n", a.vm, me,
+		       s.owner[0] ? "held by " : "not held by anyone",
+		       s.owner[0] ? s.owner : "");
+		ret = EXIT_OK;
+		goto out;
+	}
+	if (s.here_foreign) {
+		err("%d request%s tagged %s on this host %s not made by vmfs-migrate prepare: "
+		    "cancel them in the program that made them", s.here_foreign,
+		    s.here_foreign == 1 ? "" : "s", a.vm, s.here_foreign == 1 ? "was" : "were");
+		goto out;
+	}
+	for (int i = 0; i < s.n_pids; i++)
+		if (is_prepare_process(s.pids[i]) && kill(s.pids[i], SIGTERM) < 0 && errno != ESRCH)
+			err("cannot signal prepare process %d: %s", (int)s.pids[i], strerror(errno));
+	/* Its requests are gone when it exits (or when it cancelled them). */
+	for (;;) {
+		rc = scan(h, &a, me, &s);
+		if (rc < 0) {
+			err("cannot read the lock table: %s", vmfs_dlm_strerror(rc));
+			goto out;
+		}
+		if (s.here == 0)
+			break;
+		if (waited >= limit) {
+			err("the prepared requests of %s are still queued after %d ms", a.vm, limit);
+			goto out;
+		}
+		usleep(50 * 1000);
+		waited += 50;
+	}
+	printf("aborted: %s's disk locks stay %s%s\n", a.vm, s.owner[0] ? "with " : "unheld",
+	       s.owner);
+	ret = EXIT_OK;
+out:
+	vmfs_dlm_close(h);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(cmd, "--version") == 0) {
+		printf("vmfs-migrate %s (lock transfer sets of up to %d disks)\n", PACKAGE_VERSION,
+		       VMFS_HANDOFF_DISKS_MAX);
+		return EXIT_OK;
+	}
+	if (strcmp(cmd, "prepare") == 0)
+		return cmd_prepare(argc - 1, argv + 1);
+	if (strcmp(cmd, "handoff") == 0)
+		return cmd_handoff(argc - 1, argv + 1, false);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_handoff(argc - 1, argv + 1, true);
+	if (strcmp(cmd, "abort") == 0)
+		return cmd_abort(argc - 1, argv + 1);
+	err("unknown command '%s'", cmd);
+	usage(stderr);
+	return EXIT_USAGE;
+}
