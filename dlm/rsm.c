@@ -368,47 +368,6 @@ static bool same_lock(const struct rsm_lock *a, const struct rsm_lock *b)
 	       strcmp(a->res->name, b->res->name) == 0;
 }
 
-static bool local_live(const struct rsm *r, const struct rsm_lock *l)
-{
-	return l->nodeid == r->nodeid && l->client_id != 0 && !l->recovering;
-}
-
-static void ev_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_lock *l,
-		    int err, int reason)
-{
-	struct rsm_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.type = type;
-	ev.client_id = l->client_id;
-	ev.req_id = type == RSM_EV_LOST ? 0 : l->req_id;
-	ev.lkid = l->lkid;
-	ev.epoch = l->epoch;
-	ev.mode = type == RSM_EV_GRANTED || type == RSM_EV_LOST ? l->mode : l->rqmode;
-	ev.err = err;
-	ev.reason = reason;
-	if (type == RSM_EV_GRANTED) {
-		ev.lvb_valid = l->res->lvb_valid;
-		memcpy(ev.lvb, l->res->lvb, VMFS_DLM_LVB_LEN);
-	}
-	rsm_emit(r, &ev);
-}
-
-static void ev_reply(struct rsm *r, enum rsm_event_type type, const struct vmfs_msg_origin *o,
-		     uint64_t lkid, int err)
-{
-	struct rsm_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.type = type;
-	ev.client_id = o->client_id;
-	ev.req_id = o->req_id;
-	ev.lkid = lkid;
-	ev.err = err;
-	ev.mode = NO_MODE;
-	rsm_emit(r, &ev);
-}
-
 static const struct rsm_lock *find_by_req(const struct rsm_table *t, uint32_t node,
 					  uint32_t client, uint32_t req)
 {
@@ -436,32 +395,32 @@ static void answer_dropped(struct rsm *r)
 		case VMFS_MSG_REQUEST:
 			if (!find_by_req(t, r->nodeid, m->u.request.o.client_id,
 					 m->u.request.o.req_id))
-				ev_reply(r, RSM_EV_REFUSED, &m->u.request.o, 0, VMFS_DLM_ELOST);
+				rsm_ev_reply(r, RSM_EV_REFUSED, &m->u.request.o, 0, VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_CONVERT:
 			if (!find_by_req(t, r->nodeid, m->u.convert.o.client_id,
 					 m->u.convert.o.req_id))
-				ev_reply(r, RSM_EV_REFUSED, &m->u.convert.o, m->u.convert.lkid,
+				rsm_ev_reply(r, RSM_EV_REFUSED, &m->u.convert.o, m->u.convert.lkid,
 					 VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_RELEASE:
-			ev_reply(r, RSM_EV_DONE, &m->u.release.o, m->u.release.lkid,
+			rsm_ev_reply(r, RSM_EV_DONE, &m->u.release.o, m->u.release.lkid,
 				 tbl_lock_find(t, m->u.release.lkid) ? VMFS_DLM_ELOST : 0);
 			break;
 		case VMFS_MSG_CANCEL:
-			ev_reply(r, RSM_EV_DONE, &m->u.cancel.o, m->u.cancel.lkid, VMFS_DLM_ELOST);
+			rsm_ev_reply(r, RSM_EV_DONE, &m->u.cancel.o, m->u.cancel.lkid, VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_TRANSFER:
-			ev_reply(r, RSM_EV_DONE, &m->u.transfer.o, m->u.transfer.to_lkid,
+			rsm_ev_reply(r, RSM_EV_DONE, &m->u.transfer.o, m->u.transfer.to_lkid,
 				 VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_TRANSFER_SET:
-			ev_reply(r, RSM_EV_DONE, &m->u.transfer_set.o, m->u.transfer_set.x[0].to_lkid,
+			rsm_ev_reply(r, RSM_EV_DONE, &m->u.transfer_set.o, m->u.transfer_set.x[0].to_lkid,
 				 VMFS_DLM_ELOST);
 			break;
 		case VMFS_MSG_RECOVERY_REG:
 		case VMFS_MSG_RECOVERY_DONE:
-			ev_reply(r, RSM_EV_DONE, &m->u.recovery.o, 0, VMFS_DLM_ELOST);
+			rsm_ev_reply(r, RSM_EV_DONE, &m->u.recovery.o, 0, VMFS_DLM_ELOST);
 			break;
 		default:
 			break;
@@ -480,7 +439,7 @@ static void reconcile(struct rsm *r, const struct rsm_table *old)
 	struct rsm_event ev;
 
 	for (size_t i = 0; i < old->n_locks && !had; i++)
-		had = local_live(r, old->locks[i]);
+		had = rsm_local_live(r, old->locks[i]);
 	for (size_t i = 0; i < old->n_agents && !had; i++)
 		had = old->agents[i].nodeid == r->nodeid;
 	if (had) {
@@ -493,32 +452,32 @@ static void reconcile(struct rsm *r, const struct rsm_table *old)
 		const struct rsm_lock *o = old->locks[i];
 		const struct rsm_lock *n;
 
-		if (!local_live(r, o))
+		if (!rsm_local_live(r, o))
 			continue;
 		n = tbl_lock_find(t, o->lkid);
 		if (!n || !same_lock(o, n)) {
 			if (o->queue == RSM_Q_WAITING)
-				ev_lock(r, RSM_EV_REFUSED, o, VMFS_DLM_ELOST, 0);
+				rsm_ev_lock(r, RSM_EV_REFUSED, o, o->req_id, VMFS_DLM_ELOST, 0);
 			else
-				ev_lock(r, RSM_EV_LOST, o, 0, VMFS_DLM_LOST_RESET);
+				rsm_ev_lock(r, RSM_EV_LOST, o, 0, 0, VMFS_DLM_LOST_RESET);
 			continue;
 		}
 		if (n->queue == RSM_Q_GRANTED &&
 		    (o->queue != RSM_Q_GRANTED || o->mode != n->mode || o->epoch != n->epoch))
-			ev_lock(r, RSM_EV_GRANTED, n, 0, 0);
+			rsm_ev_lock(r, RSM_EV_GRANTED, n, n->req_id, 0, 0);
 		else if (n->queue == RSM_Q_CONVERTING && o->queue == RSM_Q_GRANTED)
-			ev_lock(r, RSM_EV_QUEUED, n, 0, 0);
+			rsm_ev_lock(r, RSM_EV_QUEUED, n, n->req_id, 0, 0);
 	}
 	for (size_t i = 0; i < t->n_locks; i++) {
 		const struct rsm_lock *n = t->locks[i];
 		const struct rsm_lock *o;
 
-		if (!local_live(r, n))
+		if (!rsm_local_live(r, n))
 			continue;
 		o = tbl_lock_find(old, n->lkid);
-		if (o && local_live(r, o) && same_lock(o, n))
+		if (o && rsm_local_live(r, o) && same_lock(o, n))
 			continue;
-		ev_lock(r, n->queue == RSM_Q_GRANTED ? RSM_EV_GRANTED : RSM_EV_QUEUED, n, 0, 0);
+		rsm_ev_lock(r, n->queue == RSM_Q_GRANTED ? RSM_EV_GRANTED : RSM_EV_QUEUED, n, n->req_id, 0, 0);
 	}
 	answer_dropped(r);
 	for (size_t i = 0; i < t->n_rec; i++) {

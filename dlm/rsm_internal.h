@@ -186,6 +186,15 @@ void rsm_node_departed(struct rsm *r, uint32_t nodeid, const char *name);
 void rsm_walk_all(struct rsm *r);
 void rsm_check_purges(struct rsm *r);
 void rsm_emit(struct rsm *r, const struct rsm_event *ev);
+/* The lock belongs to a client of this host that is still connected. */
+bool rsm_local_live(const struct rsm *r, const struct rsm_lock *l);
+/* Emit an event about lock l (mode: granted mode for GRANTED/LOST, else the
+ * requested one; LVB with GRANTED).  No ownership check: callers decide. */
+void rsm_ev_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_lock *l,
+		 uint32_t req_id, int err, int reason);
+/* Emit the answer to operation origin o. */
+void rsm_ev_reply(struct rsm *r, enum rsm_event_type type, const struct vmfs_msg_origin *o,
+		  uint64_t lkid, int err);
 bool rsm_is_member(const struct rsm *r, uint32_t nodeid);
 const char *rsm_node_name(const struct rsm *r, uint32_t nodeid);
 int tbl_res_cmp(const char *ls1, const char *n1, const char *ls2, const char *n2);

@@ -286,26 +286,25 @@ void rsm_emit(struct rsm *r, const struct rsm_event *ev)
 		r->ops.event(r->ctx, ev);
 }
 
-static bool is_local_owner(const struct rsm *r, const struct rsm_lock *l)
+bool rsm_local_live(const struct rsm *r, const struct rsm_lock *l)
 {
 	return l->nodeid == r->nodeid && l->client_id != 0 && !l->recovering;
 }
 
-static void emit_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_lock *l,
-		      uint32_t req_id, int err)
+void rsm_ev_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_lock *l,
+		 uint32_t req_id, int err, int reason)
 {
 	struct rsm_event ev;
 
-	if (!is_local_owner(r, l))
-		return;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = type;
 	ev.client_id = l->client_id;
 	ev.req_id = req_id;
 	ev.lkid = l->lkid;
 	ev.epoch = l->epoch;
-	ev.mode = type == RSM_EV_GRANTED ? l->mode : l->rqmode;
+	ev.mode = type == RSM_EV_GRANTED || type == RSM_EV_LOST ? l->mode : l->rqmode;
 	ev.err = err;
+	ev.reason = reason;
 	if (type == RSM_EV_GRANTED) {
 		ev.lvb_valid = l->res->lvb_valid;
 		memcpy(ev.lvb, l->res->lvb, VMFS_DLM_LVB_LEN);
@@ -313,15 +312,11 @@ static void emit_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_
 	rsm_emit(r, &ev);
 }
 
-/* An answer to the sender of an operation (only if it is us). */
-static void emit_reply(struct rsm *r, const struct vmfs_msg *m,
-		       const struct vmfs_msg_origin *o, enum rsm_event_type type,
-		       uint64_t lkid, int err)
+void rsm_ev_reply(struct rsm *r, enum rsm_event_type type, const struct vmfs_msg_origin *o,
+		  uint64_t lkid, int err)
 {
 	struct rsm_event ev;
 
-	if (m->nodeid != r->nodeid)
-		return;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = type;
 	ev.client_id = o->client_id;
@@ -330,6 +325,23 @@ static void emit_reply(struct rsm *r, const struct vmfs_msg *m,
 	ev.err = err;
 	ev.mode = NO_MODE;
 	rsm_emit(r, &ev);
+}
+
+/* An event about a lock, to its owner if that is a live local client. */
+static void emit_lock(struct rsm *r, enum rsm_event_type type, const struct rsm_lock *l,
+		      uint32_t req_id, int err)
+{
+	if (rsm_local_live(r, l))
+		rsm_ev_lock(r, type, l, req_id, err, 0);
+}
+
+/* An answer to the sender of an operation (only if it is us). */
+static void emit_reply(struct rsm *r, const struct vmfs_msg *m,
+		       const struct vmfs_msg_origin *o, enum rsm_event_type type,
+		       uint64_t lkid, int err)
+{
+	if (m->nodeid == r->nodeid)
+		rsm_ev_reply(r, type, o, lkid, err);
 }
 
 /* --- grant logic ---------------------------------------------------------- */
@@ -378,7 +390,7 @@ static void notify_holders(struct rsm *r, struct rsm_res *res, const struct rsm_
 
 			if (l == head || vmfs_dlm_modes_compatible(l->mode, want))
 				continue;
-			if (!is_local_owner(r, l) || l->last_bast == want)
+			if (!rsm_local_live(r, l) || l->last_bast == want)
 				continue;
 			l->last_bast = want;
 			memset(&ev, 0, sizeof(ev));
@@ -729,7 +741,7 @@ static void op_transfer(struct rsm *r, const struct vmfs_msg *m)
 	ev.epoch = from->epoch;
 	ev.mode = from->mode;
 	ev.reason = VMFS_DLM_LOST_TRANSFERRED;
-	local = is_local_owner(r, from);
+	local = rsm_local_live(r, from);
 	destroy_lock(&r->t, from);
 	grant(r, to, to->rqmode);
 	if (local)
@@ -817,7 +829,7 @@ static void op_transfer_set(struct rsm *r, const struct vmfs_msg *m)
 		ev.epoch = from[i]->epoch;
 		ev.mode = from[i]->mode;
 		ev.reason = VMFS_DLM_LOST_TRANSFERRED;
-		local = is_local_owner(r, from[i]);
+		local = rsm_local_live(r, from[i]);
 		destroy_lock(&r->t, from[i]);
 		grant(r, to[i], to[i]->rqmode);
 		if (local)
