@@ -82,6 +82,35 @@ static void usage(void)
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
 
+/* The mount's source (fsname) is the device's absolute path, as with other
+ * FUSE filesystems over a device: `vmfsctl volume|hosts|fileinfo` find the
+ * disk behind a path through /proc/self/mountinfo.  0 or -ENOMEM. */
+static int add_fsname(struct fuse_args *args, const char *device)
+{
+	char *real = realpath(device, NULL), *opts = NULL, *arg = NULL, *opt = NULL;
+	int rc = -ENOMEM;
+
+	if (asprintf(&opt, "fsname=%s", real ? real : device) < 0) {
+		opt = NULL;
+		goto out;
+	}
+	if (fuse_opt_add_opt_escaped(&opts, opt))	/* a ',' in the path */
+		goto out;
+	if (asprintf(&arg, "-o%s", opts) < 0) {
+		arg = NULL;
+		goto out;
+	}
+	if (fuse_opt_add_arg(args, arg))
+		goto out;
+	rc = 0;
+out:
+	free(arg);
+	free(opts);
+	free(opt);
+	free(real);
+	return rc;
+}
+
 /* Child side of the start-up pipe: tell the parent how it went. */
 static void report(int fd, unsigned char status)
 {
@@ -242,7 +271,11 @@ int main(int argc, char **argv)
 	}
 	vmfs_log_init(&lo);
 	/* Permission checks by the kernel; other users may use VM images. */
-	fuse_opt_add_arg(&args, "-odefault_permissions,allow_other,fsname=vmfs,subtype=vmfs");
+	fuse_opt_add_arg(&args, "-odefault_permissions,allow_other,subtype=vmfs");
+	if (add_fsname(&args, m.device)) {
+		log_err("out of memory");
+		goto done;
+	}
 	if (!m.foreground && detach(&report_fd)) {
 		log_err("cannot fork: %s", strerror(errno));
 		return 1;

@@ -21,7 +21,10 @@
 	X(locks,    "[--json] [--lockspace LS] [PATTERN]",        "the whole cluster's lock table") \
 	X(lock,     "[OPTIONS] NAME [--] CMD [ARG...]",           "run CMD while holding a cluster lock") \
 	X(transfer, "[--lockspace LS] FROM_LKID FROM_EPOCH TO_LKID [...]", "move granted locks to pending requests (several: all or none)") \
-	X(log,      "",                                           "dump the daemon's in-memory log")
+	X(log,      "",                                           "dump the daemon's in-memory log") \
+	X(volume,   "MOUNT|DEVICE [--json]",                      "a vmfs volume: label, UUID, size, free space, hosts") \
+	X(hosts,    "MOUNT|DEVICE [--json]",                      "a vmfs volume's host slots: live, dead or free, journals") \
+	X(fileinfo, "PATH [--json]",                              "a file's inode, sizes, extents and lock holders")
 
 #define VMFSCTL_DECLARE(name, synopsis, summary) int cmd_##name(int argc, char **argv);
 VMFSCTL_COMMANDS(VMFSCTL_DECLARE)
