@@ -76,6 +76,7 @@ struct dlmd_config {
 	const char *log_file;
 	bool foreground;
 	bool debug;
+	int rr_priority;		/* SCHED_RR priority, 0 = normal scheduling */
 	char name[VMFS_DLM_NAME_MAX + 1];	/* this host's name */
 	/* 0 = derive from corosync's totem token (cluster.c, at each connect) */
 	uint64_t lease_ms_opt;
