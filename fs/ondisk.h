@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "le_bytes.h"
+
 #define VMFS_MBLK		4096u
 #define VMFS_MBLK_SHIFT		12
 #define VMFS_MAGIC		0x53464d56u	/* "VMFS" read as LE u32 */
@@ -334,18 +336,6 @@ struct vmfs_dent {
 void vmfs_dent_decode(const void *blk, uint32_t off, struct vmfs_dent *d);
 void vmfs_dent_encode(void *blk, uint32_t off, uint64_t ino, uint32_t hash,
 		      uint16_t rec_len, const char *name, uint8_t name_len, uint8_t dtype);
-
-/* little-endian helpers */
-static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static inline void put_le32(uint8_t *p, uint32_t v)
-{ p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }
-static inline void put_le64(uint8_t *p, uint64_t v)
-{ put_le32(p, (uint32_t)v); put_le32(p + 4, (uint32_t)(v >> 32)); }
-static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t get_le32(const uint8_t *p)
-{ return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static inline uint64_t get_le64(const uint8_t *p)
-{ return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
 
 /* Derived geometry of a superblock. */
 static inline uint64_t vmfs_slot_addr(const struct vmfs_sb *sb, uint32_t slot)
