@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,33 +237,18 @@ static void print_human(const char *path, const struct fsvol *fv, const struct f
 
 int cmd_fileinfo(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct fileinfo fi = { 0 };
 	struct fsvol fv = { 0 };
 	const char *path;
 	struct stat st;
+	const char *arg = NULL;
 	bool json = false;
-	int c, rc, ret;
+	int rc, ret;
 
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			printf("usage: vmfsctl fileinfo PATH [--json]\n");
-			return VMFSCTL_EXIT_OK;
-		default:
-			return vmfsctl_usage("fileinfo");
-		}
-	}
-	if (optind + 1 != argc)
-		return vmfsctl_usage("fileinfo");
-	path = argv[optind];
+	ret = vmfsctl_one_arg_json(argc, argv, "fileinfo", &arg, &json);
+	if (ret >= 0)
+		return ret;
+	path = arg;
 	ret = fsvol_open(path, true, &fv);
 	if (ret)
 		goto out;

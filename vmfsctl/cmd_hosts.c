@@ -10,7 +10,6 @@
  */
 #include "config.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,32 +166,17 @@ static void print_human(const struct fsvol *fv, const struct slotinfo *si, unsig
 
 int cmd_hosts(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct slotinfo *si = NULL;
 	struct fsvol fv = { 0 };
 	unsigned sample_ms;
+	const char *arg = NULL;
 	bool json = false;
-	int c, rc, ret;
+	int rc, ret;
 
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			printf("usage: vmfsctl hosts MOUNT|DEVICE [--json]\n");
-			return VMFSCTL_EXIT_OK;
-		default:
-			return vmfsctl_usage("hosts");
-		}
-	}
-	if (optind + 1 != argc)
-		return vmfsctl_usage("hosts");
-	ret = fsvol_open(argv[optind], false, &fv);
+	ret = vmfsctl_one_arg_json(argc, argv, "hosts", &arg, &json);
+	if (ret >= 0)
+		return ret;
+	ret = fsvol_open(arg, false, &fv);
 	if (ret)
 		goto out;
 	si = calloc(fv.v->sb.max_hosts, sizeof(*si));

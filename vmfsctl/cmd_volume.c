@@ -2,7 +2,6 @@
  * free space, read from its superblock and resource groups. */
 #include "config.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -109,31 +108,16 @@ static void print_human(const struct fsvol *fv, const struct volinfo *vi)
 
 int cmd_volume(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct fsvol fv = { 0 };
 	struct volinfo vi;
+	const char *arg = NULL;
 	bool json = false;
-	int c, rc, ret;
+	int rc, ret;
 
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			printf("usage: vmfsctl volume MOUNT|DEVICE [--json]\n");
-			return VMFSCTL_EXIT_OK;
-		default:
-			return vmfsctl_usage("volume");
-		}
-	}
-	if (optind + 1 != argc)
-		return vmfsctl_usage("volume");
-	ret = fsvol_open(argv[optind], false, &fv);
+	ret = vmfsctl_one_arg_json(argc, argv, "volume", &arg, &json);
+	if (ret >= 0)
+		return ret;
+	ret = fsvol_open(arg, false, &fv);
 	if (ret)
 		goto out;
 	rc = gather(fv.v, &vi);

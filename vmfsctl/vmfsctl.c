@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,37 @@ int vmfsctl_usage(const char *name)
 		}
 	}
 	return VMFSCTL_EXIT_USAGE;
+}
+
+int vmfsctl_one_arg_json(int argc, char **argv, const char *name,
+			 const char **arg, bool *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*json = false;
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			*json = true;
+			break;
+		case 'h':
+			for (size_t i = 0; i < N_COMMANDS; i++)
+				if (strcmp(commands[i].name, name) == 0)
+					printf("usage: vmfsctl %s %s\n", name, commands[i].synopsis);
+			return VMFSCTL_EXIT_OK;
+		default:
+			return vmfsctl_usage(name);
+		}
+	}
+	if (optind + 1 != argc)
+		return vmfsctl_usage(name);
+	*arg = argv[optind];
+	return -1;
 }
 
 void vmfsctl_err(const char *fmt, ...)

@@ -43,6 +43,11 @@ const char *vmfsctl_strerror(int err);
 /* Print "usage: vmfsctl NAME SYNOPSIS" for one subcommand to stderr and
  * return VMFSCTL_EXIT_USAGE. */
 int vmfsctl_usage(const char *name);
+/* The command line of a subcommand taking one argument and --json
+ * (volume, hosts, fileinfo): on success *arg and *json are set and -1 is
+ * returned; otherwise the exit status to return (--help, bad usage). */
+int vmfsctl_one_arg_json(int argc, char **argv, const char *name,
+			 const char **arg, bool *json);
 
 /* Connect to the local vmfs-dlmd; on failure print why and what to do.
  * Returns 0 or the exit status to use. */
