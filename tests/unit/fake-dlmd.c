@@ -1,6 +1,7 @@
 /* fake-dlmd.c — see fake-dlmd.h. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +190,26 @@ void fake_dlmd_wait(pid_t pid)
 	int status;
 
 	waitpid(pid, &status, 0);
+}
+
+/* --- test bookkeeping (parent side) -------------------------------------- */
+
+static int failures;
+
+void check(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", cond ? "ok  " : "FAIL");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (!cond)
+		failures++;
+}
+
+int check_failures(void)
+{
+	return failures;
 }

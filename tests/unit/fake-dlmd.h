@@ -34,4 +34,8 @@ void fake_dlmd_event_lvb(qb_ipcs_connection_t *c, int id, uint32_t req_id, int e
 /* Hang up on the client, as a crashing daemon would. */
 void fake_dlmd_disconnect(qb_ipcs_connection_t *c);
 
+/* The tests' bookkeeping: print "ok"/"FAIL" and the message; count failures. */
+void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int check_failures(void);
+
 #endif

@@ -27,7 +27,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 
 #include "vmfs/dlm.h"
 #include "fake-dlmd.h"
+#include "io.h"
 
 /* --- fake daemon (child process) ---------------------------------------- */
 
@@ -181,30 +181,6 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 
 /* --- the test (parent) -------------------------------------------------- */
 
-static int failures;
-
-static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", cond ? "ok  " : "FAIL");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	if (!cond)
-		failures++;
-}
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static vmfs_dlm_t *handle;
 static const char *LS = "ls";
 
@@ -307,8 +283,8 @@ static void on_lost(void *ctx, uint64_t lkid, int reason)
 /* Dispatch until cond holds or ms pass. */
 #define PUMP_UNTIL_MS(cond, ms)						\
 	do {								\
-		uint64_t end_ = ms_now() + (ms);			\
-		while (!(cond) && ms_now() < end_) {			\
+		uint64_t end_ = now_mono_ms() + (ms);			\
+		while (!(cond) && now_mono_ms() < end_) {			\
 			struct pollfd p_ = { .fd = vmfs_dlm_fd(handle), .events = POLLIN }; \
 			poll(&p_, 1, 20);				\
 			vmfs_dlm_dispatch(handle);			\
@@ -730,6 +706,6 @@ int main(void)
 	run_tests();
 
 	fake_dlmd_wait(srv);
-	fprintf(stderr, "%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	fprintf(stderr, "%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
+	return check_failures() ? 1 : 0;
 }

@@ -25,7 +25,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 
 #include "vmfs/dlm.h"
 #include "fake-dlmd.h"
+#include "io.h"
 
 /* --- fake daemon (child process) ---------------------------------------- */
 
@@ -187,30 +187,6 @@ static int32_t srv_msg(qb_ipcs_connection_t *c, void *data, size_t size)
 
 /* --- the test (parent) -------------------------------------------------- */
 
-static int failures;
-
-static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", cond ? "ok  " : "FAIL");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	if (!cond)
-		failures++;
-}
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 struct seen {
 	int lease_calls, lease_last;
 	int blocking_calls, blocking_wanted;
@@ -284,8 +260,8 @@ static void on_recover(void *ctx, const char *ls, uint32_t nodeid)
 /* Dispatch until cond holds or ms pass. */
 #define PUMP_UNTIL_MS(h, cond, ms)					\
 	do {								\
-		uint64_t end_ = ms_now() + (ms);			\
-		while (!(cond) && ms_now() < end_) {			\
+		uint64_t end_ = now_mono_ms() + (ms);			\
+		while (!(cond) && now_mono_ms() < end_) {			\
 			struct pollfd p_ = { .fd = vmfs_dlm_fd(h), .events = POLLIN }; \
 			poll(&p_, 1, 50);				\
 			vmfs_dlm_dispatch(h);				\
@@ -367,10 +343,10 @@ static void run_tests(void)
 	ret = vmfs_dlm_lock(handle, "ls", "refuse", VMFS_DLM_EX, VMFS_DLM_NOQUEUE, NULL, -1, &lksb);
 	check(ret == VMFS_DLM_EAGAIN, "NOQUEUE refused: %d", ret);
 
-	t0 = ms_now();
+	t0 = now_mono_ms();
 	ret = vmfs_dlm_lock(handle, "ls", "queue", VMFS_DLM_EX, 0, NULL, 200, &lksb);
-	check(ret == VMFS_DLM_ETIMEDOUT && ms_now() - t0 >= 200,
-	      "timeout cancels: %d after %llu ms", ret, (unsigned long long)(ms_now() - t0));
+	check(ret == VMFS_DLM_ETIMEDOUT && now_mono_ms() - t0 >= 200,
+	      "timeout cancels: %d after %llu ms", ret, (unsigned long long)(now_mono_ms() - t0));
 
 	ret = vmfs_dlm_query(handle, "unlocks", NULL, &json);
 	check(ret == 0 && json && strcmp(json, "{\"unlocks\": 0}") == 0, "query: %s",
@@ -464,6 +440,6 @@ int main(void)
 
 	/* The server stops when its client is gone; alarm() bounds it. */
 	fake_dlmd_wait(srv);
-	fprintf(stderr, "%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	fprintf(stderr, "%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
+	return check_failures() ? 1 : 0;
 }
