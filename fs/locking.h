@@ -81,6 +81,10 @@ static inline int vmfs_unlock(struct vmfs_locking *lk, enum vmfs_lk_kind kind, u
 	return lk->ops->unlock(lk->be, kind, id);
 }
 
+/* Lock-manager backend (locking_dlm.c): lockspace ls = the volume UUID. */
+int vmfs_locking_dlm_init(struct vmfs_locking *lk, const char *ls, vmfs_lk_blocking_cb cb,
+			  void *arg) __attribute__((warn_unused_result));
+
 void vmfs_locking_fini(struct vmfs_locking *lk);
 
 #endif

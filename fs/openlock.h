@@ -1,0 +1,69 @@
+/* openlock.h — per-file open locks (DESIGN.md decision 7), held by the mount.
+ *
+ * One lock-manager lock per (host, inode): lockspace = the volume UUID
+ * (lowercase), resource "i<ino>" (decimal; vmfsctl fileinfo reads the same
+ * name).  The mount holds it on behalf of every local process that has the
+ * file open; the holder tag names the first opener as "program[pid]".
+ *
+ *   open for            normal file     multi-writer file (user.vmfs.multiwriter=1)
+ *   write (O_WRONLY/RDWR)   EX             CW
+ *   read only               PR             CR
+ *
+ * So a write open elsewhere excludes every other host (exclusive: a running
+ * VM's disk), read-only opens share (base images), and multi-writer files
+ * let every host write (clustered applications).  Requests are NOQUEUE: a
+ * conflicting open fails at once with -EBUSY and a one-line reason naming
+ * the holder (host, program, pid, tag).  Several opens on one host share
+ * the lock; the mode held is the strongest any of them needs (converted up
+ * NOQUEUE, down when the last stronger open closes); the lock is released
+ * with the last close.
+ *
+ * Fencing (decision 4): the grant's epoch is the fencing token.  When the
+ * lock is lost without our release (TRANSFER to a migration destination,
+ * purge after this host was fenced, cluster reset) every handle opened under
+ * it is fenced for good: openlock_check() returns -EIO, even if the process
+ * keeps running; new opens take a new lock.
+ *
+ * Incoming migration: openlock_prepare() (driven by the xattr
+ * "trusted.vmfs.incoming" = VM name on the destination) queues an EX
+ * request tagged with the VM name that waits behind the source's lock.
+ * While it waits, write opens of that inode on this host succeed but are
+ * not yet allowed to write (openlock_check() -EAGAIN); when the handoff's
+ * TRANSFER grants the request they may.  openlock_unprepare() cancels it.
+ *
+ * Threads: every function may be called from any FUSE worker; the table
+ * has its own lock-manager handle and event thread.
+ */
+#ifndef VMFS_FS_OPENLOCK_H
+#define VMFS_FS_OPENLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct openlock_tab;
+struct ol_ref;
+
+/* Connect to the local vmfs-dlmd for lockspace ls. */
+int openlock_tab_new(const char *ls, struct openlock_tab **out) __attribute__((warn_unused_result));
+/* Release every lock and disconnect. */
+void openlock_tab_free(struct openlock_tab *t);
+
+/* Take (or share) the open lock for one open of ino.  0 and *out, or
+ * -EBUSY (why says who holds it), -EIO (no lease / daemon gone), -ENOMEM. */
+int openlock_open(struct openlock_tab *t, uint64_t ino, bool write, bool multiwriter, pid_t pid,
+		  const char *program, struct ol_ref **out, char *why, size_t whylen)
+	__attribute__((warn_unused_result));
+/* May this handle write now?  0, -EIO (fenced: lock lost/transferred),
+ * -EAGAIN (incoming migration not handed off yet). */
+int openlock_check(const struct ol_ref *r);
+/* The epoch (fencing token) this handle was opened under. */
+uint64_t openlock_epoch(const struct ol_ref *r);
+void openlock_close(struct ol_ref *r);
+
+int openlock_prepare(struct openlock_tab *t, uint64_t ino, const char *vm)
+	__attribute__((warn_unused_result));
+int openlock_unprepare(struct openlock_tab *t, uint64_t ino);
+
+#endif

@@ -1,0 +1,44 @@
+/* plock.h — cluster-wide POSIX record locks and flock (DESIGN.md decision 7).
+ *
+ * fcntl F_SETLK/F_SETLKW/F_GETLK (classic and OFD: FUSE hands us an owner
+ * id either way) and flock() become lock-manager locks, so a lock taken on
+ * host A conflicts with a request on host B (QEMU's image locking works
+ * across hosts).  Lockspace = the volume UUID; resource names and the
+ * range-to-resource mapping are described in plock.c.
+ *
+ * Threads: callable from any FUSE worker; a waiting F_SETLKW blocks only
+ * its own worker.  The table has its own lock-manager handle.
+ */
+#ifndef VMFS_FS_PLOCK_H
+#define VMFS_FS_PLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct plock_tab;
+
+#define PLOCK_EOF UINT64_MAX	/* end of a range that runs to end of file */
+
+int plock_tab_new(const char *ls, struct plock_tab **out) __attribute__((warn_unused_result));
+void plock_tab_free(struct plock_tab *t);
+
+/* fcntl record locks.  type: F_RDLCK, F_WRLCK or F_UNLCK; [start, end]
+ * inclusive.  0, -EAGAIN (would block, wait == false), -EDEADLK, -EINTR,
+ * -EIO (no lease), -ENOLCK. */
+int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, short type,
+		uint64_t start, uint64_t end, bool wait) __attribute__((warn_unused_result));
+/* F_GETLK: on entry the wanted lock; on return *type = F_UNLCK if it could
+ * be granted, else the conflicting lock's type/range/pid (pid 0 when the
+ * holder is on another host). */
+int plock_getlk(struct plock_tab *t, uint64_t ino, uint64_t owner, short *type,
+		uint64_t *start, uint64_t *end, pid_t *pid) __attribute__((warn_unused_result));
+/* flock(): op = LOCK_SH, LOCK_EX or LOCK_UN, optionally | LOCK_NB. */
+int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
+	__attribute__((warn_unused_result));
+/* Drop every record lock of owner on ino (close of a descriptor: FUSE
+ * flush with lock_owner), or every flock of owner (release). */
+void plock_release_owner(struct plock_tab *t, uint64_t ino, uint64_t owner);
+void plock_release_flock(struct plock_tab *t, uint64_t ino, uint64_t owner);
+
+#endif
