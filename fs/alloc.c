@@ -36,27 +36,34 @@ static void rg_store(struct vol *v, struct mbuf *mb, const struct vmfs_rg *rg)
 	mc_dirty(v, mb);
 }
 
-int alloc_init(struct vol *v)
+int alloc_recount(struct vol *v)
 {
 	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	uint64_t sum = 0;
 	int rc = 0;
 
 	if (!rg)
 		return -ENOMEM;
-	v->free_blocks = 0;
 	for (uint32_t i = 0; i < v->sb.nrgs; i++) {
 		struct mbuf *mb;
 
 		rc = rg_load(v, i, &mb, rg);
 		if (rc)
 			goto out;
-		v->free_blocks += rg->free_blocks;
+		sum += rg->free_blocks;
 	}
-	v->rg_pref = v->slot >= 0 ? (uint32_t)((uint64_t)v->slot * v->sb.nrgs / v->sb.max_hosts) : 0;
-	v->chunk_hint = 0;
+	v->free_blocks = sum;
+	v->free_stale = false;
 out:
 	free(rg);
 	return rc;
+}
+
+int alloc_init(struct vol *v)
+{
+	v->rg_pref = v->slot >= 0 ? (uint32_t)((uint64_t)v->slot * v->sb.nrgs / v->sb.max_hosts) : 0;
+	v->chunk_hint = 0;
+	return alloc_recount(v);
 }
 
 static bool pending(const struct vol *v, uint64_t b)

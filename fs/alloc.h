@@ -16,6 +16,9 @@
 #include "vol.h"
 
 /* Read every RG header, sum free space, pick the preferred group. */
+/* Sum the groups' free counts into v->free_blocks (other hosts allocate
+ * too: recount after a lock handover).  Needs mu. */
+int alloc_recount(struct vol *v) __attribute__((warn_unused_result));
 int alloc_init(struct vol *v) __attribute__((warn_unused_result));
 /* Allocate up to want contiguous blocks in state (DATA or META), at goal
  * if it is free (goal 0 = no preference).  Returns 0 or -ENOSPC. */

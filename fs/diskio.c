@@ -4,6 +4,7 @@
 #include "diskio.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <libaio.h>
 #include <linux/fs.h>
@@ -42,6 +43,7 @@ struct diskio {
 	pthread_mutex_t mu;
 	bool stop;		/* protected by mu */
 	bool failed;		/* sticky: an I/O could not be cancelled */
+	atomic_bool fenced;	/* lease lost: no I/O at all (diskio_fence) */
 };
 
 void *diskio_alloc(size_t len)
@@ -275,7 +277,7 @@ int diskio_batch(struct diskio *d, struct diskio_req *reqs, int n)
 {
 	if (n <= 0)
 		return 0;
-	if (d->failed)
+	if (d->failed || atomic_load(&d->fenced))
 		return -EIO;
 	if (d->mode == DISKIO_SYNC)
 		return batch_sync(d, reqs, n);
@@ -314,9 +316,19 @@ int diskio_pwrite(struct diskio *d, const void *buf, size_t len, uint64_t off)
 	return rw_bounce(d, (void *)buf, len, off, true);
 }
 
+void diskio_fence(struct diskio *d, bool fenced)
+{
+	atomic_store(&d->fenced, fenced);
+}
+
+bool diskio_fenced(const struct diskio *d)
+{
+	return atomic_load(&d->fenced);
+}
+
 int diskio_sync(struct diskio *d)
 {
-	if (d->failed)
+	if (d->failed || atomic_load(&d->fenced))
 		return -EIO;
 	if (fdatasync(d->fd) < 0)
 		return -errno;

@@ -43,6 +43,11 @@ uint64_t diskio_size(const struct diskio *d);
 int diskio_fd(const struct diskio *d);
 /* I/O timeout for the aio backend, milliseconds (default 60000). */
 void diskio_set_timeout(struct diskio *d, unsigned ms);
+/* Self-fencing (DESIGN.md decision 3): while fenced every request fails
+ * with -EIO before it reaches the disk, so a host whose lease lapsed
+ * writes nothing more to the shared disk.  Callable from any thread. */
+void diskio_fence(struct diskio *d, bool fenced);
+bool diskio_fenced(const struct diskio *d);
 void *diskio_alloc(size_t len);
 /* Perform every request; 0 when all moved fully, else the first error. */
 int diskio_batch(struct diskio *d, struct diskio_req *reqs, int n)

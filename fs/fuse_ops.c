@@ -3,8 +3,13 @@
  * Every handler replies exactly once.  Metadata handlers run under vol.mu
  * (the single-host metadata lock, see vol.h); data handlers hold the
  * vnode's rwlock and let file.c take vol.mu around metadata.  Cluster
- * locks (locking.h) are taken first, before vol.mu.  Permission checks are
- * the kernel's (mount option default_permissions).
+ * locks (locking.h, lock sets of cluster.h) are taken first, before the
+ * rwlock and vol.mu: PR on an inode to read it, EX to change it, EX on the
+ * allocator "a" when blocks may be allocated or freed.  Operations that
+ * find an inode by name look it up under the directory's lock, add the
+ * child's lock without waiting (lks_try_add), and when that fails take the
+ * whole set in order and look again.  Permission checks are the kernel's
+ * (mount option default_permissions).
  */
 #include "config.h"
 #include "fuse_ops.h"
@@ -18,10 +23,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "cluster.h"
+#include "alloc.h"
 #include "dir.h"
 #include "file.h"
 #include "inode.h"
 #include "log.h"
+#include "vmfs/dlm.h"
 
 #define VT_SIZE 4096
 
@@ -77,9 +85,63 @@ static struct vnode *vnode_get(struct fsctx *c, uint64_t ino, uint64_t lookups, 
 	return vn;
 }
 
+/* Would dropping lookups/opens leave the vnode unused? */
+static bool vnode_last(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+{
+	struct vnode *vn;
+	bool last;
+
+	pthread_mutex_lock(&c->vmu);
+	vn = vnode_find_locked(c, ino);
+	last = vn && vn->nlookup <= lookups && vn->nopen <= opens;
+	pthread_mutex_unlock(&c->vmu);
+	return last;
+}
+
+static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens);
+
 /* Drop lookups/opens; when the vnode is unused and the inode unlinked,
- * free the inode.  Called without vol.mu. */
+ * free the inode.  Called without vol.mu and without cluster locks: the
+ * last put takes the inode's and the allocator's (it may free). */
 static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+{
+	struct lkset ls;
+	bool locked = false;
+
+	lks_init(&ls);
+	if (c->lk.cluster && vnode_last(c, ino, lookups, opens)) {
+		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		locked = lks_lock(c, &ls) == 0;
+	}
+	if (c->lk.cluster && !locked) {
+		/* Not the last use, or no locks (fenced): only count. */
+		struct vnode *vn, **pp;
+
+		pthread_mutex_lock(&c->vmu);
+		vn = vnode_find_locked(c, ino);
+		if (vn) {
+			vn->nlookup -= lookups < vn->nlookup ? lookups : vn->nlookup;
+			vn->nopen -= opens < vn->nopen ? opens : vn->nopen;
+			if (vn->nlookup == 0 && vn->nopen == 0) {
+				pp = &c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
+				while (*pp != vn)
+					pp = &(*pp)->next;
+				*pp = vn->next;
+				pthread_rwlock_destroy(&vn->rw);
+				free(vn);
+			}
+		}
+		pthread_mutex_unlock(&c->vmu);
+		return;
+	}
+	vnode_put_locked(c, ino, lookups, opens);
+	lks_unlock(c, &ls);
+}
+
+/* vnode_put() for a caller that holds EX on the inode and the allocator
+ * (or runs single-host). */
+static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
 {
 	struct vnode *vn, **pp;
 	bool gone = false;
@@ -209,25 +271,70 @@ static int get_dir(struct vol *v, uint64_t ino, struct vmfs_inode *in)
 
 /* ---- lookup / forget / getattr / setattr ---- */
 
+/* Look name up in directory dir and return with *ls holding dir (dmode)
+ * and the child (cmode), plus whatever *ls already named (taken here too),
+ * and *ino the child.  The name is looked up again whenever the locks had
+ * to be retaken in order, until both agree. */
+static int lookup_locked(struct fsctx *c, uint64_t dir, const char *name, enum vmfs_lk_mode dmode,
+			 enum vmfs_lk_mode cmode, struct lkset *ls, uint64_t *ino)
+{
+	struct vmfs_inode *d = malloc(sizeof(*d));
+	struct lkset base = *ls;
+	uint64_t prev = 0;
+	int rc;
+
+	if (!d)
+		return -ENOMEM;
+	for (int tries = 0;; tries++) {
+		lks_want(ls, VMFS_LK_INODE, dir, dmode);
+		if (prev)
+			lks_want(ls, VMFS_LK_INODE, prev, cmode);
+		rc = lks_lock(c, ls);
+		if (rc)
+			break;
+		pthread_mutex_lock(&c->v->mu);
+		rc = get_dir(c->v, dir, d);
+		if (!rc)
+			rc = dir_lookup(c->v, d, name, ino, NULL);
+		pthread_mutex_unlock(&c->v->mu);
+		if (!rc && *ino != prev && *ino != dir)
+			rc = lks_try_add(c, ls, VMFS_LK_INODE, *ino, cmode);
+		if (rc != -EAGAIN || tries == 8) {
+			if (rc)
+				lks_unlock(c, ls);
+			break;
+		}
+		/* the child is busy elsewhere: take everything in order */
+		lks_unlock(c, ls);
+		*ls = base;
+		prev = *ino;
+	}
+	free(d);
+	return rc == -EAGAIN ? -EIO : rc;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct lkset ls;
 	uint64_t ino;
 	int rc;
+
+	lks_init(&ls);
 
 	if (!in) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&c->v->mu);
-	rc = get_dir(c->v, to_disk(c, parent), in);
-	if (!rc)
-		rc = dir_lookup(c->v, in, name, &ino, NULL);
-	if (!rc)
+	rc = lookup_locked(c, to_disk(c, parent), name, VMFS_LK_PR, VMFS_LK_PR, &ls, &ino);
+	if (!rc) {
+		pthread_mutex_lock(&c->v->mu);
 		rc = vol_inode_get(c->v, ino, in);
-	rc = count_lookup(c, rc, ino, 0);
-	pthread_mutex_unlock(&c->v->mu);
+		rc = count_lookup(c, rc, ino, 0);
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+	}
 	reply_entry_or_err(req, c, rc, in);
 	free(in);
 }
@@ -253,6 +360,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct lkset ls;
 	struct stat st;
 	int rc;
 
@@ -260,9 +368,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&c->v->mu);
-	rc = vol_inode_get(c->v, to_disk(c, ino), in);
-	pthread_mutex_unlock(&c->v->mu);
+	rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_PR);
+	if (!rc) {
+		pthread_mutex_lock(&c->v->mu);
+		rc = vol_inode_get(c->v, to_disk(c, ino), in);
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+	}
 	if (rc) {
 		fuse_reply_err(req, -vmfs_errno(rc));
 	} else {
@@ -283,6 +395,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 	struct fsctx *c = ctx_of(req);
 	uint64_t ino = to_disk(c, fino);
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct lkset ls;
 	struct stat st;
 	int rc = 0;
 
@@ -290,19 +403,26 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	rc = lks_lock(c, &ls);
+	if (rc)
+		goto out;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct vnode *vn = vnode_get(c, ino, 0, 1);
 
 		if (!vn) {
 			rc = -ENOMEM;
-			goto out;
+			goto unlock;
 		}
 		pthread_rwlock_wrlock(&vn->rw);
 		rc = file_truncate(c->v, ino, (uint64_t)attr->st_size);
 		pthread_rwlock_unlock(&vn->rw);
-		vnode_put(c, ino, 0, 1);
+		vnode_put_locked(c, ino, 0, 1);
 		if (rc)
-			goto out;
+			goto unlock;
 	}
 	pthread_mutex_lock(&c->v->mu);
 	rc = vol_inode_get(c->v, ino, in);
@@ -329,6 +449,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 		rc = vol_inode_put(c->v, in);
 	}
 	pthread_mutex_unlock(&c->v->mu);
+unlock:
+	lks_unlock(c, &ls);
 out:
 	if (rc) {
 		fuse_reply_err(req, -vmfs_errno(rc));
@@ -347,9 +469,11 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct vmfs_inode *dir = malloc(sizeof(*dir));
 	uint32_t gid = fc->gid;
+	struct lkset ls;
 	uint64_t dummy;
 	int rc;
 
+	lks_init(&ls);
 	if (!dir)
 		return -ENOMEM;
 	if (strlen(name) > VMFS_NAME_MAX) {
@@ -360,6 +484,11 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
+	lks_want(&ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	rc = lks_lock(c, &ls);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->error;
 	if (!rc)
@@ -398,6 +527,18 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 	rc = count_lookup(c, rc, out->h.self, opens);
 unlock:
 	pthread_mutex_unlock(&c->v->mu);
+	/* Hold the new inode's lock before any other host can learn its
+	 * number (the directory is still ours), so what we cached of it is
+	 * covered (locking.h).  If another host still caches that lock from
+	 * the inode's previous life, wait for it without holding the rest. */
+	if (!rc && c->lk.cluster &&
+	    lks_try_add(c, &ls, VMFS_LK_INODE, out->h.self, VMFS_LK_EX) == -EAGAIN) {
+		lks_unlock(c, &ls);
+		if (lk_inode(c, &ls, out->h.self, VMFS_LK_EX))
+			log_warn("inode %llu: cannot take its lock after creating it",
+				 (unsigned long long)out->h.self);
+	}
+	lks_unlock(c, &ls);
 out:
 	free(dir);
 	return rc;
@@ -456,15 +597,20 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	char buf[VMFS_SYMLINK_MAX + 1];
+	struct lkset ls;
 	int rc;
 
 	if (!in) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&c->v->mu);
-	rc = vol_inode_get(c->v, to_disk(c, ino), in);
-	pthread_mutex_unlock(&c->v->mu);
+	rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_PR);
+	if (!rc) {
+		pthread_mutex_lock(&c->v->mu);
+		rc = vol_inode_get(c->v, to_disk(c, ino), in);
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+	}
 	if (!rc && !S_ISLNK(in->mode))
 		rc = -EINVAL;
 	if (!rc && in->size > VMFS_SYMLINK_MAX)
@@ -484,12 +630,24 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in)), *dir = malloc(sizeof(*dir));
 	uint64_t ino = to_disk(c, fino), dummy;
+	struct lkset ls;
 	int rc;
 
 	if (!in || !dir) {
 		free(in);
 		free(dir);
 		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	lks_want(&ls, VMFS_LK_INODE, to_disk(c, newparent), VMFS_LK_EX);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	rc = lks_lock(c, &ls);
+	if (rc) {
+		reply_entry_or_err(req, c, rc, in);
+		free(in);
+		free(dir);
 		return;
 	}
 	pthread_mutex_lock(&c->v->mu);
@@ -519,6 +677,7 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 		rc = vol_maybe_commit(c->v);
 	rc = count_lookup(c, rc, ino, 0);
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 	reply_entry_or_err(req, c, rc, in);
 	free(in);
 	free(dir);
@@ -557,13 +716,19 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *ch = malloc(sizeof(*ch));
+	struct lkset ls;
 	uint64_t ino;
 	int rc;
 
+	lks_init(&ls);
 	if (!dir || !ch) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	rc = lookup_locked(c, to_disk(c, parent), name, VMFS_LK_EX, VMFS_LK_EX, &ls, &ino);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->error;
 	if (!rc)
@@ -589,6 +754,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	if (!rc)
 		rc = vol_maybe_commit(c->v);
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(dir);
@@ -623,6 +789,74 @@ static int is_ancestor(struct vol *v, uint64_t anc, uint64_t ino, struct vmfs_in
 	return VMFS_EBADFIELD;	/* a parent loop */
 }
 
+/* The names' current inodes (0 if absent). */
+static int rename_names(struct fsctx *c, uint64_t parent, const char *name, uint64_t newparent,
+			const char *newname, uint64_t *sino, uint64_t *dino)
+{
+	struct vmfs_inode *d = malloc(sizeof(*d));
+	int rc;
+
+	if (!d)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->v->mu);
+	rc = get_dir(c->v, parent, d);
+	if (!rc)
+		rc = dir_lookup(c->v, d, name, sino, NULL);
+	if (!rc)
+		rc = get_dir(c->v, newparent, d);
+	if (!rc) {
+		rc = dir_lookup(c->v, d, newname, dino, NULL);
+		if (rc == -ENOENT) {
+			*dino = 0;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&c->v->mu);
+	free(d);
+	return rc;
+}
+
+/* Rename's locks: both directories, both names' inodes, the allocator (a
+ * replaced inode may be freed, a directory may grow) and, across
+ * directories, "r" (see is_ancestor). */
+static int rename_lock(struct fsctx *c, uint64_t parent, const char *name, uint64_t newparent,
+		       const char *newname, struct lkset *ls)
+{
+	uint64_t sino = 0, dino = 0, psino = 0, pdino = 0;
+	int rc;
+
+	for (int tries = 0;; tries++) {
+		lks_init(ls);
+		if (parent != newparent)
+			lks_want(ls, VMFS_LK_RENAME, 0, VMFS_LK_EX);
+		lks_want(ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
+		lks_want(ls, VMFS_LK_INODE, newparent, VMFS_LK_EX);
+		lks_want(ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		if (psino)
+			lks_want(ls, VMFS_LK_INODE, psino, VMFS_LK_EX);
+		if (pdino)
+			lks_want(ls, VMFS_LK_INODE, pdino, VMFS_LK_EX);
+		rc = lks_lock(c, ls);
+		if (rc)
+			return rc;
+		rc = rename_names(c, parent, name, newparent, newname, &sino, &dino);
+		if (!rc && sino != psino)
+			rc = lks_try_add(c, ls, VMFS_LK_INODE, sino, VMFS_LK_EX);
+		if (!rc && dino && dino != pdino)
+			rc = lks_try_add(c, ls, VMFS_LK_INODE, dino, VMFS_LK_EX);
+		if (rc != -EAGAIN)
+			break;
+		lks_unlock(c, ls);
+		if (tries == 8)
+			return -EIO;
+		psino = sino;
+		pdino = dino;
+	}
+	if (rc)
+		lks_unlock(c, ls);
+	return rc;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse_ino_t fnewparent,
 		      const char *newname, unsigned int flags)
 {
@@ -631,9 +865,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	uint64_t parent = to_disk(c, fparent), newparent = to_disk(c, fnewparent), sino, dino = 0;
 	struct vmfs_inode *src = malloc(sizeof(*src)), *dst = malloc(sizeof(*dst));
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *tmp = malloc(sizeof(*tmp));
+	struct lkset ls;
 	bool sdir;
 	int rc;
 
+	lks_init(&ls);
 	if (!src || !dst || !dir || !tmp) {
 		rc = -ENOMEM;
 		goto out;
@@ -646,6 +882,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
+	rc = rename_lock(c, parent, name, newparent, newname, &ls);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&v->mu);
 	rc = v->error;
 	if (!rc)
@@ -737,6 +976,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 		rc = vol_maybe_commit(v);
 unlock:
 	pthread_mutex_unlock(&v->mu);
+	lks_unlock(c, &ls);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(src);
@@ -747,19 +987,139 @@ out:
 
 /* ---- files ---- */
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int xa_find(const struct vmfs_inode *in, const char *name, uint32_t *off, uint32_t *rlen);
+
+/* Read an inode under PR on it. */
+static int inode_read_locked(struct fsctx *c, uint64_t ino, struct vmfs_inode *in)
+{
+	struct lkset ls;
+	int rc = lk_inode(c, &ls, ino, VMFS_LK_PR);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, ino, in);
+	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
+	return rc;
+}
+
+/* The opener's program name, for the open lock's holder tag. */
+static void req_program(fuse_req_t req, pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(buf, len, "?");
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Is the file opted into multi-writer mode (VMFS_XATTR_MULTIWRITER = "1")? */
+static bool is_multiwriter(const struct vmfs_inode *in)
+{
+	uint32_t off, rl;
+
+	if (xa_find(in, VMFS_XATTR_MULTIWRITER, &off, &rl))
+		return false;
+	return get_le16(in->xattr + off + 2) == 1 && in->xattr[off + 4 + in->xattr[off]] == '1';
+}
+
+/* Take the per-file open lock (openlock.h) for this open; fi->fh keeps it.
+ * 0, -EBUSY (another host holds the file; logged with the holder). */
+static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct vmfs_inode *in,
+		     struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	char prog[32], why[256] = "";
+	struct ol_ref *ref = NULL;
+	int rc;
+
+	fi->fh = 0;
+	if (!c->ol || !S_ISREG(in->mode))
+		return 0;
+	req_program(req, fc->pid, prog, sizeof(prog));
+	rc = openlock_open(c->ol, ino, write, is_multiwriter(in), fc->pid, prog, &ref, why,
+			   sizeof(why));
+	if (rc == -EBUSY)
+		log_warn("open of inode %llu for %s by %s[%d] refused: %s", (unsigned long long)ino,
+			 write ? "write" : "read", prog, (int)fc->pid, why);
+	if (!rc)
+		fi->fh = (uint64_t)(uintptr_t)ref;
+	return rc;
+}
+
+static void open_unlock(struct fuse_file_info *fi)
+{
+	if (fi->fh)
+		openlock_close((struct ol_ref *)(uintptr_t)fi->fh);
+	fi->fh = 0;
+}
+
+/* May this handle write (epoch fencing, decision 4)? */
+static int may_write(struct fuse_file_info *fi)
+{
+	return fi->fh ? openlock_check((struct ol_ref *)(uintptr_t)fi->fh) : 0;
+}
+
+/* setxattr/removexattr of VMFS_XATTR_INCOMING (value NULL): register or
+ * drop an incoming migration's claim on the file (openlock_prepare). */
+static int xattr_incoming(fuse_req_t req, struct fsctx *c, uint64_t ino, const char *value,
+			  size_t size)
+{
+	char vm[VMFS_DLM_TAG_MAX + 1];
+
+	if (fuse_req_ctx(req)->uid != 0)
+		return -EPERM;
+	if (!c->ol)
+		return -EOPNOTSUPP;
+	if (!value)
+		return openlock_unprepare(c->ol, ino);
+	if (size == 0 || size >= sizeof(vm))
+		return -EINVAL;
+	memcpy(vm, value, size);
+	vm[size] = '\0';
+	return openlock_prepare(c->ol, ino, vm);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
+	uint64_t ino = to_disk(c, fino);
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc = in ? inode_read_locked(c, ino, in) : -ENOMEM;
 
-	if (!vnode_get(c, to_disk(c, ino), 0, 1)) {
+	if (!rc)
+		rc = open_lock(req, c, ino, in, fi);
+	free(in);
+	if (rc) {
+		fuse_reply_err(req, -vmfs_errno(rc));
+		return;
+	}
+	if (!vnode_get(c, ino, 0, 1)) {
+		open_unlock(fi);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	/* No page cache: VM images need it off so no host serves stale pages
 	 * once several hosts share the volume (DESIGN.md decision 6). */
 	fi->direct_io = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		vnode_put(c, to_disk(c, ino), 0, 1);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		open_unlock(fi);
+		vnode_put(c, ino, 0, 1);
+	}
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -780,10 +1140,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		free(in);
 		return;
 	}
+	rc = open_lock(req, c, in->h.self, in, fi);
+	if (rc) {
+		/* Created but another host opened it first: the name stays. */
+		vnode_put(c, in->h.self, 1, 1);
+		fuse_reply_err(req, -vmfs_errno(rc));
+		free(in);
+		return;
+	}
 	fill_entry(c, in, &e);
 	fi->direct_io = 1;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		open_unlock(fi);
 		vnode_put(c, in->h.self, 1, 1);
+	}
 	free(in);
 }
 
@@ -795,6 +1165,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 	struct vnode *vn = vnode_open_find(c, ino);
 	void *to_free = NULL;
 	char *data = NULL;
+	struct lkset ls;
 	size_t len = 0;
 	int rc;
 
@@ -802,9 +1173,13 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	pthread_rwlock_rdlock(&vn->rw);
-	rc = file_read(c->v, ino, (uint64_t)off, size, &data, &len, &to_free);
-	pthread_rwlock_unlock(&vn->rw);
+	rc = lk_inode(c, &ls, ino, VMFS_LK_PR);
+	if (!rc) {
+		pthread_rwlock_rdlock(&vn->rw);
+		rc = file_read(c->v, ino, (uint64_t)off, size, &data, &len, &to_free);
+		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &ls);
+	}
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -812,39 +1187,68 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 	free(to_free);
 }
 
+/* Writes: an overwrite of allocated blocks changes only data and mtime,
+ * so it runs under PR on the inode (in parallel with this host's other
+ * writes, and with other hosts' on multi-writer files; mtime is last
+ * writer wins).  Anything that allocates, grows or appends takes EX on
+ * the inode and the allocator. */
 static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
 	uint64_t ino = to_disk(c, fino);
 	struct vnode *vn = vnode_open_find(c, ino);
+	struct lkset ls;
 	int rc;
 
 	if (!vn) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	rc = may_write(fi);
+	if (rc)
+		goto reply;
+	lks_init(&ls);
 	if (fi->flags & O_APPEND) {
 		/* direct_io: the kernel passes the offset it saw; take EOF here */
 		struct vmfs_inode *in = malloc(sizeof(*in));
 
+		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		rc = in ? lks_lock(c, &ls) : -ENOMEM;
+		if (rc) {
+			free(in);
+			goto reply;
+		}
 		pthread_rwlock_wrlock(&vn->rw);
 		pthread_mutex_lock(&c->v->mu);
-		rc = in ? vol_inode_get(c->v, ino, in) : -ENOMEM;
+		rc = vol_inode_get(c->v, ino, in);
 		pthread_mutex_unlock(&c->v->mu);
 		if (!rc)
 			rc = file_write(c->v, ino, buf, size, in->size);
 		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &ls);
 		free(in);
 		goto reply;
 	}
+	rc = lk_inode(c, &ls, ino, VMFS_LK_PR);
+	if (rc)
+		goto reply;
 	pthread_rwlock_rdlock(&vn->rw);
 	rc = file_write_fast(c->v, ino, buf, size, (uint64_t)off);
 	pthread_rwlock_unlock(&vn->rw);
+	lks_unlock(c, &ls);
 	if (rc == -EAGAIN) {
+		lks_init(&ls);
+		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		rc = lks_lock(c, &ls);
+		if (rc)
+			goto reply;
 		pthread_rwlock_wrlock(&vn->rw);
 		rc = file_write(c->v, ino, buf, size, (uint64_t)off);
 		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &ls);
 	}
 reply:
 	if (rc)
@@ -855,6 +1259,11 @@ reply:
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fsctx *c = ctx_of(req);
+
+	/* close() of a descriptor drops its owner's POSIX locks */
+	if (c->pl)
+		plock_release_owner(c->pl, to_disk(c, ino), fi->lock_owner);
 	fuse_reply_err(req, 0);
 }
 
@@ -862,6 +1271,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fsctx *c = ctx_of(req);
 
+	if (c->pl && fi->flock_release)
+		plock_release_flock(c->pl, to_disk(c, ino), fi->lock_owner);
+	open_unlock(fi);
 	vnode_put(c, to_disk(c, ino), 0, 1);
 	fuse_reply_err(req, 0);
 }
@@ -885,6 +1297,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, o
 	struct fsctx *c = ctx_of(req);
 	uint64_t ino = to_disk(c, fino);
 	struct vnode *vn = vnode_open_find(c, ino);
+	struct lkset ls;
 	int rc;
 
 	if (!vn) {
@@ -895,10 +1308,20 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, o
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	pthread_rwlock_wrlock(&vn->rw);
-	rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
-	pthread_rwlock_unlock(&vn->rw);
-	fuse_reply_err(req, -rc);
+	rc = may_write(fi);
+	if (!rc) {
+		lks_init(&ls);
+		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		rc = lks_lock(c, &ls);
+	}
+	if (!rc) {
+		pthread_rwlock_wrlock(&vn->rw);
+		rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
+		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &ls);
+	}
+	fuse_reply_err(req, -vmfs_errno(rc));
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t fino, off_t off, int whence,
@@ -907,6 +1330,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t fino, off_t off, int whence,
 	struct fsctx *c = ctx_of(req);
 	uint64_t ino = to_disk(c, fino), res = 0;
 	struct vnode *vn = vnode_open_find(c, ino);
+	struct lkset ls;
 	int rc;
 
 	if (!vn) {
@@ -921,11 +1345,15 @@ static void op_lseek(fuse_req_t req, fuse_ino_t fino, off_t off, int whence,
 		fuse_reply_err(req, ENXIO);
 		return;
 	}
-	pthread_rwlock_rdlock(&vn->rw);
-	rc = file_seek(c->v, ino, (uint64_t)off, whence, &res);
-	pthread_rwlock_unlock(&vn->rw);
+	rc = lk_inode(c, &ls, ino, VMFS_LK_PR);
+	if (!rc) {
+		pthread_rwlock_rdlock(&vn->rw);
+		rc = file_seek(c->v, ino, (uint64_t)off, whence, &res);
+		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &ls);
+	}
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, -vmfs_errno(rc));
 	else
 		fuse_reply_lseek(req, (off_t)res);
 }
@@ -965,12 +1393,16 @@ static void op_readdir(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct rd r = { req, c, malloc(size), size, 0 };
+	struct lkset ls;
 	int rc;
 
 	if (!in || !r.buf) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	rc = lk_inode(c, &ls, to_disk(c, fino), VMFS_LK_PR);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&c->v->mu);
 	rc = get_dir(c->v, to_disk(c, fino), in);
 	if (!rc && off < 1 && rd_add(&r, ".", 1, in->h.self, DT_DIR, 1))
@@ -981,6 +1413,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		rc = dir_iterate(c->v, in, (uint64_t)off, rd_add, &r);
 unlock:
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 out:
 	if (rc)
 		fuse_reply_err(req, -vmfs_errno(rc));
@@ -994,9 +1427,20 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fsctx *c = ctx_of(req);
 	struct statvfs st;
+	struct lkset ls;
+	int rc;
 
 	memset(&st, 0, sizeof(st));
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_PR);
+	rc = lks_lock(c, &ls);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	pthread_mutex_lock(&c->v->mu);
+	if (c->v->free_stale && alloc_recount(c->v))
+		log_warn("statfs: cannot recount free blocks");
 	st.f_bsize = c->v->bsize;
 	st.f_frsize = c->v->bsize;
 	st.f_blocks = c->v->sb.nblocks - c->v->sb.rg_start;
@@ -1007,6 +1451,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	st.f_favail = st.f_ffree;
 	st.f_namemax = VMFS_NAME_MAX;
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 	fuse_reply_statfs(req, &st);
 }
 
@@ -1054,8 +1499,17 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	struct lkset ls;
+
+	lks_init(&ls);
+	if (!strcmp(name, VMFS_XATTR_INCOMING)) {
+		rc = xattr_incoming(req, c, to_disk(c, ino), value, size);
+		goto out;
+	}
 	if (!rc && size > 65535)
 		rc = -E2BIG;
+	if (!rc)
+		rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_EX);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&c->v->mu);
@@ -1093,6 +1547,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	rc = vol_inode_put(c->v, in);
 unlock:
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(in);
@@ -1113,9 +1568,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		rc = -ENODATA;
 		goto out;
 	}
-	pthread_mutex_lock(&c->v->mu);
-	rc = vol_inode_get(c->v, to_disk(c, ino), in);
-	pthread_mutex_unlock(&c->v->mu);
+	rc = inode_read_locked(c, to_disk(c, ino), in);
 	if (!rc)
 		rc = xa_find(in, name, &off, &rl);
 	if (!rc) {
@@ -1150,9 +1603,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&c->v->mu);
-	rc = vol_inode_get(c->v, to_disk(c, ino), in);
-	pthread_mutex_unlock(&c->v->mu);
+	rc = inode_read_locked(c, to_disk(c, ino), in);
 	for (uint32_t o = 0; !rc && o + 4 <= in->xattr_len;) {
 		uint32_t n = in->xattr[o], l = 4 + n + get_le16(in->xattr + o + 2);
 
@@ -1180,17 +1631,26 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct lkset ls;
 	uint32_t off, rl;
 	int rc;
 
+	lks_init(&ls);
 	if (!in) {
 		fuse_reply_err(req, ENOMEM);
 		return;
+	}
+	if (!strcmp(name, VMFS_XATTR_INCOMING)) {
+		rc = xattr_incoming(req, c, to_disk(c, ino), NULL, 0);
+		goto out;
 	}
 	if (strncmp(name, "user.", 5) != 0) {
 		rc = -ENODATA;
 		goto out;
 	}
+	rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_EX);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->error;
 	if (!rc)
@@ -1205,6 +1665,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		rc = vol_inode_put(c->v, in);
 	}
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(in);
@@ -1328,6 +1789,12 @@ void fsctx_fini(struct fsctx *c)
 		}
 		free(c->vt);
 	}
+	if (c->ol)
+		openlock_tab_free(c->ol);
+	if (c->pl)
+		plock_tab_free(c->pl);
+	for (size_t s = 0; s < VMFS_MAX_HOSTS; s++)
+		vmfs_unlock(&c->lk, &c->slot_lk[s]);
 	vmfs_locking_fini(&c->lk);
 	pthread_mutex_destroy(&c->vmu);
 	pthread_mutex_destroy(&c->cmu);

@@ -5,11 +5,23 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "locking.h"
+#include "openlock.h"
+#include "plock.h"
 #include "slot.h"
 #include "vol.h"
+
+/* Extended attributes with a meaning to vmfs-mount (documented in
+ * vmfs-mount(8)):
+ *   user.vmfs.multiwriter = "1"   opt the file into multi-writer open locks
+ *   trusted.vmfs.incoming = VM    (root, destination of a live migration)
+ *                                 queue this host's claim on the file's open
+ *                                 lock for VM; removing it withdraws the claim */
+#define VMFS_XATTR_MULTIWRITER "user.vmfs.multiwriter"
+#define VMFS_XATTR_INCOMING "trusted.vmfs.incoming"
 
 /* An inode the kernel knows about.  Refcounted by lookups (nlookup, FUSE
  * forget) and opens (nopen); freed from the table when both reach 0, and
@@ -36,6 +48,18 @@ struct fsctx {
 	pthread_mutex_t cmu;
 	pthread_cond_t ccond;
 	bool cstop, crunning;
+	/* cluster mode (cluster.c) */
+	char ls[VMFS_UUID_STR_LEN];	/* lockspace = volume UUID */
+	struct openlock_tab *ol;	/* per-file open locks, NULL single-host */
+	struct plock_tab *pl;		/* POSIX locks, NULL single-host */
+	atomic_bool lost;		/* a cached lock was lost: fenced for good */
+	struct vmfs_lkh slot_lk[VMFS_MAX_HOSTS]; /* s<n> held: ours + being recovered */
+	pthread_t rec_tid;		/* recovery worker */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcond;
+	uint32_t rq[16];		/* nodes to recover, protected by rmu */
+	int nrq;
+	bool rstop, rrunning;
 };
 
 extern const struct fuse_lowlevel_ops vmfs_fuse_ops;

@@ -1,61 +1,78 @@
 /* locking.h — cluster locks as the filesystem sees them.
  *
  * The mount takes a cluster lock on every resource before touching its
- * metadata (DESIGN.md decision 2): per inode (attributes, directory
- * contents, extent map), per resource group (bitmap), per host slot
- * (heartbeat + journal; held EX by the owner, taken by a survivor to
- * replay).  Locks are cached: unlock() only marks a lock unused; it is
- * really released or downgraded when another host asks for a conflicting
- * mode, at which point the backend calls the blocking callback, which must
- * commit the journal, write back and invalidate everything cached under
- * that lock (and tell the kernel via FUSE notify) before returning.
+ * metadata (DESIGN.md decision 2).  Resources, named inside the lockspace
+ * of the volume (its UUID, lowercase):
  *
- * Ordering rule: inode and slot locks are taken before vol.mu and never
- * while holding it (a blocking callback needs vol.mu to flush).  Several
- * inode locks are taken in ascending resource id order.  Resource-group
- * locks are the exception: the allocator picks groups while holding vol.mu,
- * so it takes them with VMFS_LK_TRY and moves on to the next group when
- * another host holds one (a host mostly stays in its preferred groups).
+ *   "m<ino>"   an inode's metadata: attributes, extent map, directory
+ *              contents (PR to read, EX to change)
+ *   "a"        the allocator: every resource group's bitmap and the
+ *              meta-chunk headers (EX to allocate or free)
+ *   "s<slot>"  a host slot: heartbeat, journal, orphan list (EX by the
+ *              owner for the whole mount; survivors recover a dead owner's
+ *              slot while the lock manager still holds its lock for it).
+ *              Never kept cached: released at once, so a mounting host
+ *              probing for a free slot is not refused by an idle lock.
+ *   "r"        renames across directories (EX): is_ancestor() walks
+ *              parent pointers that only such renames change
  *
- * Call sites (wired when the lock-manager backend lands; the single-host
- * backend below grants everything, so nothing calls it yet):
- *   lookup/getattr/readdir/read/readlink/getxattr: PR on the inode (and the
- *     parent directory for lookup);
- *   create/mkdir/symlink/link/unlink/rmdir: EX on the parent directory, EX on
- *     the child; rename: EX on both parents and both children, ascending;
- *   setattr/write/fallocate/setxattr: EX on the inode (CW for files opened
- *     multi-writer, decision 7);
- *   alloc_blocks/alloc_mblk/free_*: EX on the group (TRY, see above);
- *   mount: EX on its own slot for the whole mount; recovery: EX on the dead
- *     host's slot while replaying its journal.
+ * (Per-file open locks "i<ino>" and POSIX locks are separate: openlock.h,
+ * plock.h.)
  *
- * Backends: "single" (this session) grants everything at once; it is only
- * correct while one host mounts the volume, which the mount enforces with
- * the host-slot heartbeats.  The lock-manager backend will map these calls
- * onto libvmfsdlm (include/vmfs/dlm.h) with the lockspace named after the
- * volume UUID and resource names "i<ino>", "r<rg>", "s<slot>".
+ * Locks are cached: vmfs_unlock() only ends the use; the lock stays with
+ * this host until another host asks for a conflicting mode.  Then the
+ * backend calls the blocking callback, which commits the running
+ * transaction, checkpoints it, marks the journal clean, and drops every
+ * clean cached metadata block, so whatever another host does next starts
+ * from the disk.  (Dropping everything, not only the blocks under that
+ * lock, keeps the rule that needs to hold simple: a cached block was read
+ * while a lock covering it was held, and that lock has not been released
+ * since.  The price is re-reading after each handover.)
+ *
+ * Ordering rule (deadlock freedom): every cluster lock an operation needs
+ * is taken BEFORE vol.mu and before any vnode rwlock, never while holding
+ * them; the blocking callback takes vol.mu, so a thread that waited for a
+ * cluster lock under vol.mu could wait for itself across hosts.  Several
+ * inode locks are taken in ascending inode order; an operation that finds
+ * its inodes by name (lookup, unlink, rename) looks them up first, locks
+ * the set in order, and checks the names again (retrying if they moved).
+ * Canonical order: "r", inode locks ascending, "a", slot locks.
  */
 #ifndef VMFS_FS_LOCKING_H
 #define VMFS_FS_LOCKING_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The VMS/DLM six modes, numbered as in the lock manager. */
 enum vmfs_lk_mode { VMFS_LK_NL = 0, VMFS_LK_CR, VMFS_LK_CW, VMFS_LK_PR, VMFS_LK_PW, VMFS_LK_EX };
-enum vmfs_lk_kind { VMFS_LK_INODE = 1, VMFS_LK_RGRP = 2, VMFS_LK_SLOT = 3 };
+enum vmfs_lk_kind { VMFS_LK_INODE = 1, VMFS_LK_ALLOC = 2, VMFS_LK_SLOT = 3, VMFS_LK_RENAME = 4 };
 #define VMFS_LK_TRY 0x1		/* fail with -EAGAIN instead of waiting */
 
-/* Called by the backend when another host wants res in a mode that
- * conflicts with ours: flush and invalidate, then return the mode we can
- * drop to.  Runs on a backend thread without vol.mu held. */
-typedef enum vmfs_lk_mode (*vmfs_lk_blocking_cb)(void *arg, enum vmfs_lk_kind kind, uint64_t id,
-						 enum vmfs_lk_mode wanted);
+struct vmfs_dlm;
+
+/* A use of a lock, from vmfs_lock() to vmfs_unlock(). */
+struct vmfs_lkh {
+	enum vmfs_lk_kind kind;
+	uint64_t id;
+	int mode;
+	uint64_t epoch;
+	bool held;
+	_Alignas(8) char cookie[96];	/* backend state (the lock manager's lksb) */
+};
+
+/* Called by the backend when another host wants a lock we hold idle in a
+ * mode that conflicts: make the disk the only copy (commit, checkpoint,
+ * journal clean) and forget cached metadata.  Returns 0, or a negative
+ * errno to keep the lock for now (retried).  Runs on a backend thread
+ * without vol.mu held. */
+typedef int (*vmfs_lk_blocking_cb)(void *arg, enum vmfs_lk_kind kind, uint64_t id);
 
 struct vmfs_lockops {
 	const char *name;
-	int (*lock)(void *be, enum vmfs_lk_kind kind, uint64_t id, enum vmfs_lk_mode mode,
-		    unsigned flags);
-	int (*unlock)(void *be, enum vmfs_lk_kind kind, uint64_t id);
+	int (*lock)(void *be, struct vmfs_lkh *h, unsigned flags);
+	void (*unlock)(void *be, struct vmfs_lkh *h);
 	void (*fini)(void *be);
 };
 
@@ -64,26 +81,56 @@ struct vmfs_locking {
 	void *be;			/* backend state */
 	vmfs_lk_blocking_cb blocking;
 	void *blocking_arg;
+	bool cluster;			/* several hosts may mount the volume */
 };
 
-/* Single-host backend. */
+/* Single-host backend: grants everything (the mount refuses while another
+ * host's heartbeat is live). */
 int vmfs_locking_single_init(struct vmfs_locking *lk, vmfs_lk_blocking_cb cb, void *arg)
 	__attribute__((warn_unused_result));
-
-static inline int vmfs_lock(struct vmfs_locking *lk, enum vmfs_lk_kind kind, uint64_t id,
-			    enum vmfs_lk_mode mode, unsigned flags)
-{
-	return lk->ops->lock(lk->be, kind, id, mode, flags);
-}
-
-static inline int vmfs_unlock(struct vmfs_locking *lk, enum vmfs_lk_kind kind, uint64_t id)
-{
-	return lk->ops->unlock(lk->be, kind, id);
-}
-
-/* Lock-manager backend (locking_dlm.c): lockspace ls = the volume UUID. */
+/* Lock-manager backend (locking_dlm.c): lockspace ls = the volume UUID.
+ * The hooks run on the backend's event thread (lease, lost, recover must
+ * not block: hand work to another thread). */
+struct vmfs_lk_hooks {
+	/* this host's lease (decision 3): 1 valid, 0 lapsed */
+	void (*lease)(void *arg, int valid);
+	/* a cached lock was lost (purged after we were fenced, or reset):
+	 * cached metadata may be another host's already; the mount must stop */
+	void (*lost)(void *arg);
+	/* recovery agent: replay node's host slot(s), then call
+	 * vmfs_locking_recovery_done() */
+	void (*recover)(void *arg, uint32_t nodeid);
+};
 int vmfs_locking_dlm_init(struct vmfs_locking *lk, const char *ls, vmfs_lk_blocking_cb cb,
-			  void *arg) __attribute__((warn_unused_result));
+			  const struct vmfs_lk_hooks *hooks, void *arg)
+	__attribute__((warn_unused_result));
+int vmfs_locking_recovery_done(struct vmfs_locking *lk, uint32_t nodeid);
+/* The backend's lock-manager handle (NULL for single-host): recovery and
+ * inspection share it. */
+struct vmfs_dlm *vmfs_locking_dlm_handle(struct vmfs_locking *lk);
+
+/* 0, -EAGAIN (VMFS_LK_TRY and another host holds it), -EIO (no lease or
+ * lock manager gone), -ENOMEM. */
+static inline int vmfs_lock(struct vmfs_locking *lk, enum vmfs_lk_kind kind, uint64_t id,
+			    enum vmfs_lk_mode mode, unsigned flags, struct vmfs_lkh *h)
+{
+	h->kind = kind;
+	h->id = id;
+	h->mode = (int)mode;
+	h->held = false;
+	return lk->ops->lock(lk->be, h, flags);
+}
+
+static inline void vmfs_unlock(struct vmfs_locking *lk, struct vmfs_lkh *h)
+{
+	if (h->held)
+		lk->ops->unlock(lk->be, h);
+	h->held = false;
+}
+
+/* "m42", "a", "s3" */
+void vmfs_lk_resname(enum vmfs_lk_kind kind, uint64_t id, char *buf, size_t len);
+int vmfs_lk_parse(const char *res, enum vmfs_lk_kind *kind, uint64_t *id);
 
 void vmfs_locking_fini(struct vmfs_locking *lk);
 

@@ -1,11 +1,323 @@
-/* locking_dlm.c — the lock-manager backend of locking.h (in progress). */
+/* locking_dlm.c — the lock-manager backend of locking.h.
+ *
+ * Every fs lock is a use of a libvmfsdlm cached lock (include/vmfs/dlm.h,
+ * "Cached locks"): re-taking a lock this host holds costs no message; when
+ * another host wants it, the library calls flush() below once the lock is
+ * idle, which runs the filesystem's blocking callback (commit, checkpoint,
+ * forget the cache) and then lets the library release or demote the lock.
+ *
+ * One event thread polls the handle, so blocking callbacks, lease changes
+ * and recovery requests are seen even while no FUSE request runs.  A flush
+ * the filesystem cannot do right now (it returns an error) leaves the lock
+ * with us; the event thread tries again shortly with cache_drop, so the
+ * other host is not kept waiting for ever.
+ */
 #include "config.h"
 #include "locking.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int vmfs_locking_dlm_init(struct vmfs_locking *lk, const char *ls, vmfs_lk_blocking_cb cb, void *arg)
+#include "log.h"
+#include "vmfs/dlm.h"
+
+_Static_assert(sizeof(struct vmfs_dlm_lksb) <= sizeof(((struct vmfs_lkh *)0)->cookie),
+	       "vmfs_lkh.cookie must hold a lock status block");
+
+#define RETRY_MAX 32
+#define RETRY_MS 20
+
+struct dlm_be {
+	vmfs_dlm_t *h;
+	char ls[VMFS_DLM_NAME_MAX + 1];
+	struct vmfs_locking *lk;
+	struct vmfs_lk_hooks hooks;
+	void *arg;
+	atomic_int lease_ok;
+	pthread_t tid;
+	int wake[2];			/* pipe: stop the event thread */
+	bool running;
+	pthread_mutex_t mu;		/* retry list */
+	char retry[RETRY_MAX][VMFS_DLM_NAME_MAX + 1];
+	int nretry;
+};
+
+static void retry_add(struct dlm_be *b, const char *res)
 {
-	(void)lk; (void)ls; (void)cb; (void)arg;
-	return -ENOSYS;
+	pthread_mutex_lock(&b->mu);
+	for (int i = 0; i < b->nretry; i++)
+		if (!strcmp(b->retry[i], res))
+			goto out;
+	if (b->nretry < RETRY_MAX)
+		snprintf(b->retry[b->nretry++], sizeof(b->retry[0]), "%s", res);
+	else
+		log_warn("lock %s: flush deferred and the retry list is full", res);
+out:
+	pthread_mutex_unlock(&b->mu);
+}
+
+static int flush(void *ctx, const char *ls, const char *res, int held, int wanted)
+{
+	struct dlm_be *b = ctx;
+	enum vmfs_lk_kind kind;
+	uint64_t id;
+	int rc;
+
+	if (vmfs_lk_parse(res, &kind, &id))
+		return 0;	/* not ours: nothing cached under it */
+	rc = b->lk->blocking ? b->lk->blocking(b->lk->blocking_arg, kind, id) : 0;
+	if (rc < 0) {
+		log_debug("lock %s wanted %s by another host: flush deferred (%d)", res,
+			  vmfs_dlm_mode_name(wanted), rc);
+		retry_add(b, res);
+	}
+	return rc;
+}
+
+static void cb_lost(void *ctx, uint64_t lkid, int reason)
+{
+	struct dlm_be *b = ctx;
+
+	log_err("lock manager: cached lock %llu lost (%s); the mount stops writing",
+		(unsigned long long)lkid,
+		reason == VMFS_DLM_LOST_PURGED ? "this host was fenced" :
+		reason == VMFS_DLM_LOST_RESET ? "cluster state reset" : "transferred");
+	if (b->hooks.lost)
+		b->hooks.lost(b->arg);
+}
+
+static void cb_lease(void *ctx, int valid)
+{
+	struct dlm_be *b = ctx;
+
+	if (atomic_exchange(&b->lease_ok, valid) != valid)
+		log_warn("lease %s", valid ? "valid again" : "LOST: requests fail with EIO");
+	if (b->hooks.lease)
+		b->hooks.lease(b->arg, valid);
+}
+
+static void cb_recover(void *ctx, const char *ls, uint32_t nodeid)
+{
+	struct dlm_be *b = ctx;
+
+	if (strcmp(ls, b->ls))
+		return;
+	if (b->hooks.recover)
+		b->hooks.recover(b->arg, nodeid);
+	else
+		vmfs_dlm_recovery_done(b->h, ls, nodeid);
+}
+
+static void cb_completion(void *arg, const struct vmfs_dlm_lksb *lksb)
+{
+}
+
+static void cb_blocking(void *ctx, uint64_t lkid, int wanted)
+{
+}
+
+static void retry_flushes(struct dlm_be *b)
+{
+	char res[RETRY_MAX][VMFS_DLM_NAME_MAX + 1];
+	int n;
+
+	pthread_mutex_lock(&b->mu);
+	n = b->nretry;
+	memcpy(res, b->retry, sizeof(res[0]) * (size_t)n);
+	b->nretry = 0;
+	pthread_mutex_unlock(&b->mu);
+	for (int i = 0; i < n; i++) {
+		int rc = vmfs_dlm_cache_drop(b->h, b->ls, res[i]);
+
+		/* -EBUSY: in use again; its last put flushes it.  A failed flush
+		 * put it back on the list by itself. */
+		if (rc && rc != -EBUSY && rc != VMFS_DLM_ENOLOCK && rc != -EAGAIN)
+			log_debug("lock %s: retried release: %s", res[i], vmfs_dlm_strerror(rc));
+	}
+}
+
+static void *event_main(void *arg)
+{
+	struct dlm_be *b = arg;
+
+	for (;;) {
+		struct pollfd p[2] = { { vmfs_dlm_fd(b->h), POLLIN, 0 }, { b->wake[0], POLLIN, 0 } };
+		int timeout, rc;
+
+		pthread_mutex_lock(&b->mu);
+		timeout = b->nretry ? RETRY_MS : 1000;
+		pthread_mutex_unlock(&b->mu);
+		rc = poll(p, 2, timeout);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		rc = vmfs_dlm_dispatch(b->h);
+		if (rc == VMFS_DLM_EDAEMON) {
+			/* lease(0) was delivered; nothing more will come */
+			p[0].fd = -1;
+			poll(&p[1], 1, -1);
+			break;
+		}
+		retry_flushes(b);
+	}
+	return NULL;
+}
+
+static int map_err(int rc, const char *res)
+{
+	if (rc == VMFS_DLM_EAGAIN)
+		return -EAGAIN;
+	if (rc == -ENOMEM)
+		return rc;
+	log_err("lock %s: %s", res, vmfs_dlm_strerror(rc));
+	return -EIO;
+}
+
+static int dlm_lock(void *be, struct vmfs_lkh *h, unsigned flags)
+{
+	struct dlm_be *b = be;
+	struct vmfs_dlm_lksb *lksb = (struct vmfs_dlm_lksb *)(void *)h->cookie;
+	char res[VMFS_DLM_NAME_MAX + 1];
+	int rc;
+
+	if (!atomic_load(&b->lease_ok))
+		return -EIO;
+	vmfs_lk_resname(h->kind, h->id, res, sizeof(res));
+	memset(lksb, 0, sizeof(*lksb));
+	rc = vmfs_dlm_cache_get(b->h, b->ls, res, h->mode,
+				(flags & VMFS_LK_TRY) ? VMFS_DLM_NOQUEUE : 0, NULL, -1, lksb);
+	if (rc)
+		return map_err(rc, res);
+	h->epoch = lksb->epoch;
+	h->held = true;
+	return 0;
+}
+
+static void dlm_unlock(void *be, struct vmfs_lkh *h)
+{
+	struct dlm_be *b = be;
+	struct vmfs_dlm_lksb *lksb = (struct vmfs_dlm_lksb *)(void *)h->cookie;
+	int rc = vmfs_dlm_cache_put(b->h, lksb);
+
+	if (rc && rc != VMFS_DLM_EDAEMON)
+		log_warn("lock release: %s", vmfs_dlm_strerror(rc));
+	if (!rc && h->kind == VMFS_LK_SLOT) {
+		char res[VMFS_DLM_NAME_MAX + 1];
+
+		vmfs_lk_resname(h->kind, h->id, res, sizeof(res));
+		rc = vmfs_dlm_cache_drop(b->h, b->ls, res);
+		if (rc && rc != -EBUSY && rc != VMFS_DLM_ENOLOCK && rc != VMFS_DLM_EDAEMON)
+			log_warn("releasing lock %s: %s", res, vmfs_dlm_strerror(rc));
+	}
+}
+
+static void dlm_fini(void *be)
+{
+	struct dlm_be *b = be;
+
+	if (!b)
+		return;
+	if (b->running) {
+		if (write(b->wake[1], "x", 1) != 1)
+			log_warn("cannot wake the lock event thread");
+		pthread_join(b->tid, NULL);
+	}
+	/* Release (flushing first) every cached lock, so other hosts need not
+	 * wait for the lock manager to notice we are gone. */
+	if (b->h) {
+		int rc = vmfs_dlm_cache_drop_all(b->h);
+
+		if (rc && rc != VMFS_DLM_EDAEMON)
+			log_warn("releasing cached locks: %s", vmfs_dlm_strerror(rc));
+		vmfs_dlm_close(b->h);
+	}
+	close(b->wake[0]);
+	close(b->wake[1]);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+}
+
+static const struct vmfs_lockops dlm_ops = {
+	.name = "lock manager",
+	.lock = dlm_lock,
+	.unlock = dlm_unlock,
+	.fini = dlm_fini,
+};
+
+int vmfs_locking_dlm_init(struct vmfs_locking *lk, const char *ls, vmfs_lk_blocking_cb cb,
+			  const struct vmfs_lk_hooks *hooks, void *arg)
+{
+	static const struct vmfs_dlm_callbacks cbs = {
+		.completion = cb_completion,
+		.blocking = cb_blocking,
+		.lost = cb_lost,
+		.lease = cb_lease,
+		.recover = cb_recover,
+	};
+	struct dlm_be *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	if (pipe2(b->wake, O_CLOEXEC)) {
+		free(b);
+		return -errno;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	snprintf(b->ls, sizeof(b->ls), "%s", ls);
+	b->lk = lk;
+	if (hooks)
+		b->hooks = *hooks;
+	b->arg = arg;
+	atomic_store(&b->lease_ok, 1);
+	lk->ops = &dlm_ops;
+	lk->be = b;
+	lk->blocking = cb;
+	lk->blocking_arg = arg;
+	lk->cluster = true;
+	rc = vmfs_dlm_open("vmfs-mount", &b->h);
+	if (rc) {
+		log_err("cannot connect to vmfs-dlmd: %s", vmfs_dlm_strerror(rc));
+		b->h = NULL;
+		goto fail;
+	}
+	vmfs_dlm_set_callbacks(b->h, &cbs, b);
+	vmfs_dlm_cache_set_flush(b->h, flush, b);
+	if (hooks && hooks->recover) {
+		rc = vmfs_dlm_recovery_register(b->h, ls);
+		if (rc) {
+			log_err("cannot register as recovery agent of %s: %s", ls,
+				vmfs_dlm_strerror(rc));
+			goto fail;
+		}
+	}
+	rc = -pthread_create(&b->tid, NULL, event_main, b);
+	if (rc)
+		goto fail;
+	b->running = true;
+	return 0;
+fail:
+	dlm_fini(b);
+	lk->ops = NULL;
+	lk->be = NULL;
+	return rc < 0 && rc > -4096 ? rc : -EIO;
+}
+
+struct vmfs_dlm *vmfs_locking_dlm_handle(struct vmfs_locking *lk)
+{
+	return lk->ops == &dlm_ops ? ((struct dlm_be *)lk->be)->h : NULL;
+}
+
+int vmfs_locking_recovery_done(struct vmfs_locking *lk, uint32_t nodeid)
+{
+	struct dlm_be *b = lk->ops == &dlm_ops ? lk->be : NULL;
+
+	return b ? vmfs_dlm_recovery_done(b->h, b->ls, nodeid) : 0;
 }

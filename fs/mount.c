@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "alloc.h"
+#include "cluster.h"
 #include "fuse_ops.h"
 #include "log.h"
 #include "slot.h"
@@ -30,6 +32,8 @@
 struct mopts {
 	int slot;
 	char *host;
+	int local;		/* -o local: single host, no lock manager */
+	int cluster;		/* -o cluster: refuse to mount without vmfs-dlmd */
 	int foreground;
 	int debug;
 	int help, version;
@@ -41,6 +45,8 @@ struct mopts {
 static const struct fuse_opt mount_opts[] = {
 	MOPT("slot=%d", slot),
 	MOPT("host=%s", host),
+	MOPT("local", local),
+	MOPT("cluster", cluster),
 	MOPT("-f", foreground),
 	MOPT("-d", debug),
 	MOPT("-h", help),
@@ -69,15 +75,19 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	return 1;	/* everything else goes to FUSE */
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-	printf("usage: vmfs-mount [-f] [-d] [-o OPTIONS] DEVICE MOUNTPOINT\n"
+	fprintf(f, "usage: vmfs-mount [-f] [-d] [-o OPTIONS] DEVICE MOUNTPOINT\n"
 	       "\n"
 	       "Mount the vmfs volume on DEVICE (block device or image file) at MOUNTPOINT.\n"
 	       "  -f            stay in the foreground\n"
 	       "  -d            FUSE debug output (implies -f)\n"
 	       "  -o slot=N     use host slot N (default: the first free one)\n"
 	       "  -o host=NAME  host name recorded in the slot (default: hostname)\n"
+	       "  -o cluster    require the lock manager (vmfs-dlmd); without it refuse\n"
+	       "  -o local      single host: no lock manager; refused while another\n"
+	       "                host has the volume mounted\n"
+	       "Default: the lock manager when vmfs-dlmd answers, else single-host.\n"
 	       "  -o OPT        other options are passed to FUSE (e.g. ro, allow_other)\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
@@ -159,13 +169,39 @@ static void quiet_stdio(void)
 		close(fd);
 }
 
-/* Open, recover, claim.  Everything that can refuse the mount. */
-static int open_volume(struct mopts *m, struct vol **out)
+/* Claim a host slot: through the lock manager when it answers (several
+ * hosts), else single-host (refused while another slot is live). */
+static int claim(struct mopts *m, struct fsctx *c, const char *host, uint64_t *recovered)
+{
+	int rc;
+
+	if (!m->local) {
+		rc = cluster_mount(c, m->slot, host, recovered);
+		if (rc != -ENOTCONN)
+			return rc;
+		if (m->cluster) {
+			log_err("vmfs-dlmd is not reachable and -o cluster was given; start "
+				"vmfs-dlmd (and corosync) on this host first");
+			return rc;
+		}
+		log_warn("vmfs-dlmd is not reachable: mounting single-host (refused if another "
+			 "host has the volume mounted; use -o cluster to require the lock manager)");
+	}
+	rc = slot_claim(c->v, m->slot, host, recovered);
+	if (!rc)
+		*recovered |= 1ull << c->v->slot;
+	return rc;
+}
+
+/* Open, recover, claim.  Everything that can refuse the mount.  On
+ * success the context is ready; on failure nothing is left open. */
+static int open_volume(struct mopts *m, struct fsctx *c, bool *ctx_ok)
 {
 	char host[HOST_NAME_MAX + 1] = "";
-	uint64_t recovered;
+	uint64_t recovered = 0;
 	struct vmfs_inode *root = malloc(sizeof(*root));
 	struct vol *v = NULL;
+	struct lkset ls;
 	int rc;
 
 	if (!root)
@@ -187,40 +223,59 @@ static int open_volume(struct mopts *m, struct vol **out)
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = slot_claim(v, m->slot, host, &recovered);
+	rc = fsctx_init(c, v);
 	if (rc)
 		goto out;
-	rc = alloc_init(v);
+	*ctx_ok = true;
+	rc = claim(m, c, host, &recovered);
+	if (rc)
+		goto fail;
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, v->sb.root_ino, VMFS_LK_PR);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_PR);
+	rc = lks_lock(c, &ls);
 	if (rc)
 		goto release;
 	pthread_mutex_lock(&v->mu);
-	rc = vol_inode_get(v, v->sb.root_ino, root);
+	rc = alloc_init(v);
+	if (!rc)
+		rc = vol_inode_get(v, v->sb.root_ino, root);
 	if (!rc && !S_ISDIR(root->mode)) {
 		vol_report_bad(v, VMFS_T_INODE, v->sb.root_ino, VMFS_EBADFIELD);
 		rc = VMFS_EBADFIELD;
 	}
-	for (uint32_t s = 0; !rc && s < v->sb.max_hosts; s++)
-		if ((recovered & (1ull << s)) || (int)s == v->slot)
-			rc = orphan_process(v, s);
 	pthread_mutex_unlock(&v->mu);
+	lks_unlock(c, &ls);
+	if (!rc)
+		rc = cluster_finish_recovery(c, recovered);
 	if (rc)
 		goto release;
-	*out = v;
-	v = NULL;
-	goto out;
+	free(root);
+	return 0;
 release:
-	if (slot_release(v))
+	if (v->slot >= 0 && slot_release(v))
 		log_err("could not release host slot %d", v->slot);
+fail:
+	cluster_stop(c);
+	fsctx_fini(c);
+	*ctx_ok = false;
 out:
 	vol_close(v);
 	free(root);
 	return rc;
 }
 
-static int shutdown_volume(struct vol *v)
+static int shutdown_volume(struct fsctx *c)
 {
+	struct vol *v = c->v;
+	struct lkset ls;
 	int rc;
 
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	rc = lks_lock(c, &ls);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&v->mu);
 	rc = orphan_process(v, (uint32_t)v->slot);	/* nothing is open any more */
 	if (!rc)
@@ -228,6 +283,8 @@ static int shutdown_volume(struct vol *v)
 	if (!rc)
 		rc = journal_mark_clean(v, (uint32_t)v->slot, v->seq);
 	pthread_mutex_unlock(&v->mu);
+	lks_unlock(c, &ls);
+out:
 	if (rc)
 		log_err("unmount: could not checkpoint the journal: %s (it will be replayed)",
 			vmfs_strerror(rc));
@@ -257,10 +314,14 @@ int main(int argc, char **argv)
 	}
 	if (m.help || m.version || !m.device || !m.mountpoint) {
 		if (m.version)
-			printf("vmfs-mount %s (on-disk format %d.%d, FUSE %d, locking: single-host)\n",
+			printf("vmfs-mount %s (on-disk format %d.%d, FUSE %d, locking: vmfs-dlmd or single-host)\n",
 			       PACKAGE_VERSION, VMFS_VERSION_MAJOR, VMFS_VERSION_MINOR, fuse_version());
-		else
-			usage();
+		else if (m.help)
+			usage(stdout);
+		else {
+			fprintf(stderr, "vmfs-mount: missing %s\n", m.device ? "MOUNTPOINT" : "DEVICE");
+			usage(stderr);
+		}
 		rc = m.help || m.version ? 0 : 2;
 		goto done;
 	}
@@ -280,11 +341,9 @@ int main(int argc, char **argv)
 		log_err("cannot fork: %s", strerror(errno));
 		return 1;
 	}
-	if (open_volume(&m, &v))
+	if (open_volume(&m, &ctx, &ctx_ok))
 		goto out;
-	if (fsctx_init(&ctx, v))
-		goto out;
-	ctx_ok = true;
+	v = ctx.v;
 	se = fuse_session_new(&args, &vmfs_fuse_ops, sizeof(vmfs_fuse_ops), &ctx);
 	if (!se)
 		goto out;
@@ -315,10 +374,11 @@ out:
 	if (ctx_ok)
 		fsctx_stop_committer(&ctx);
 	if (v && v->slot >= 0) {
-		if (shutdown_volume(v))
+		if (shutdown_volume(&ctx))
 			rc = 1;
-		if (ctx_ok)
-			hb_stop(&ctx.hb);
+		hb_stop(&ctx.hb);
+		cluster_stop(&ctx);
+		cluster_drop_locks(&ctx);	/* every lock but our slot's */
 		if (slot_release(v))
 			rc = 1;
 		else

@@ -10,6 +10,7 @@
 #include "ondisk.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "crc32c.h"
@@ -654,4 +655,12 @@ int vmfs_dirbkt_check(const void *blk, uint64_t addr, const uint8_t *uuid)
 		off += d.rec_len;
 	}
 	return 0;
+}
+
+void vmfs_uuid_str(const uint8_t u[16], char out[VMFS_UUID_STR_LEN])
+{
+	snprintf(out, VMFS_UUID_STR_LEN,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
 }

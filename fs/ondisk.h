@@ -358,4 +358,9 @@ static inline uint64_t vmfs_rg_addr(const struct vmfs_sb *sb, uint32_t i)
 int vmfs_sb_check_geometry(const struct vmfs_sb *sb, uint64_t dev_bytes)
 	__attribute__((warn_unused_result));
 
+/* The volume UUID as text, lowercase (also the lock-manager lockspace of
+ * the volume, DESIGN.md decision 2). */
+#define VMFS_UUID_STR_LEN 37
+void vmfs_uuid_str(const uint8_t u[16], char out[VMFS_UUID_STR_LEN]);
+
 #endif

@@ -30,6 +30,10 @@
  * While it waits, write opens of that inode on this host succeed but are
  * not yet allowed to write (openlock_check() -EAGAIN); when the handoff's
  * TRANSFER grants the request they may.  openlock_unprepare() cancels it.
+ * If nobody holds the file when it is prepared, the request is granted at
+ * once and kept: the file was free, so the incoming VM simply owns it
+ * (refusing would fail a migration over a disk the source had closed).
+ * Open and fenced states, and the invariants, are described in openlock.c.
  *
  * Threads: every function may be called from any FUSE worker; the table
  * has its own lock-manager handle and event thread.
@@ -45,9 +49,11 @@
 struct openlock_tab;
 struct ol_ref;
 
-/* Connect to the local vmfs-dlmd for lockspace ls. */
+/* Connect to the local vmfs-dlmd for lockspace ls (0, -EINVAL, -ENOMEM,
+ * or -EIO: daemon not reachable, logged). */
 int openlock_tab_new(const char *ls, struct openlock_tab **out) __attribute__((warn_unused_result));
-/* Release every lock and disconnect. */
+/* Release every lock and disconnect.  Every ol_ref must be closed first
+ * (refs still open are logged and their memory goes with the table). */
 void openlock_tab_free(struct openlock_tab *t);
 
 /* Take (or share) the open lock for one open of ino.  0 and *out, or
@@ -58,12 +64,22 @@ int openlock_open(struct openlock_tab *t, uint64_t ino, bool write, bool multiwr
 /* May this handle write now?  0, -EIO (fenced: lock lost/transferred),
  * -EAGAIN (incoming migration not handed off yet). */
 int openlock_check(const struct ol_ref *r);
-/* The epoch (fencing token) this handle was opened under. */
+/* The epoch (fencing token) of the lock this handle was opened under: the
+ * grant's, or the latest up/down-convert's (same lock, same owner); 0 while
+ * an incoming request is not granted; after a loss, the last one known. */
 uint64_t openlock_epoch(const struct ol_ref *r);
 void openlock_close(struct ol_ref *r);
 
+/* Queue the incoming claim on ino tagged vm (1..VMFS_DLM_TAG_MAX bytes);
+ * returns once the cluster queued (or granted) it, so a handoff started
+ * right after finds it.  0 (also: already prepared for the same vm),
+ * -EBUSY (open on this host, or prepared for another VM), -EINVAL, -EIO. */
 int openlock_prepare(struct openlock_tab *t, uint64_t ino, const char *vm)
 	__attribute__((warn_unused_result));
+/* Drop the claim: a waiting request is cancelled (its attached handles,
+ * if any, are fenced: they never got the file); a granted one is released
+ * unless handles use it, in which case it lives until their last close.
+ * 0, -ENOENT (not prepared), -ETIMEDOUT (the daemon did not answer), -EIO. */
 int openlock_unprepare(struct openlock_tab *t, uint64_t ino);
 
 #endif

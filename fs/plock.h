@@ -8,6 +8,20 @@
  *
  * Threads: callable from any FUSE worker; a waiting F_SETLKW blocks only
  * its own worker.  The table has its own lock-manager handle.
+ *
+ * What differs from a local file system (details in plock.c):
+ *   - ranges longer than 64 bytes (or to EOF) lock the whole file against
+ *     other owners (over-locking: EAGAIN/waits more often, never a missed
+ *     conflict); unlocking part of such a range keeps the whole-file lock
+ *     until all of it is unlocked;
+ *   - no deadlock detection (-EDEADLK is never returned: a real deadlock
+ *     across hosts waits) and no FUSE interrupt (-EINTR is never returned);
+ *   - F_GETLK reports pid 0 and, for a conflict on the whole-file lock,
+ *     the range [0, PLOCK_EOF], when the holder is not a local owner;
+ *   - without a lease, or once the daemon is gone, requests fail with
+ *     -EIO (a waiting F_SETLKW too); unlocks always succeed.
+ * t == NULL (no lock manager) is accepted: requests fail with -ENOLCK,
+ * releases do nothing.
  */
 #ifndef VMFS_FS_PLOCK_H
 #define VMFS_FS_PLOCK_H
@@ -24,8 +38,10 @@ int plock_tab_new(const char *ls, struct plock_tab **out) __attribute__((warn_un
 void plock_tab_free(struct plock_tab *t);
 
 /* fcntl record locks.  type: F_RDLCK, F_WRLCK or F_UNLCK; [start, end]
- * inclusive.  0, -EAGAIN (would block, wait == false), -EDEADLK, -EINTR,
- * -EIO (no lease), -ENOLCK. */
+ * inclusive (end = PLOCK_EOF: to end of file).  0, -EAGAIN (would block,
+ * wait == false), -EIO (no lease), -ENOLCK (too many locks, lock-manager
+ * error), -ENOMEM, -EINVAL (bad type or end < start).  pid is shown by
+ * F_GETLK of other local owners and recorded in the lock's tag ("pid N"). */
 int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, short type,
 		uint64_t start, uint64_t end, bool wait) __attribute__((warn_unused_result));
 /* F_GETLK: on entry the wanted lock; on return *type = F_UNLCK if it could
@@ -33,7 +49,9 @@ int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, sh
  * holder is on another host). */
 int plock_getlk(struct plock_tab *t, uint64_t ino, uint64_t owner, short *type,
 		uint64_t *start, uint64_t *end, pid_t *pid) __attribute__((warn_unused_result));
-/* flock(): op = LOCK_SH, LOCK_EX or LOCK_UN, optionally | LOCK_NB. */
+/* flock(): op = LOCK_SH, LOCK_EX or LOCK_UN, optionally | LOCK_NB.
+ * SH -> EX: with LOCK_NB the shared lock is kept when EX is refused;
+ * blocking, it is dropped first and EX waited for (as Linux does). */
 int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
 	__attribute__((warn_unused_result));
 /* Drop every record lock of owner on ino (close of a descriptor: FUSE

@@ -91,9 +91,8 @@ int slot_probe(struct vol *v, bool tolerate_bad, uint64_t *live, uint64_t *dead,
 
 int slot_claim(struct vol *v, int want, const char *host, uint64_t *recovered)
 {
-	uint64_t live, dead, ckpt, last;
+	uint64_t live, dead;
 	struct vmfs_hb hb;
-	bool dirty;
 	int rc, slot = -1;
 
 	*recovered = 0;
@@ -133,15 +132,25 @@ int slot_claim(struct vol *v, int want, const char *host, uint64_t *recovered)
 			want >= 0 ? want : (int)v->sb.max_hosts);
 		return -EBUSY;
 	}
-	rc = journal_scan(v, (uint32_t)slot, &ckpt, &last, &dirty);
+	return slot_take(v, (uint32_t)slot, host);
+}
+
+int slot_take(struct vol *v, uint32_t slot, const char *host)
+{
+	uint64_t ckpt, last;
+	struct vmfs_hb hb;
+	bool dirty;
+	int rc;
+
+	rc = journal_scan(v, slot, &ckpt, &last, &dirty);
 	if (rc)
 		return rc;
-	v->slot = slot;
+	v->slot = (int)slot;
 	v->seq = last;
+	v->clean_seq = dirty ? 0 : last;
 	memset(&hb, 0, sizeof(hb));
-	vmfs_hdr_init(&hb.h, VMFS_T_HB, vmfs_slot_addr(&v->sb, (uint32_t)slot) + VMFS_SLOT_HB,
-		      v->sb.uuid);
-	hb.slot = (uint32_t)slot;
+	vmfs_hdr_init(&hb.h, VMFS_T_HB, vmfs_slot_addr(&v->sb, slot) + VMFS_SLOT_HB, v->sb.uuid);
+	hb.slot = slot;
 	hb.state = VMFS_HB_LIVE;
 	hb.counter = 1;
 	hb.wall_ms = now_wall_ms();
@@ -153,7 +162,38 @@ int slot_claim(struct vol *v, int want, const char *host, uint64_t *recovered)
 	if (!rc)
 		rc = diskio_sync(v->dio);
 	if (!rc)
-		log_info("claimed host slot %d", slot);
+		log_info("claimed host slot %u", slot);
+	return rc;
+}
+
+int slot_advancing(struct vol *v, uint32_t slot, bool *live)
+{
+	struct vmfs_hb a, b;
+	int rc = slot_read_hb(v, slot, &a);
+
+	*live = false;
+	if (rc || a.state != VMFS_HB_LIVE)
+		return rc;
+	usleep((useconds_t)v->sb.hb_period_ms * 1500);
+	rc = slot_read_hb(v, slot, &b);
+	if (!rc)
+		*live = b.state == VMFS_HB_LIVE && b.counter != a.counter;
+	return rc;
+}
+
+int slot_mark_free(struct vol *v, uint32_t slot)
+{
+	struct vmfs_hb hb;
+	int rc = slot_read_hb(v, slot, &hb);
+
+	if (rc || hb.state == VMFS_HB_FREE)
+		return rc;
+	hb.state = VMFS_HB_FREE;
+	hb.counter++;
+	hb.wall_ms = now_wall_ms();
+	rc = slot_write_hb(v, &hb);
+	if (!rc)
+		rc = diskio_sync(v->dio);
 	return rc;
 }
 
@@ -192,6 +232,8 @@ static void *hb_main(void *arg)
 		pthread_cond_timedwait(&t->cond, &t->mu, &dl);
 		if (t->stop)
 			break;
+		if (diskio_fenced(t->v->dio))
+			continue;	/* lease lost: the disk is not ours to write */
 		t->hb.counter++;
 		t->hb.wall_ms = now_wall_ms();
 		rc = slot_write_hb(t->v, &t->hb);

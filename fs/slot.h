@@ -33,6 +33,16 @@ int slot_claim(struct vol *v, int want, const char *host, uint64_t *recovered)
 	__attribute__((warn_unused_result));
 int slot_release(struct vol *v) __attribute__((warn_unused_result));
 
+/* Cluster mode (the lock manager arbitrates slots through the locks
+ * "s<slot>", see locking.h; the caller holds that lock):
+ * slot_take marks slot LIVE as ours and sets v->slot, v->seq;
+ * slot_advancing reads the heartbeat twice, 1.5 periods apart (at once
+ * when it is not LIVE) and says whether its counter moved;
+ * slot_mark_free marks a recovered slot FREE. */
+int slot_take(struct vol *v, uint32_t slot, const char *host) __attribute__((warn_unused_result));
+int slot_advancing(struct vol *v, uint32_t slot, bool *live) __attribute__((warn_unused_result));
+int slot_mark_free(struct vol *v, uint32_t slot) __attribute__((warn_unused_result));
+
 /* Heartbeat writer thread of a claimed slot. */
 struct hb_thread {
 	struct vol *v;

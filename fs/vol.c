@@ -266,6 +266,46 @@ void mc_trim(struct vol *v)
 	}
 }
 
+void mc_drop_clean(struct vol *v)
+{
+	for (size_t i = 0; i < v->hsize; i++) {
+		struct mbuf **pp = &v->htab[i];
+
+		while (*pp) {
+			struct mbuf *mb = *pp;
+
+			if (mb->dirty) {
+				pp = &mb->hnext;
+				continue;
+			}
+			*pp = mb->hnext;
+			free(mb->data);
+			free(mb);
+			v->ncached--;
+		}
+	}
+}
+
+int vol_handover(struct vol *v)
+{
+	int rc = vol_commit(v);
+
+	if (rc)
+		return rc;
+	if (v->slot >= 0 && v->clean_seq != v->seq) {
+		/* journal_mark_clean syncs the checkpoint writes first */
+		rc = journal_mark_clean(v, (uint32_t)v->slot, v->seq);
+		if (rc)
+			return rc;
+		v->ckpt_unsynced = false;
+		v->clean_seq = v->seq;
+	}
+	mc_drop_clean(v);
+	v->chunk_hint = 0;
+	v->free_stale = true;
+	return 0;
+}
+
 int vol_inode_get(struct vol *v, uint64_t ino, struct vmfs_inode *out)
 {
 	struct mbuf *mb;

@@ -64,6 +64,7 @@ struct vol {
 	/* journal: protected by mu */
 	int slot;		/* claimed host slot, -1 offline */
 	uint64_t seq;		/* last committed transaction */
+	uint64_t clean_seq;	/* journal header says clean up to here */
 	bool ckpt_unsynced;	/* in-place writes not yet fdatasync'ed */
 	int error;		/* sticky: once set every change fails */
 	/* allocator hints: protected by mu */
@@ -71,6 +72,7 @@ struct vol {
 	uint64_t chunk_hint;	/* mblk of a chunk header that had free slots */
 	/* statistics */
 	uint64_t free_blocks;	/* sum of RG free counts, protected by mu */
+	bool free_stale;	/* another host may have changed them: recount */
 };
 
 /* Open the device and read+validate the superblock.  On a damaged primary
@@ -95,6 +97,13 @@ int mc_new(struct vol *v, uint64_t addr, struct mbuf **out)
 void mc_dirty(struct vol *v, struct mbuf *mb);
 /* Drop clean buffers when over the limit; call between operations only. */
 void mc_trim(struct vol *v);
+/* Drop every clean buffer. */
+void mc_drop_clean(struct vol *v);
+/* Before another host may take a lock we held (the blocking callback of
+ * locking.h): commit, checkpoint, mark the journal clean (so a replay
+ * after our crash can never overwrite what the next holder writes:
+ * journal.c invariant 3), forget every cached block.  Needs mu. */
+int vol_handover(struct vol *v) __attribute__((warn_unused_result));
 /* Drop one clean buffer (fsck after repairs). */
 void mc_forget(struct vol *v, uint64_t addr);
 

@@ -195,10 +195,7 @@ void fsvol_close(struct fsvol *fv)
 
 void fsvol_uuid_str(const uint8_t u[16], char out[FSVOL_UUID_STR_LEN])
 {
-	snprintf(out, FSVOL_UUID_STR_LEN,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-		 u[13], u[14], u[15]);
+	vmfs_uuid_str(u, out);
 }
 
 void fsvol_fmt_bytes(uint64_t bytes, char *buf, size_t len)

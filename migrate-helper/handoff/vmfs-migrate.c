@@ -15,6 +15,9 @@
  *       destination: ends this host's prepare of NAME; ownership stays.
  *   vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host H]
  *       what handoff would move, without moving it.
+ *   vmfs-migrate qemu [--vm] NAME --source-qmp A --dest-qmp A --uri URI ...
+ *       a QEMU live migration over QMP with the handoff at QEMU's
+ *       pre-switchover pause (qemu.c).
  *
  * Why prepare is a long-running process: the lock manager drops a waiting
  * request when its client goes away, PERSISTENT or not (only granted
@@ -44,6 +47,7 @@
 
 #include "vmfs/dlm.h"
 #include "vmfs/handoff.h"
+#include "qemu.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -74,6 +78,8 @@ static void usage(FILE *f)
 		"                            [--epoch RES=EPOCH ...]\n"
 		"       vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]\n"
 		"       vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
+		"       vmfs-migrate qemu [--vm] NAME --source-qmp ADDR --dest-qmp ADDR --uri URI\n"
+		"                         [OPTIONS...]   ('vmfs-migrate qemu --help')\n"
 		"Move every disk lock of a VM (EX locks tagged with its name) from the source\n"
 		"host to the destination host in one lock-manager message.  See vmfs-migrate(8).\n");
 }
@@ -598,6 +604,8 @@ int main(int argc, char **argv)
 		return cmd_handoff(argc - 1, argv + 1, true);
 	if (strcmp(cmd, "abort") == 0)
 		return cmd_abort(argc - 1, argv + 1);
+	if (strcmp(cmd, "qemu") == 0)
+		return vmfs_migrate_qemu(argc - 1, argv + 1);
 	err("unknown command '%s'", cmd);
 	usage(stderr);
 	return EXIT_USAGE;
