@@ -712,6 +712,41 @@ static int dir_is_empty(const struct vmfs_inode *dir)
 	return di.nentries == 0;
 }
 
+/* Removing the last name of a file another host has open would free
+ * blocks under its feet (its open is invisible to our orphan list), so, as
+ * on VMFS, that is refused with EBUSY.  Probes the open lock: an EX open
+ * lock is grantable only if no other host holds one.  Called with the
+ * inode's EX lock held, without vol.mu. */
+static int busy_elsewhere(fuse_req_t req, struct fsctx *c, uint64_t ino)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct ol_ref *ref = NULL;
+	char why[256] = "";
+	int rc;
+
+	if (!c->ol)
+		return 0;
+	if (!in)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->v->mu);
+	rc = vol_inode_get(c->v, ino, in);
+	pthread_mutex_unlock(&c->v->mu);
+	if (rc || !S_ISREG(in->mode) || in->nlink > 1) {
+		free(in);
+		return 0;	/* errors are found again by the caller */
+	}
+	free(in);
+	rc = openlock_open(c->ol, ino, true, false, fuse_req_ctx(req)->pid, "unlink", &ref, why,
+			   sizeof(why));
+	if (!rc) {
+		openlock_close(ref);
+		return 0;
+	}
+	if (rc == -EBUSY)
+		log_warn("removing inode %llu refused: %s", (unsigned long long)ino, why);
+	return rc;
+}
+
 static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool isdir)
 {
 	struct fsctx *c = ctx_of(req);
@@ -729,6 +764,13 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	rc = lookup_locked(c, to_disk(c, parent), name, VMFS_LK_EX, VMFS_LK_EX, &ls, &ino);
 	if (rc)
 		goto out;
+	if (!isdir) {
+		rc = busy_elsewhere(req, c, ino);
+		if (rc) {
+			lks_unlock(c, &ls);
+			goto out;
+		}
+	}
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->error;
 	if (!rc)
@@ -885,6 +927,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	rc = rename_lock(c, parent, name, newparent, newname, &ls);
 	if (rc)
 		goto out;
+	rc = rename_names(c, parent, name, newparent, newname, &sino, &dino);
+	if (!rc && dino && dino != sino)
+		rc = busy_elsewhere(req, c, dino);
+	if (rc) {
+		lks_unlock(c, &ls);
+		goto out;
+	}
+	dino = 0;
 	pthread_mutex_lock(&v->mu);
 	rc = v->error;
 	if (!rc)
@@ -1671,14 +1721,79 @@ out:
 	free(in);
 }
 
+/* ---- POSIX record locks and flock: cluster-wide through plock.h when the
+ * lock manager is there; otherwise the kernel keeps them (local only). ---- */
+
+static void flock_range(const struct flock *l, uint64_t *start, uint64_t *end)
+{
+	*start = (uint64_t)l->l_start;
+	*end = l->l_len == 0 ? PLOCK_EOF : (uint64_t)(l->l_start + l->l_len - 1);
+}
+
+static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t start, end;
+	short type = lock->l_type;
+	pid_t pid = 0;
+	int rc;
+
+	flock_range(lock, &start, &end);
+	rc = plock_getlk(c->pl, to_disk(c, ino), fi->lock_owner, &type, &start, &end, &pid);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	lock->l_type = type;
+	if (type != F_UNLCK) {
+		lock->l_whence = SEEK_SET;
+		lock->l_start = (off_t)start;
+		lock->l_len = end == PLOCK_EOF ? 0 : (off_t)(end - start + 1);
+		lock->l_pid = pid;
+	}
+	fuse_reply_lock(req, lock);
+}
+
+static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
+		     int sleep)
+{
+	struct fsctx *c = ctx_of(req);
+	uint64_t start, end;
+	int rc;
+
+	flock_range(lock, &start, &end);
+	rc = plock_setlk(c->pl, to_disk(c, ino), fi->lock_owner, fuse_req_ctx(req)->pid,
+			 lock->l_type, start, end, sleep != 0);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	struct fsctx *c = ctx_of(req);
+
+	fuse_reply_err(req, -plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op));
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fsctx *c = userdata;
+
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* the kernel's page-cache features stay off: all file I/O is direct */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* Cluster mode: fcntl and flock locks come to us (plock.h); else the
+	 * kernel keeps them, which is right for a single host. */
+	if (c->pl) {
+		if (conn->capable & FUSE_CAP_POSIX_LOCKS)
+			conn->want |= FUSE_CAP_POSIX_LOCKS;
+		if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
+			conn->want |= FUSE_CAP_FLOCK_LOCKS;
+	} else {
+		conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	}
 }
 
 const struct fuse_lowlevel_ops vmfs_fuse_ops = {
@@ -1712,6 +1827,9 @@ const struct fuse_lowlevel_ops vmfs_fuse_ops = {
 	.create = op_create,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
+	.getlk = op_getlk,
+	.setlk = op_setlk,
+	.flock = op_flock,
 };
 
 /* ---- context, periodic commit ---- */
