@@ -1614,6 +1614,20 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (!strcmp(name, VMFS_XATTR_ID)) {
+		char id[VMFS_UUID_STR_LEN + 24];
+		int n = snprintf(id, sizeof(id), "%s/i%llu", c->ls,
+				 (unsigned long long)to_disk(c, ino));
+
+		if (size == 0)
+			fuse_reply_xattr(req, (size_t)n);
+		else if (size < (size_t)n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, id, (size_t)n);
+		free(in);
+		return;
+	}
 	if (strncmp(name, "user.", 5) != 0) {
 		rc = -ENODATA;
 		goto out;
@@ -1864,6 +1878,7 @@ int fsctx_init(struct fsctx *c, struct vol *v)
 	memset(c, 0, sizeof(*c));
 	c->v = v;
 	c->timeout = 1.0;
+	vmfs_uuid_str(v->sb.uuid, c->ls);
 	c->vsize = VT_SIZE;
 	c->vt = calloc(c->vsize, sizeof(*c->vt));
 	if (!c->vt)

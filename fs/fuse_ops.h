@@ -19,8 +19,11 @@
  *   user.vmfs.multiwriter = "1"   opt the file into multi-writer open locks
  *   trusted.vmfs.incoming = VM    (root, destination of a live migration)
  *                                 queue this host's claim on the file's open
- *                                 lock for VM; removing it withdraws the claim */
+ *                                 lock for VM; removing it withdraws the claim
+ *   trusted.vmfs.id (read only)   "<volume UUID>/i<ino>": the file's identity
+ *                                 on every host, also its open lock's name */
 #define VMFS_XATTR_MULTIWRITER "user.vmfs.multiwriter"
+#define VMFS_XATTR_ID "trusted.vmfs.id"
 #define VMFS_XATTR_INCOMING "trusted.vmfs.incoming"
 
 /* An inode the kernel knows about.  Refcounted by lookups (nlookup, FUSE
