@@ -127,6 +127,43 @@ int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const cha
 
 const char *vmfs_handoff_strerror(int err);
 
+/* --- Additions (append-only): disks in several lockspaces ------------------
+ *
+ * A VM whose disks are files on vmfs mounts (vmfs-migrate prepare PATH...)
+ * has one disk lock per file, held by the mount of the source host: in the
+ * lockspace of the file's volume (its UUID), resource "i<ino>", tagged with
+ * the first opener ("program[pid]"), not with the VM.  The destination's
+ * mount queues the claim tagged with the VM's name (fs/openlock.h).  So
+ * these lookups start from the destination's waiting requests tagged vm and
+ * take, on each of those resources, the one lock granted there whatever
+ * its tag.  Lock ids are cluster-wide, so one TRANSFER_SET may mix
+ * lockspaces. */
+
+/* One disk of such a handoff: the lockspace it is in, and the disk. */
+struct vmfs_handoff_ldisk {
+	char ls[VMFS_DLM_NAME_MAX + 1];
+	struct vmfs_handoff_disk d;
+};
+
+/* Look up vm's handoff in lockspace ls (NULL: every lockspace): every
+ * request tagged vm waiting from one host (the destination), and on each of
+ * those resources the source's lock: exactly one granted lock (EX, not
+ * recovering, not converting; on from_host if not NULL), whatever its tag.
+ * A lock tagged vm granted on another host than the destination without a
+ * waiting request there is an unprepared disk (VMFS_HANDOFF_ENOPREPARE), so
+ * a partial prepare is refused as with vmfs_handoff_lookup().  Nothing
+ * waiting at all: VMFS_HANDOFF_ENOPREPARE. */
+int vmfs_handoff_lookup_any(vmfs_dlm_t *h, const char *vm, const char *ls,
+			    const char *from_host, struct vmfs_handoff_ldisk *disks, size_t cap,
+			    size_t *n_out, char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+/* Move exactly disks[0..n) with ONE vmfs_dlm_transfer_set() conditional on
+ * their from_epoch; on success each d.epoch is filled in. */
+int vmfs_handoff_commit_ldisks(vmfs_dlm_t *h, struct vmfs_handoff_ldisk *disks, size_t n,
+			       char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
 #ifdef __cplusplus
 }
 #endif

@@ -658,3 +658,218 @@ int vmfs_handoff_commit(vmfs_dlm_t *h, const char *vm, const char *ls, const cha
 	copy_out(d, n, disks, cap, n_out);
 	return 0;
 }
+
+/* --- disks in several lockspaces (vmfs files) ------------------------------ */
+
+/* Lock-table walk state of lookup_any(). */
+struct any_ctx {
+	const char *vm, *from_host;
+	char dst[VMFS_DLM_NAME_MAX + 1];	/* the destination host, once seen */
+	struct vmfs_handoff_ldisk *d;
+	size_t n;
+	char *why;
+	size_t len;
+};
+
+/* The destination: the one host with requests tagged vm waiting. */
+static int any_pick_dest(json_object *lss, struct any_ctx *x)
+{
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *res = jarr(json_object_array_get_idx(lss, i), "resources");
+
+		for (size_t j = 0; res && j < json_object_array_length(res); j++) {
+			json_object *locks = jarr(json_object_array_get_idx(res, j), "locks");
+
+			for (size_t k = 0; locks && k < json_object_array_length(locks); k++) {
+				json_object *l = json_object_array_get_idx(locks, k);
+				const char *host = jstr(l, "host");
+
+				if (strcmp(jstr(l, "queue"), "waiting") != 0 ||
+				    strcmp(jstr(l, "tag"), x->vm) != 0)
+					continue;
+				if (x->dst[0] && strcmp(x->dst, host) != 0) {
+					say(x->why, x->len, "requests tagged %s wait on %s and on %s: "
+					    "prepare on one destination only", x->vm, x->dst, host);
+					return VMFS_HANDOFF_EAMBIGUOUS;
+				}
+				snprintf(x->dst, sizeof(x->dst), "%s", host);
+			}
+		}
+	}
+	if (!x->dst[0]) {
+		say(x->why, x->len, "nothing is prepared for %s: no request tagged %s waits (run "
+		    "'vmfs-migrate prepare --vm %s DISK...' on the destination first)", x->vm,
+		    x->vm, x->vm);
+		return VMFS_HANDOFF_ENOPREPARE;
+	}
+	return 0;
+}
+
+/* One resource: add its disk, skip it, or refuse. */
+static int any_resource(const char *ls, json_object *r, struct any_ctx *x)
+{
+	json_object *locks = jarr(r, "locks"), *to = NULL, *from = NULL, *vm_elsewhere = NULL;
+	const char *name = jstr(r, "name");
+	int holders = 0;
+
+	for (size_t k = 0; locks && k < json_object_array_length(locks); k++) {
+		json_object *l = json_object_array_get_idx(locks, k);
+		const char *q = jstr(l, "queue"), *host = jstr(l, "host");
+		bool tagged = strcmp(jstr(l, "tag"), x->vm) == 0;
+
+		if (strcmp(q, "waiting") == 0) {
+			if (!tagged || strcmp(host, x->dst) != 0)
+				continue;
+			if (to) {
+				say(x->why, x->len, "%s/%s: two requests tagged %s wait for it", ls,
+				    name, x->vm);
+				return VMFS_HANDOFF_EAMBIGUOUS;
+			}
+			to = l;
+			continue;
+		}
+		/* granted or converting: a holder */
+		if (tagged && strcmp(host, x->dst) != 0)
+			vm_elsewhere = l;
+		if (strcmp(host, x->dst) == 0 && tagged)
+			continue;	/* the destination's own (e.g. a claim granted at once) */
+		holders++;
+		from = l;
+	}
+	if (!to) {
+		if (!vm_elsewhere)
+			return 0;	/* not a disk of this handoff */
+		say(x->why, x->len, "%s/%s: held for %s on %s but has no prepared request tagged "
+		    "%s (prepare every disk of %s on %s)", ls, name, x->vm,
+		    jstr(vm_elsewhere, "host"), x->vm, x->vm, x->dst);
+		return VMFS_HANDOFF_ENOPREPARE;
+	}
+	if (holders == 0) {
+		say(x->why, x->len, "%s/%s: a request tagged %s waits on %s but nobody holds the "
+		    "disk: nothing to hand over", ls, name, x->vm, x->dst);
+		return VMFS_HANDOFF_ENOSOURCE;
+	}
+	if (holders > 1) {
+		say(x->why, x->len, "%s/%s: %d holders (shared or several locks): a VM disk must "
+		    "have exactly one exclusive holder to hand over", ls, name, holders);
+		return VMFS_HANDOFF_EAMBIGUOUS;
+	}
+	if (strcmp(jstr(from, "queue"), "granted") != 0 || jbool(from, "recovering") ||
+	    strcmp(jstr(from, "mode"), "EX") != 0) {
+		say(x->why, x->len, "%s/%s: its holder on %s (%s) is %s, not a settled EX lock",
+		    ls, name, jstr(from, "host"), jstr(from, "tag"),
+		    jbool(from, "recovering") ? "recovering (its host left)" :
+		    strcmp(jstr(from, "queue"), "granted") ? "converting" : jstr(from, "mode"));
+		return VMFS_HANDOFF_EAMBIGUOUS;
+	}
+	if (x->from_host && strcmp(jstr(from, "host"), x->from_host) != 0) {
+		say(x->why, x->len, "%s/%s is held by %s, not by %s", ls, name, jstr(from, "host"),
+		    x->from_host);
+		return VMFS_HANDOFF_ENOSOURCE;
+	}
+	if (x->n == VMFS_HANDOFF_DISKS_MAX) {
+		say(x->why, x->len, "%s has more than %d disks", x->vm, VMFS_HANDOFF_DISKS_MAX);
+		return VMFS_HANDOFF_ETOOMANY;
+	}
+	{
+		struct vmfs_handoff_ldisk *d = &x->d[x->n++];
+
+		memset(d, 0, sizeof(*d));
+		snprintf(d->ls, sizeof(d->ls), "%s", ls);
+		snprintf(d->d.res, sizeof(d->d.res), "%s", name);
+		d->d.from_lkid = ju64(from, "lkid");
+		d->d.from_epoch = ju64(from, "epoch");
+		snprintf(d->d.from_host, sizeof(d->d.from_host), "%s", jstr(from, "host"));
+		d->d.to_lkid = ju64(to, "lkid");
+		snprintf(d->d.to_host, sizeof(d->d.to_host), "%s", x->dst);
+	}
+	return 0;
+}
+
+int vmfs_handoff_lookup_any(vmfs_dlm_t *h, const char *vm, const char *ls,
+			    const char *from_host, struct vmfs_handoff_ldisk *disks, size_t cap,
+			    size_t *n_out, char *why, size_t why_len)
+{
+	struct vmfs_handoff_ldisk d[VMFS_HANDOFF_DISKS_MAX];
+	struct any_ctx x = { .vm = vm, .from_host = from_host, .d = d, .why = why,
+			     .len = why_len };
+	json_object *table = NULL, *lss;
+	int rc;
+
+	say(why, why_len, "ok");
+	if (n_out)
+		*n_out = 0;
+	if (!h || !vm || !*vm || strlen(vm) > VMFS_DLM_TAG_MAX ||
+	    (ls && (!*ls || strlen(ls) > VMFS_DLM_NAME_MAX)) ||
+	    (from_host && (!*from_host || strlen(from_host) > VMFS_DLM_NAME_MAX))) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	rc = query_locks(h, ls, &table, why, why_len);
+	if (rc < 0)
+		return rc;
+	lss = jarr(table, "lockspaces");
+	rc = any_pick_dest(lss, &x);
+	for (size_t i = 0; rc == 0 && lss && i < json_object_array_length(lss); i++) {
+		json_object *l = json_object_array_get_idx(lss, i), *res = jarr(l, "resources");
+		const char *name = jstr(l, "name");
+
+		if (ls && strcmp(name, ls) != 0)
+			continue;
+		for (size_t j = 0; rc == 0 && res && j < json_object_array_length(res); j++)
+			rc = any_resource(name, json_object_array_get_idx(res, j), &x);
+	}
+	json_object_put(table);
+	if (rc < 0)
+		return rc;
+	if (x.n == 0) {
+		say(why, why_len, "nothing to hand over for %s", vm);
+		return VMFS_HANDOFF_ENOPREPARE;
+	}
+	for (size_t i = 0; disks && i < x.n && i < cap; i++)
+		disks[i] = d[i];
+	if (n_out)
+		*n_out = x.n;
+	return 0;
+}
+
+int vmfs_handoff_commit_ldisks(vmfs_dlm_t *h, struct vmfs_handoff_ldisk *disks, size_t n,
+			       char *why, size_t why_len)
+{
+	struct vmfs_dlm_transfer t[VMFS_HANDOFF_DISKS_MAX];
+	int rc;
+
+	say(why, why_len, "ok");
+	if (!h || !disks || n == 0) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	if (n > VMFS_HANDOFF_DISKS_MAX) {
+		say(why, why_len, "%zu disks: at most %d in one transfer", n, VMFS_HANDOFF_DISKS_MAX);
+		return VMFS_HANDOFF_ETOOMANY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		t[i].from = disks[i].d.from_lkid;
+		t[i].from_epoch = disks[i].d.from_epoch;
+		t[i].to = disks[i].d.to_lkid;
+		disks[i].d.epoch = 0;
+	}
+	/* H1, H2: one message for every lockspace, conditional on the epochs. */
+	rc = vmfs_dlm_transfer_set(h, t, n);
+	if (rc < 0) {
+		if (rc == VMFS_DLM_ESTALE)
+			say(why, why_len, "a source epoch is not current (the source re-acquired "
+			    "or lost a disk lock): %s", vmfs_handoff_strerror(rc));
+		else if (rc == VMFS_DLM_ENOLOCK)
+			say(why, why_len, "a lock went away since the lookup (released, cancelled "
+			    "or its host left): %s", vmfs_handoff_strerror(rc));
+		else
+			say(why, why_len, "the lock manager refused the transfer: %s",
+			    vmfs_handoff_strerror(rc));
+		return rc;
+	}
+	/* the new epochs, per disk: read_epochs() finds a lock by its lkid */
+	for (size_t i = 0; i < n; i++)
+		read_epochs(h, disks[i].ls, &disks[i].d, 1);
+	return 0;
+}

@@ -40,6 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +50,7 @@
 #include "vmfs/dlm.h"
 #include "vmfs/handoff.h"
 #include "qemu.h"
+#include "vmfsdisk.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -74,10 +77,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmfs-migrate prepare --vm NAME [--lockspace LS] [--timeout SEC] RES...\n"
+		"       vmfs-migrate prepare --vm NAME [--timeout SEC] PATH...   (files on vmfs)\n"
 		"       vmfs-migrate handoff [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
 		"                            [--epoch RES=EPOCH ...]\n"
 		"       vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]\n"
-		"       vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
+		"       vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host HOST] [PATH...]\n"
 		"       vmfs-migrate qemu [--vm] NAME --source-qmp ADDR --dest-qmp ADDR --uri URI\n"
 		"                         [OPTIONS...]   ('vmfs-migrate qemu --help')\n"
 		"Move every disk lock of a VM (EX locks tagged with its name) from the source\n"
@@ -94,6 +98,7 @@ struct args {
 	int n_epochs;
 	const char *vm;
 	const char *ls;
+	bool ls_given;		/* --lockspace: only that one (else every lockspace) */
 	const char *from_host;
 	int timeout_ms;		/* -1: none */
 	char **rest;		/* prepare: the resources */
@@ -113,7 +118,15 @@ static int parse_seconds(const char *s, int *ms)
 
 /* Options of every subcommand; a positional NAME is the VM for all but
  * prepare (so `PROG handoff NAME` works, as vmfs-vmm --handoff-exec calls). */
+static int parse_ex(int argc, char **argv, bool prepare, bool with_paths, struct args *a);
+
 static int parse(int argc, char **argv, bool prepare, struct args *a)
+{
+	return parse_ex(argc, argv, prepare, false, a);
+}
+
+/* with_paths: after the VM name, PATH arguments are allowed (status). */
+static int parse_ex(int argc, char **argv, bool prepare, bool with_paths, struct args *a)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },
@@ -158,6 +171,7 @@ static int parse(int argc, char **argv, bool prepare, struct args *a)
 			break;
 		case 'l':
 			a->ls = optarg;
+			a->ls_given = true;
 			break;
 		case 'f':
 			a->from_host = optarg;
@@ -178,9 +192,10 @@ static int parse(int argc, char **argv, bool prepare, struct args *a)
 	}
 	a->rest = argv + optind;
 	a->n_rest = argc - optind;
-	if (!prepare && !a->vm && a->n_rest == 1) {
+	if (!prepare && !a->vm && (a->n_rest == 1 || (with_paths && a->n_rest > 1))) {
 		a->vm = a->rest[0];
-		a->n_rest = 0;
+		a->rest++;
+		a->n_rest--;
 	}
 	if (!a->vm || !*a->vm || strlen(a->vm) > VMFS_DLM_TAG_MAX) {
 		err("the VM name (--vm NAME) is required, 1 to %d bytes", VMFS_DLM_TAG_MAX);
@@ -194,7 +209,7 @@ static int parse(int argc, char **argv, bool prepare, struct args *a)
 		err("--epoch belongs to handoff and status");
 		return EXIT_USAGE;
 	}
-	if (prepare ? a->n_rest < 1 : a->n_rest != 0) {
+	if (prepare ? a->n_rest < 1 : (a->n_rest != 0 && !with_paths)) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -211,6 +226,366 @@ static int connect_dlm(vmfs_dlm_t **h)
 		return EXIT_FAIL;
 	}
 	return 0;
+}
+
+/* --- disks that are files on vmfs mounts ------------------------------------
+ *
+ * The claim is the destination mount's (setxattr trusted.vmfs.incoming =
+ * VM, fs/fuse_ops.h): it outlives this process, so the prepare withdraws it
+ * (removexattr) when it ends without a handoff, and records the paths in
+ * RUNDIR/VM.prepare so that `abort` can withdraw them itself if the prepare
+ * was killed without a chance to (SIGKILL). */
+
+#define RUNDIR_DEFAULT "/run/vmfs-migrate"
+
+static bool is_prepare_process(pid_t pid);
+
+static uint64_t mono_ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *rundir(void)
+{
+	const char *d = getenv("VMFS_MIGRATE_RUNDIR");
+
+	return d && *d ? d : RUNDIR_DEFAULT;
+}
+
+static int state_path(const char *vm, char *out, size_t len)
+{
+	if (strchr(vm, '/') || vm[0] == '.')
+		return -EINVAL;
+	if ((size_t)snprintf(out, len, "%s/%s.prepare", rundir(), vm) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Where this host's claim on one file stands in the lock table. */
+enum claim { CLAIM_NONE, CLAIM_WAITING, CLAIM_GRANTED };
+
+/* The claim tagged vm on host me on ls/res, from a parsed "locks" table. */
+static enum claim claim_of(json_object *table, const char *ls, const char *res, const char *me,
+			   const char *vm)
+{
+	json_object *lss, *v;
+	enum claim c = CLAIM_NONE;
+
+	lss = json_object_object_get_ex(table, "lockspaces", &v) ? v : NULL;
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *l = json_object_array_get_idx(lss, i), *rs;
+
+		if (!json_object_object_get_ex(l, "name", &v) ||
+		    strcmp(json_object_get_string(v), ls) != 0 ||
+		    !json_object_object_get_ex(l, "resources", &rs))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(rs); j++) {
+			json_object *r = json_object_array_get_idx(rs, j), *locks;
+
+			if (!json_object_object_get_ex(r, "name", &v) ||
+			    strcmp(json_object_get_string(v), res) != 0 ||
+			    !json_object_object_get_ex(r, "locks", &locks))
+				continue;
+			for (size_t k = 0; k < json_object_array_length(locks); k++) {
+				json_object *lk = json_object_array_get_idx(locks, k), *f;
+				const char *q;
+
+				if (!json_object_object_get_ex(lk, "tag", &f) ||
+				    strcmp(json_object_get_string(f), vm) != 0 ||
+				    !json_object_object_get_ex(lk, "host", &f) ||
+				    strcmp(json_object_get_string(f), me) != 0 ||
+				    !json_object_object_get_ex(lk, "queue", &f))
+					continue;
+				q = json_object_get_string(f);
+				if (strcmp(q, "waiting") == 0)
+					c = CLAIM_WAITING;
+				else if (c == CLAIM_NONE)
+					c = CLAIM_GRANTED;
+			}
+		}
+	}
+	return c;
+}
+
+/* The claims of the n disks: st[i].  0 or a lock-manager error. */
+static int claims(vmfs_dlm_t *h, const struct vmfsdisk *d, int n, const char *me,
+		  const char *vm, enum claim *st)
+{
+	json_object *table;
+	char *text = NULL;
+	int rc = vmfs_dlm_query(h, "locks", NULL, &text);
+
+	if (rc < 0)
+		return rc;
+	table = json_tokener_parse(text);
+	free(text);
+	if (!table)
+		return VMFS_DLM_EPROTO;
+	for (int i = 0; i < n; i++)
+		st[i] = claim_of(table, d[i].ls, d[i].res, me, vm);
+	json_object_put(table);
+	return 0;
+}
+
+/* Withdraw the claims on paths[0..n) that still wait (a granted one is the
+ * handoff's result: left alone).  st may be NULL: withdraw all. */
+static void withdraw(const struct vmfsdisk *d, int n, const enum claim *st)
+{
+	for (int i = 0; i < n; i++) {
+		if (st && st[i] == CLAIM_GRANTED)
+			continue;
+		if (removexattr(d[i].path, VMFSDISK_XATTR_INCOMING) < 0 && errno != ENOENT &&
+		    errno != ENODATA)
+			err("%s: cannot withdraw the claim (removexattr %s): %s", d[i].path,
+			    VMFSDISK_XATTR_INCOMING, strerror(errno));
+	}
+}
+
+static int state_write(const char *vm, const struct vmfsdisk *d, int n)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	FILE *f;
+
+	if (state_path(vm, path, sizeof(path)) < 0)
+		return -EINVAL;
+	if (mkdir(rundir(), 0700) < 0 && errno != EEXIST)
+		return -errno;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	fprintf(f, "pid %d\n", (int)getpid());
+	for (int i = 0; i < n; i++)
+		fprintf(f, "disk %s\n", d[i].path);
+	if (fclose(f) != 0 || rename(tmp, path) < 0) {
+		int e = -errno;
+
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+static void state_remove(const char *vm)
+{
+	char path[PATH_MAX];
+
+	if (state_path(vm, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+/* prepare with PATH arguments (every disk a file on a vmfs mount). */
+static int prepare_files(const struct args *a, vmfs_dlm_t *h, int sfd)
+{
+	struct vmfsdisk *d = calloc((size_t)a->n_rest, sizeof(*d));
+	enum claim st[VMFS_HANDOFF_DISKS_MAX];
+	char me[VMFS_DLM_NAME_MAX + 1], why[512];
+	uint32_t nodeid;
+	int rc, set = 0, ret = EXIT_FAIL, waited = 0;
+	uint64_t deadline = 0;
+
+	if (!d) {
+		err("out of memory");
+		return EXIT_FAIL;
+	}
+	if (a->ls_given)
+		err("--lockspace is ignored for files: a file's lockspace is its volume's UUID");
+	if (state_path(a->vm, why, sizeof(why)) < 0) {
+		err("a VM whose disks are files needs a name without '/' and not starting "
+		    "with '.' (it names %s/NAME.prepare)", rundir());
+		goto out;
+	}
+	for (int i = 0; i < a->n_rest; i++) {
+		if (!vmfsdisk_is_path(a->rest[i])) {
+			err("%s: a lock name among file paths: give every disk of %s as a file "
+			    "path, or every one as a lock name", a->rest[i], a->vm);
+			goto out;
+		}
+		rc = vmfsdisk_resolve(a->rest[i], &d[i], why, sizeof(why));
+		if (rc < 0) {
+			err("prepare of %s: %s", a->vm, why);
+			goto out;
+		}
+		for (int j = 0; j < i; j++)
+			if (strcmp(d[i].ls, d[j].ls) == 0 && strcmp(d[i].res, d[j].res) == 0) {
+				err("%s and %s are the same file", d[j].path, d[i].path);
+				goto out;
+			}
+	}
+	rc = vmfs_dlm_local_node(h, &nodeid, me);
+	if (rc < 0) {
+		err("cannot ask vmfs-dlmd for this host's name: %s", vmfs_dlm_strerror(rc));
+		goto out;
+	}
+	rc = state_write(a->vm, d, a->n_rest);
+	if (rc < 0) {
+		err("cannot record the prepare in %s: %s", rundir(), strerror(-rc));
+		goto out;
+	}
+	for (; set < a->n_rest; set++) {
+		if (setxattr(d[set].path, VMFSDISK_XATTR_INCOMING, a->vm, strlen(a->vm), 0) == 0)
+			continue;
+		switch (errno) {
+		case EBUSY:
+			err("%s: the mount refused the claim (EBUSY): the file is open on this "
+			    "host, or prepared for another VM", d[set].path);
+			break;
+		case EOPNOTSUPP:
+			err("%s: the vmfs mount has no lock manager (mount it with -o cluster)",
+			    d[set].path);
+			break;
+		case EPERM:
+			err("%s: only root may claim a file for an incoming VM", d[set].path);
+			break;
+		default:
+			err("%s: setxattr %s: %s", d[set].path, VMFSDISK_XATTR_INCOMING,
+			    strerror(errno));
+			break;
+		}
+		goto undo;
+	}
+	/* The mount answers once the claim is queued; check the table anyway, so
+	 * "prepared" means a handoff started now finds every claim. */
+	for (;;) {
+		bool all = true;
+
+		rc = claims(h, d, a->n_rest, me, a->vm, st);
+		if (rc < 0) {
+			err("cannot read the lock table: %s", vmfs_dlm_strerror(rc));
+			goto undo;
+		}
+		for (int i = 0; i < a->n_rest; i++)
+			all &= st[i] != CLAIM_NONE;
+		if (all)
+			break;
+		if (waited >= 10000) {
+			for (int i = 0; i < a->n_rest; i++)
+				if (st[i] == CLAIM_NONE)
+					err("%s: the claim is not in the lock table (%s/%s) after "
+					    "10 s", d[i].path, d[i].ls, d[i].res);
+			goto undo;
+		}
+		usleep(50 * 1000);
+		waited += 50;
+	}
+	for (int i = 0; i < a->n_rest; i++)
+		printf("%s: %s/%s %s\n", d[i].path, d[i].ls, d[i].res,
+		       st[i] == CLAIM_WAITING ? "queued behind its holder" :
+		       "was free: granted to this host at once");
+	printf("prepared %s: %d disk%s queued\n", a->vm, a->n_rest, a->n_rest == 1 ? "" : "s");
+	fflush(stdout);
+	if (a->timeout_ms >= 0)
+		deadline = mono_ms_now() + (uint64_t)a->timeout_ms;
+	for (;;) {
+		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+		bool all = true;
+
+		rc = claims(h, d, a->n_rest, me, a->vm, st);
+		if (rc < 0) {
+			err("cannot read the lock table: %s; withdrawing", vmfs_dlm_strerror(rc));
+			goto undo;
+		}
+		for (int i = 0; i < a->n_rest; i++) {
+			if (st[i] == CLAIM_NONE) {
+				err("%s: the claim of %s vanished (withdrawn, or the mount went "
+				    "away); withdrawing the rest", d[i].path, a->vm);
+				goto undo;
+			}
+			all &= st[i] == CLAIM_GRANTED;
+		}
+		if (all) {
+			printf("handed over: %s's disks are this host's (the mount holds their "
+			       "locks for the VM's opens)\n", a->vm);
+			ret = EXIT_OK;
+			state_remove(a->vm);
+			goto out;
+		}
+		if (deadline && mono_ms_now() >= deadline) {
+			err("no handoff of %s within the timeout; withdrawing", a->vm);
+			goto undo;
+		}
+		if (poll(&pfd, 1, 200) > 0 && (pfd.revents & POLLIN)) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				/* a claim granted meanwhile is the handoff's: keep it */
+				if (claims(h, d, a->n_rest, me, a->vm, st) < 0)
+					memset(st, 0, sizeof(st));
+				all = true;
+				for (int i = 0; i < a->n_rest; i++)
+					all &= st[i] == CLAIM_GRANTED;
+				if (all) {
+					printf("abort came too late: the handoff of %s already "
+					       "happened\n", a->vm);
+					ret = EXIT_OK;
+					state_remove(a->vm);
+					goto out;
+				}
+				withdraw(d, set, st);
+				state_remove(a->vm);
+				printf("aborted: %s stays with its source\n", a->vm);
+				ret = EXIT_ABORTED;
+				goto out;
+			}
+		}
+	}
+undo:
+	withdraw(d, set, NULL);
+	state_remove(a->vm);
+out:
+	free(d);
+	return ret;
+}
+
+/* abort of a file prepare: end the prepare process, and if it could not
+ * withdraw (it was killed), withdraw from the recorded paths.  1 when there
+ * was a file prepare of vm on this host, 0 when none, -1 on failure. */
+static int abort_files(const struct args *a, int limit)
+{
+	char path[PATH_MAX], *line = NULL;
+	struct vmfsdisk d[VMFS_HANDOFF_DISKS_MAX];
+	size_t cap = 0;
+	pid_t pid = 0;
+	int n = 0, waited = 0;
+	FILE *f;
+
+	if (state_path(a->vm, path, sizeof(path)) < 0)
+		return 0;
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "pid ", 4) == 0)
+			pid = (pid_t)atoi(line + 4);
+		else if (strncmp(line, "disk ", 5) == 0 && n < VMFS_HANDOFF_DISKS_MAX)
+			snprintf(d[n++].path, sizeof(d[0].path), "%s", line + 5);
+	}
+	free(line);
+	fclose(f);
+	if (pid > 0 && is_prepare_process(pid)) {
+		if (kill(pid, SIGTERM) < 0 && errno != ESRCH)
+			err("cannot signal prepare process %d: %s", (int)pid, strerror(errno));
+		while (is_prepare_process(pid) && waited < limit) {
+			usleep(50 * 1000);
+			waited += 50;
+		}
+		if (is_prepare_process(pid)) {
+			err("prepare process %d of %s still runs after %d ms", (int)pid, a->vm,
+			    limit);
+			return -1;
+		}
+	}
+	/* Gone without withdrawing (SIGKILL, crash): do it here.  The state file
+	 * is removed by a prepare that ended on its own. */
+	if (access(path, F_OK) == 0) {
+		withdraw(d, n, NULL);
+		unlink(path);
+	}
+	return 1;
 }
 
 /* --- prepare ---------------------------------------------------------------- */
@@ -247,6 +622,11 @@ static int cmd_prepare(int argc, char **argv)
 	}
 	if (connect_dlm(&h))
 		goto out;
+	for (int i = 0; i < a.n_rest; i++)
+		if (vmfsdisk_is_path(a.rest[i])) {
+			ret = prepare_files(&a, h, sfd);
+			goto out;
+		}
 	rc = vmfs_handoff_prepare(h, a.vm, a.ls, (const char *const *)a.rest, (size_t)a.n_rest,
 				  a.timeout_ms, &p, why, sizeof(why));
 	if (rc < 0) {
@@ -348,32 +728,99 @@ out:
 
 /* --- handoff / status ----------------------------------------------------- */
 
+/* status PATH...: every lock and request on each file's open lock. */
+static void print_file_locks(vmfs_dlm_t *h, const char *path)
+{
+	struct vmfsdisk d;
+	json_object *table, *lss, *v;
+	char why[512], *text = NULL;
+	int rc, shown = 0;
+
+	rc = vmfsdisk_resolve(path, &d, why, sizeof(why));
+	if (rc < 0) {
+		err("%s", why);
+		return;
+	}
+	rc = vmfs_dlm_query(h, "locks", d.ls, &text);
+	if (rc < 0) {
+		err("cannot read the lock table: %s", vmfs_dlm_strerror(rc));
+		return;
+	}
+	table = json_tokener_parse(text);
+	free(text);
+	lss = table && json_object_object_get_ex(table, "lockspaces", &v) ? v : NULL;
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *l = json_object_array_get_idx(lss, i), *rs;
+
+		if (!json_object_object_get_ex(l, "name", &v) ||
+		    strcmp(json_object_get_string(v), d.ls) != 0 ||
+		    !json_object_object_get_ex(l, "resources", &rs))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(rs); j++) {
+			json_object *r = json_object_array_get_idx(rs, j), *locks;
+
+			if (!json_object_object_get_ex(r, "name", &v) ||
+			    strcmp(json_object_get_string(v), d.res) != 0 ||
+			    !json_object_object_get_ex(r, "locks", &locks))
+				continue;
+			for (size_t k = 0; k < json_object_array_length(locks); k++) {
+				json_object *lk = json_object_array_get_idx(locks, k), *f;
+				const char *fld[4] = { "queue", "mode", "host", "tag" }, *val[4];
+
+				for (int m = 0; m < 4; m++)
+					val[m] = json_object_object_get_ex(lk, fld[m], &f) ?
+						 json_object_get_string(f) : "?";
+				printf("%s: %s/%s %s %s on %s tag %s lkid %" PRIu64 " epoch %" PRIu64
+				       "\n", path, d.ls, d.res, val[0], val[1], val[2], val[3],
+				       json_object_object_get_ex(lk, "lkid", &f) ?
+				       json_object_get_uint64(f) : 0,
+				       json_object_object_get_ex(lk, "epoch", &f) ?
+				       json_object_get_uint64(f) : 0);
+				shown++;
+			}
+		}
+	}
+	if (!shown)
+		printf("%s: %s/%s not locked by anyone\n", path, d.ls, d.res);
+	json_object_put(table);
+}
+
 static int cmd_handoff(int argc, char **argv, bool dry)
 {
-	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
+	struct vmfs_handoff_ldisk d[VMFS_HANDOFF_DISKS_MAX];
 	struct args a;
 	vmfs_dlm_t *h = NULL;
 	char why[512];
 	size_t n = 0;
 	int rc, ret = EXIT_FAIL;
 
-	rc = parse(argc, argv, false, &a);
+	rc = parse_ex(argc, argv, false, dry, &a);
 	if (rc)
 		return rc;
 	if (connect_dlm(&h))
 		return EXIT_FAIL;
-	rc = vmfs_handoff_lookup(h, a.vm, a.ls, a.from_host, d, VMFS_HANDOFF_DISKS_MAX, &n,
-				 why, sizeof(why));
+	for (int i = 0; dry && i < a.n_rest; i++)
+		print_file_locks(h, a.rest[i]);
+	/* Without --lockspace every lockspace is searched: disks that are files
+	 * on vmfs mounts are in their volume's lockspace. */
+	rc = vmfs_handoff_lookup_any(h, a.vm, a.ls_given ? a.ls : NULL, a.from_host, d,
+				     VMFS_HANDOFF_DISKS_MAX, &n, why, sizeof(why));
 	/* --epoch: the epochs the source VM's handles carry replace the
-	 * table's, so the move is conditional on them. */
+	 * table's, so the move is conditional on them.  RES or LS/RES. */
 	for (int i = 0; rc == 0 && i < a.n_epochs; i++) {
 		bool found = false;
 
-		for (size_t k = 0; k < n; k++)
-			if (strcmp(d[k].res, a.epochs[i].res) == 0) {
-				d[k].from_epoch = a.epochs[i].epoch;
+		for (size_t k = 0; k < n; k++) {
+			size_t ll = strlen(d[k].ls);
+			const char *r = a.epochs[i].res;
+
+			if (strncmp(r, d[k].ls, ll) == 0 && r[ll] == '/')
+				r += ll + 1;
+			if (strcmp(d[k].d.res, r) == 0) {
+				d[k].d.from_epoch = a.epochs[i].epoch;
 				found = true;
 			}
+		}
 		if (!found) {
 			snprintf(why, sizeof(why), "--epoch names %s, which is not a disk lock of %s",
 				 a.epochs[i].res, a.vm);
@@ -381,25 +828,31 @@ static int cmd_handoff(int argc, char **argv, bool dry)
 		}
 	}
 	if (rc == 0 && !dry)
-		rc = vmfs_handoff_commit_disks(h, a.ls, d, n, why, sizeof(why));
+		rc = vmfs_handoff_commit_ldisks(h, d, n, why, sizeof(why));
 	if (rc < 0) {
-		err("%s of %s refused: %s; nothing changed", dry ? "lookup" : "handoff", a.vm,
-		    why);
+		if (dry) {
+			printf("%s is not ready for a handoff: %s\n", a.vm, why);
+			ret = a.n_rest ? EXIT_OK : EXIT_FAIL;
+		} else {
+			err("handoff of %s refused: %s; nothing changed", a.vm, why);
+		}
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		const struct vmfs_handoff_disk *x = &d[i].d;
+
 		if (dry)
 			printf("%s/%s: lkid %" PRIu64 " on %s (epoch %" PRIu64 ") -> request %"
-			       PRIu64 " on %s\n", a.ls, d[i].res, d[i].from_lkid, d[i].from_host,
-			       d[i].from_epoch, d[i].to_lkid, d[i].to_host);
+			       PRIu64 " on %s\n", d[i].ls, x->res, x->from_lkid, x->from_host,
+			       x->from_epoch, x->to_lkid, x->to_host);
 		else
 			printf("%s/%s: %s -> %s, lkid %" PRIu64 " -> %" PRIu64 ", epoch %" PRIu64
-			       " -> %" PRIu64 "\n", a.ls, d[i].res, d[i].from_host, d[i].to_host,
-			       d[i].from_lkid, d[i].to_lkid, d[i].from_epoch, d[i].epoch);
+			       " -> %" PRIu64 "\n", d[i].ls, x->res, x->from_host, x->to_host,
+			       x->from_lkid, x->to_lkid, x->from_epoch, x->epoch);
 	}
 	if (!dry)
 		printf("handed over %s: %zu disk lock%s moved to %s in one transfer\n", a.vm, n,
-		       n == 1 ? "" : "s", n ? d[0].to_host : "?");
+		       n == 1 ? "" : "s", n ? d[0].d.to_host : "?");
 	ret = EXIT_OK;
 out:
 	vmfs_dlm_close(h);
@@ -524,6 +977,14 @@ static int cmd_abort(int argc, char **argv)
 	if (rc)
 		return rc;
 	limit = a.timeout_ms >= 0 ? a.timeout_ms : 10000;
+	rc = abort_files(&a, limit);
+	if (rc < 0)
+		return EXIT_FAIL;
+	if (rc > 0) {
+		printf("aborted: the claims on %s's disk files are withdrawn; they stay with "
+		       "their source\n", a.vm);
+		return EXIT_OK;
+	}
 	if (connect_dlm(&h))
 		return EXIT_FAIL;
 	rc = vmfs_dlm_local_node(h, &nodeid, me);
