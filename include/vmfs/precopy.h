@@ -93,6 +93,14 @@ struct vmfs_precopy_ops {
 			 char *reason, size_t reason_len);
 	/* Optional: after each round (source) and at the end (both). */
 	void (*progress)(void *opaque, const struct vmfs_precopy_progress *p);
+	/* --- since VMFS_PRECOPY_2 (fields are only appended) --- */
+	/* Optional: one more connection to the peer for lane `lane` (1..n-1),
+	 * used when params.connections > 1 and the peer agrees.  Source:
+	 * connect to the same destination; destination: accept the next
+	 * connection on the listening socket.  Return a connected stream
+	 * socket (the engine closes it) or -errno.  Called from the run
+	 * thread.  Every connection is authenticated with keys of its own. */
+	int (*open_connection)(void *opaque, unsigned lane);
 };
 
 struct vmfs_precopy_params {
@@ -106,10 +114,19 @@ struct vmfs_precopy_params {
 	int force_switchover;		/* guard trips: 0 cancel, 1 switch anyway */
 	int auto_converge;		/* throttle when not converging */
 	unsigned io_timeout_ms;		/* any single wait on the peer; 0 = 10000 */
+	/* --- since VMFS_PRECOPY_2 (fields are only appended) --- */
+	/* Source: TCP connections to use, pages striped across them (each
+	 * with its own sending thread); 0 or 1 = one.  At most 16; the
+	 * destination may grant fewer (no open_connection callback, or an
+	 * older peer).  Ignored on the destination. */
+	unsigned connections;
 };
 
 struct vmfs_precopy;
 
+/* Binaries built against the VMFS_PRECOPY_1 header (shorter params and
+ * ops) are bound to a compatibility entry point that reads only the fields
+ * they know and zeroes the rest. */
 int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 		     const struct vmfs_precopy_params *params,
 		     const struct vmfs_precopy_ops *ops, void *opaque)

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "io.h"
 
@@ -31,8 +32,10 @@ static void refuse(struct vmfs_precopy *m, const char *reason)
 	(void)rc;	/* the refusal is already the outcome */
 }
 
-/* The source's SETUP must describe exactly our regions. */
-static int check_setup(struct vmfs_precopy *m, const char *txt, size_t len)
+/* The source's SETUP must describe exactly our regions.  *lanes: how many
+ * connections to grant. */
+static int check_setup(struct vmfs_precopy *m, const char *txt, size_t len,
+		       unsigned *lanes)
 {
 	char reason[MIG_REASON_MAX] = "";
 	json_object *o, *regs, *v;
@@ -48,6 +51,18 @@ static int check_setup(struct vmfs_precopy *m, const char *txt, size_t len)
 	    json_object_get_int(v) != (int)PAGE) {
 		rc = VMFS_PRECOPY_EPROTO;
 		goto out;
+	}
+	*lanes = 1;
+	if (json_object_object_get_ex(o, "connections", &v)) {
+		int n = json_object_get_int(v);
+
+		if (!json_object_is_type(v, json_type_int) || n < 1 ||
+		    n > (int)MIG_MAX_LANES || m->proto < 2) {
+			rc = VMFS_PRECOPY_EPROTO;
+			goto out;
+		}
+		if (m->ops.open_connection)
+			*lanes = (unsigned)n;
 	}
 	if (json_object_array_length(regs) != m->nregions) {
 		snprintf(reason, sizeof(reason), "source has %zu RAM regions, we have %u",
@@ -94,10 +109,11 @@ out:
 	return rc;
 }
 
-static int handshake(struct vmfs_precopy *m)
+static int handshake(struct vmfs_precopy *m, unsigned *lanes)
 {
-	uint8_t ack[4 + 2 * MIG_NONCE_LEN], zero[4] = { 0 };
+	uint8_t ack[4 + 2 * MIG_NONCE_LEN], grant[8];
 	const uint8_t *p = m->buf + MIG_HDR_LEN;
+	unsigned vmin, vmax;
 	struct mig_hdr h;
 	int rc;
 
@@ -106,16 +122,30 @@ static int handshake(struct vmfs_precopy *m)
 		return rc;
 	if (h.type != MIG_HELLO || h.length != 8 + MIG_NONCE_LEN)
 		return VMFS_PRECOPY_EPROTO;
-	if (get_le32(p) > MIG_VERSION || get_le32(p + 4) < MIG_VERSION)
+	/* The newest version both sides speak. */
+	vmin = get_le32(p);
+	vmax = get_le32(p + 4);
+	if (vmax > MIG_PROTO_MAX)
+		vmax = MIG_PROTO_MAX;
+	if (vmin > vmax || vmax < MIG_PROTO_MIN)
 		return VMFS_PRECOPY_EVERSION;
-	put_le32(ack, MIG_VERSION);
+	m->proto = vmax;
+	if (m->proto < 2) {
+		/* See set_v1_buffers() in source.c: little in flight. */
+		int rcvbuf = MIG_SOCK_BUF;
+
+		(void)setsockopt(m->rx.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	}
+	put_le32(ack, m->proto);
 	if (getrandom(ack + 4, MIG_NONCE_LEN, 0) != MIG_NONCE_LEN)
 		return -EIO;
 	memcpy(ack + 4 + MIG_NONCE_LEN, p + 8, MIG_NONCE_LEN);
 	rc = mig_ctl_send(m, MIG_HELLO_ACK, ack, sizeof(ack));
 	if (rc)
 		return rc;
-	mig_derive_keys(m->psk, m->p.psk_len, ack + 4 + MIG_NONCE_LEN, ack + 4,
+	memcpy(m->nonce_src, ack + 4 + MIG_NONCE_LEN, MIG_NONCE_LEN);
+	memcpy(m->nonce_dst, ack + 4, MIG_NONCE_LEN);
+	mig_derive_keys(m->psk, m->p.psk_len, m->nonce_src, m->nonce_dst, 0,
 			m->rx.key, m->tx.key);
 	m->tx.keyed = m->rx.keyed = true;
 	/* SETUP is the first frame under the session key: it proves the
@@ -125,24 +155,33 @@ static int handshake(struct vmfs_precopy *m)
 		return rc;
 	if (h.type != MIG_SETUP)
 		return VMFS_PRECOPY_EPROTO;
-	rc = check_setup(m, (const char *)p, h.length);
+	rc = check_setup(m, (const char *)p, h.length, lanes);
 	if (rc)
 		return rc;
-	return mig_ctl_send(m, MIG_SETUP_ACK, zero, sizeof(zero));
+	put_le32(grant, 0);
+	put_le32(grant + 4, *lanes);
+	return mig_ctl_send(m, MIG_SETUP_ACK, grant, m->proto >= 2 ? 8 : 4);
 }
 
-static int apply_pages(struct vmfs_precopy *m, const struct mig_hdr *h,
-		       const uint64_t *region_pages)
+static int apply_pages(struct vmfs_precopy *m, const struct mig_lane *l,
+		       const struct mig_hdr *h, const uint64_t *region_pages)
 {
 	struct mig_page_entry ents[MIG_BATCH_PAGES];
 	const uint8_t *data;
 	unsigned n, zeros = 0;
 	int rc;
 
-	rc = mig_pages_decode(m->buf + MIG_HDR_LEN, h->length, m->nregions,
+	rc = mig_pages_decode(l->buf + MIG_HDR_LEN, h->length, m->nregions,
 			      region_pages, ents, &n, &data);
 	if (rc)
 		return rc;
+	/* A page on the wrong connection could overtake a newer copy of
+	 * itself: the source never does that, so refuse it. */
+	if (m->nlanes > 1) {
+		for (unsigned i = 0; i < n; i++)
+			if (ents[i].index / MIG_STRIPE_PAGES % m->nlanes != l->index)
+				return VMFS_PRECOPY_EPROTO;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t *dst = m->regions[ents[i].region].host + ents[i].index * PAGE;
 
@@ -170,13 +209,171 @@ static int apply_pages(struct vmfs_precopy *m, const struct mig_hdr *h,
 	return 0;
 }
 
+struct lane_ctx {
+	struct mig_lane *l;
+	const uint64_t *rpages;
+};
+
+/* Lanes >= 1: PAGES and SYNC until LANE_END. */
+static int lane_loop(struct mig_lane *l, const uint64_t *rpages)
+{
+	struct vmfs_precopy *m = l->m;
+	struct mig_hdr h;
+	int rc;
+
+	for (;;) {
+		uint64_t before = l->rx->bytes;
+
+		rc = mig_recv(l->rx, m->psk, m->p.psk_len, l->buf, &h);
+		if (rc)
+			return mig_io_error(m, rc);
+		mig_account(m, l->rx->bytes - before);
+		switch (h.type) {
+		case MIG_PAGES:
+			rc = apply_pages(m, l, &h, rpages);
+			break;
+		case MIG_SYNC:
+			if (h.length != 4) {
+				rc = VMFS_PRECOPY_EPROTO;
+				break;
+			}
+			rc = mig_send(l->tx, m->psk, m->p.psk_len, MIG_SYNC_ACK,
+				      l->buf + MIG_HDR_LEN, 4);
+			if (rc)
+				rc = mig_io_error(m, rc);
+			break;
+		case MIG_LANE_END:
+			return h.length ? VMFS_PRECOPY_EPROTO : 0;
+		default:
+			rc = VMFS_PRECOPY_EPROTO;
+			break;
+		}
+		if (rc)
+			return rc;
+	}
+}
+
+static void *lane_thread(void *arg)
+{
+	struct lane_ctx *c = arg;
+	struct mig_lane *l = c->l;
+	int rc = lane_loop(l, c->rpages);
+
+	l->rc = rc;
+	if (rc && !atomic_load(&l->m->cancel)) {
+		mig_fail(l->m, rc, "connection %u", l->index);
+		/* Wake the run thread, which then fails the migration. */
+		mig_lanes_shutdown(l->m, true);
+	}
+	return NULL;
+}
+
+/* Accept lanes 1..n-1 (in any order: JOIN says which is which) and start
+ * a thread on each. */
+static int open_lanes(struct vmfs_precopy *m, unsigned n, struct lane_ctx *ctx,
+		      const uint64_t *rpages)
+{
+	struct timeval tv = { .tv_sec = m->p.io_timeout_ms / 1000,
+			      .tv_usec = (m->p.io_timeout_ms % 1000) * 1000 };
+	uint8_t *buf = m->buf;
+
+	for (unsigned k = 1; k < n; k++) {
+		struct mig_lane *l;
+		struct mig_chan rx = { 0 };
+		struct mig_hdr h;
+		unsigned i;
+		int fd, rc;
+
+		fd = m->ops.open_connection(m->opaque, k);
+		if (fd < 0) {
+			mig_fail(m, fd, "accepting connection %u of %u", k + 1, n);
+			return fd;
+		}
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+		/* JOIN names its lane, but only that lane's keys verify it. */
+		rc = mig_recv_raw(fd, buf, &h);
+		if (rc) {
+			close(fd);
+			return mig_io_error(m, rc);
+		}
+		i = h.length == 4 ? get_le32(buf + MIG_HDR_LEN) : 0;
+		if (h.type != MIG_JOIN || i < 1 || i >= n || m->lanes[i].m) {
+			close(fd);
+			return VMFS_PRECOPY_EPROTO;
+		}
+		rx.fd = fd;
+		rx.keyed = true;
+		mig_derive_keys(m->psk, m->p.psk_len, m->nonce_src, m->nonce_dst, i,
+				rx.key, m->lanes[i].own_tx.key);
+		rc = mig_recv_verify(&rx, m->psk, m->p.psk_len, buf, &h);
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+		l = &m->lanes[i];
+		l->m = m;
+		l->index = i;
+		pthread_mutex_lock(&m->lock);
+		atomic_store(&m->lane_fd[i], fd);
+		pthread_mutex_unlock(&m->lock);
+		rc = mig_lane_alloc(l, false);
+		if (rc)
+			return rc;
+		*l->rx = rx;
+		l->tx->fd = fd;
+		l->tx->keyed = true;
+		mig_account(m, MIG_HDR_LEN + 4 + MIG_TAG_LEN);
+	}
+	/* Stripes are assigned by lane count: only now is it final. */
+	m->nlanes = n;
+	pthread_mutex_lock(&m->lock);
+	m->st.proto = m->proto;
+	m->st.connections = n;
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 1; i < n; i++) {
+		struct mig_lane *l = &m->lanes[i];
+		int rc;
+
+		ctx[i] = (struct lane_ctx){ .l = l, .rpages = rpages };
+		rc = pthread_create(&l->thread, NULL, lane_thread, &ctx[i]);
+		if (rc)
+			return -rc;
+		l->thread_running = true;
+	}
+	return 0;
+}
+
+/* Before the state is loaded: every lane delivered all its pages. */
+static int join_lanes(struct vmfs_precopy *m)
+{
+	int rc = 0;
+
+	for (unsigned i = 1; i < m->nlanes; i++) {
+		struct mig_lane *l = &m->lanes[i];
+
+		if (l->thread_running) {
+			pthread_join(l->thread, NULL);
+			l->thread_running = false;
+		}
+		if (l->rc && !rc)
+			rc = l->rc;
+	}
+	return rc;
+}
+
 int mig_dest_run(struct vmfs_precopy *m)
 {
+	struct lane_ctx ctx[MIG_MAX_LANES];
+	unsigned lanes = 1;
 	uint8_t *state = NULL;
 	uint64_t *rpages = NULL;
 	size_t state_len = 0;
 	bool ready = false;
-	int rcvbuf = MIG_SOCK_BUF;
 	uint64_t t_load = 0;
 	struct mig_hdr h;
 	struct timeval tv = { .tv_sec = m->p.io_timeout_ms / 1000,
@@ -191,14 +388,15 @@ int mig_dest_run(struct vmfs_precopy *m)
 	}
 	for (unsigned i = 0; i < m->nregions; i++)
 		rpages[i] = m->regions[i].pages;
-	/* See set_timeouts() in source.c: little in flight. */
-	(void)setsockopt(m->rx.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (setsockopt(m->rx.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    setsockopt(m->rx.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
 		rc = -errno;
 		goto out;
 	}
-	rc = handshake(m);
+	rc = handshake(m, &lanes);
+	if (rc)
+		goto out;
+	rc = open_lanes(m, lanes, ctx, rpages);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&m->lock);
@@ -211,7 +409,15 @@ int mig_dest_run(struct vmfs_precopy *m)
 			goto out;
 		switch (h.type) {
 		case MIG_PAGES:
-			rc = ready ? VMFS_PRECOPY_EPROTO : apply_pages(m, &h, rpages);
+			rc = ready ? VMFS_PRECOPY_EPROTO :
+			     apply_pages(m, &m->lanes[0], &h, rpages);
+			break;
+		case MIG_SYNC:
+			if (h.length != 4 || ready || m->proto < 2) {
+				rc = VMFS_PRECOPY_EPROTO;
+				break;
+			}
+			rc = mig_ctl_send(m, MIG_SYNC_ACK, m->buf + MIG_HDR_LEN, 4);
 			break;
 		case MIG_ROUND:
 			if (h.length != 4 || ready) {
@@ -245,6 +451,9 @@ int mig_dest_run(struct vmfs_precopy *m)
 				rc = VMFS_PRECOPY_EPROTO;
 				break;
 			}
+			rc = join_lanes(m);
+			if (rc)
+				break;
 			t_load = now_mono_ms();
 			rc = m->ops.load_state(m->opaque, state, state_len);
 			if (rc) {
@@ -302,6 +511,16 @@ int mig_dest_run(struct vmfs_precopy *m)
 			goto out;
 	}
 out:
+	if (rc)
+		mig_lanes_shutdown(m, false);
+	{
+		int lrc = mig_lanes_close(m);
+
+		/* A lane that failed first shut lane 0 down: report its error,
+		 * not the consequence. */
+		if (lrc && rc && (rc > VMFS_PRECOPY_EBADMAGIC || rc < VMFS_PRECOPY_EPEER))
+			rc = lrc;
+	}
 	free(state);
 	free(rpages);
 	if (rc) {

@@ -46,10 +46,12 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "io.h"
 
@@ -59,16 +61,30 @@ static bool status_final(enum vmfs_precopy_status s)
 	       s == VMFS_PRECOPY_CANCELLED;
 }
 
-int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
-		     const struct vmfs_precopy_params *params,
-		     const struct vmfs_precopy_ops *ops, void *opaque)
+/* The constructor proper: the caller's params and ops are `psize` and
+ * `osize` bytes long (shorter for binaries built against an older header:
+ * the fields they lack read as zero). */
+static int precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+		       const struct vmfs_precopy_params *params, size_t psize,
+		       const struct vmfs_precopy_ops *ops_in, size_t osize, void *opaque)
 {
+	struct vmfs_precopy_params pp = { 0 };
+	struct vmfs_precopy_ops oo = { 0 };
+	const struct vmfs_precopy_params *params_c = &pp;
+	const struct vmfs_precopy_ops *ops = &oo;
 	struct vmfs_precopy *m;
 
 	*out = NULL;
 	if (role != VMFS_PRECOPY_SOURCE && role != VMFS_PRECOPY_DEST)
 		return -EINVAL;
-	if (!params || !ops || !params->psk || params->psk_len < 16)
+	if (!params || !ops_in)
+		return -EINVAL;
+	memcpy(&pp, params, psize);
+	memcpy(&oo, ops_in, osize);
+	params = params_c;
+	if (!params->psk || params->psk_len < 16)
+		return -EINVAL;
+	if (params->connections > MIG_MAX_LANES)
 		return -EINVAL;
 	if (role == VMFS_PRECOPY_SOURCE &&
 	    (!ops->log_start || !ops->log_sync || !ops->pause || !ops->resume ||
@@ -102,9 +118,113 @@ int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 	atomic_init(&m->cancel, 0);
 	atomic_init(&m->fd, -1);
 	atomic_init(&m->past_go, 0);
+	atomic_init(&m->active_bytes, 0);
+	for (unsigned i = 0; i < MIG_MAX_LANES; i++)
+		atomic_init(&m->lane_fd[i], -1);
+	m->proto = 1;
+	m->nlanes = 1;
 	pthread_mutex_init(&m->lock, NULL);
 	*out = m;
 	return 0;
+}
+
+/* vmfs_precopy_new: in a PIC build (the shared library) the .symver
+ * below makes this the default version, VMFS_PRECOPY_2. */
+#if defined(PIC) && defined(__ELF__)
+#define vmfs_precopy_new vmfs_precopy_new_v2
+int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+		     const struct vmfs_precopy_params *params,
+		     const struct vmfs_precopy_ops *ops, void *opaque);
+#endif
+int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+		     const struct vmfs_precopy_params *params,
+		     const struct vmfs_precopy_ops *ops, void *opaque)
+{
+	return precopy_new(out, role, params, sizeof(*params), ops, sizeof(*ops), opaque);
+}
+#undef vmfs_precopy_new
+
+/* VMFS_PRECOPY_1 binaries: params end before `connections`, ops before
+ * `open_connection`.  Only the shared library carries the old version. */
+int vmfs_precopy_new_v1(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+			const struct vmfs_precopy_params *params,
+			const struct vmfs_precopy_ops *ops, void *opaque);
+int vmfs_precopy_new_v1(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+			const struct vmfs_precopy_params *params,
+			const struct vmfs_precopy_ops *ops, void *opaque)
+{
+	return precopy_new(out, role, params,
+			   offsetof(struct vmfs_precopy_params, connections), ops,
+			   offsetof(struct vmfs_precopy_ops, open_connection), opaque);
+}
+#if defined(PIC) && defined(__ELF__)
+__asm__(".symver vmfs_precopy_new_v1,vmfs_precopy_new@VMFS_PRECOPY_1");
+__asm__(".symver vmfs_precopy_new_v2,vmfs_precopy_new@@VMFS_PRECOPY_2");
+#endif
+
+void mig_lanes_init(struct vmfs_precopy *m)
+{
+	struct mig_lane *l = &m->lanes[0];
+
+	l->m = m;
+	l->index = 0;
+	l->tx = &m->tx;
+	l->rx = &m->rx;
+	l->buf = m->buf;
+	l->stage = m->stage;
+	m->nlanes = 1;
+}
+
+int mig_lane_alloc(struct mig_lane *l, bool stage)
+{
+	l->tx = &l->own_tx;
+	l->rx = &l->own_rx;
+	l->buf = malloc(MIG_HDR_LEN + MIG_MAX_PAYLOAD + MIG_TAG_LEN);
+	l->stage = stage ? malloc((size_t)MIG_BATCH_PAGES * VMFS_PRECOPY_PAGE_SIZE) : NULL;
+	if (!l->buf || (stage && !l->stage))
+		return -ENOMEM;
+	return 0;
+}
+
+void mig_lanes_shutdown(struct vmfs_precopy *m, bool lane0)
+{
+	int fd = atomic_load(&m->fd);
+
+	if (lane0 && fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+	for (unsigned i = 1; i < MIG_MAX_LANES; i++) {
+		fd = atomic_load(&m->lane_fd[i]);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
+	}
+}
+
+int mig_lanes_close(struct vmfs_precopy *m)
+{
+	int rc = 0;
+
+	for (unsigned i = 1; i < MIG_MAX_LANES; i++) {
+		struct mig_lane *l = &m->lanes[i];
+		int fd;
+
+		if (l->thread_running) {
+			pthread_join(l->thread, NULL);
+			l->thread_running = false;
+			if (l->rc && !rc)
+				rc = l->rc;
+		}
+		/* Under the lock: cancel may be shutting it down right now. */
+		pthread_mutex_lock(&m->lock);
+		fd = atomic_exchange(&m->lane_fd[i], -1);
+		pthread_mutex_unlock(&m->lock);
+		if (fd >= 0)
+			close(fd);
+		free(l->buf);
+		free(l->stage);
+		l->buf = l->stage = NULL;
+	}
+	m->nlanes = 1;
+	return rc;
 }
 
 void vmfs_precopy_free(struct vmfs_precopy *m)
@@ -183,11 +303,14 @@ int vmfs_precopy_run(struct vmfs_precopy *m, int fd)
 	/* A cancel that came before the fd was published. */
 	if (atomic_load(&m->cancel))
 		shutdown(fd, SHUT_RDWR);
+	mig_lanes_init(m);
 	if (m->role == VMFS_PRECOPY_SOURCE)
 		rc = mig_source_run(m);
 	else
 		rc = mig_dest_run(m);
+	pthread_mutex_lock(&m->lock);
 	atomic_store(&m->fd, -1);
+	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_lock(&m->lock);
 	m->st.end_ms = now_mono_ms();
 	pthread_mutex_unlock(&m->lock);
@@ -197,15 +320,12 @@ int vmfs_precopy_run(struct vmfs_precopy *m, int fd)
 
 void vmfs_precopy_cancel(struct vmfs_precopy *m)
 {
-	int fd;
-
 	pthread_mutex_lock(&m->lock);
 	if (!atomic_load(&m->past_go) && !status_final(m->st.status)) {
 		atomic_store(&m->cancel, 1);
-		/* Wakes a run thread blocked on the peer; it then rolls back. */
-		fd = atomic_load(&m->fd);
-		if (fd >= 0)
-			shutdown(fd, SHUT_RDWR);
+		/* Wakes a run or lane thread blocked on the peer; the run
+		 * thread then rolls back. */
+		mig_lanes_shutdown(m, true);
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -435,6 +555,8 @@ int vmfs_precopy_stats_json(struct vmfs_precopy *m, char **json)
 	add_u64(o, "throughput_mbps", st->bandwidth * 8 / 1000000);
 	add_u64(o, "throttle_percent", st->throttle);
 	add_u64(o, "rounds", m->role == VMFS_PRECOPY_SOURCE ? st->nrounds : st->peer_round);
+	add_u64(o, "connections", st->connections ? st->connections : 1);
+	add_u64(o, "protocol", st->proto);
 	if (st->guard[0])
 		json_object_object_add(o, "guard", json_object_new_string(st->guard));
 	if (m->error[0])

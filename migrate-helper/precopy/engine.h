@@ -57,7 +57,27 @@ struct mig_stats {
 	unsigned nsamples, samples_cap;
 	uint64_t sample_start_ms, sample_bytes;
 	unsigned peer_round;		/* destination: last ROUND announced */
+	unsigned connections;		/* lanes in use (granted) */
+	unsigned proto;			/* negotiated protocol version */
 	char guard[64];			/* which guard tripped, "" = none */
+};
+
+/* One connection ("lane").  Lane 0 is the first connection and carries
+ * every control frame; its channels and buffers are the ones in struct
+ * vmfs_precopy (tx, rx, buf, stage), the pointers below point there.
+ * Lanes >= 1 own theirs.  A lane's fields belong to the one thread that
+ * drives it (the run thread between rounds). */
+struct mig_lane {
+	struct vmfs_precopy *m;
+	unsigned index;
+	struct mig_chan *tx, *rx;
+	struct mig_chan own_tx, own_rx;
+	uint8_t *buf;			/* one frame */
+	uint8_t *stage;			/* source: page batch being assembled */
+	pthread_t thread;
+	bool thread_running;
+	int rc;				/* result of the lane's thread */
+	struct mig_round r;		/* source: this lane's share of a round */
 };
 
 struct vmfs_precopy {
@@ -75,9 +95,16 @@ struct vmfs_precopy {
 	uint8_t *buf;			/* one frame: header + max payload + tag */
 	uint8_t *stage;			/* source: page batch being assembled */
 	bool ran;
+	unsigned proto;			/* negotiated protocol version */
+	uint8_t nonce_src[MIG_NONCE_LEN], nonce_dst[MIG_NONCE_LEN];
+	struct mig_lane lanes[MIG_MAX_LANES];
+	unsigned nlanes;		/* >= 1 once the handshake is done */
+	atomic_uint_fast64_t active_bytes; /* source: for the bandwidth cap */
+	uint64_t active_start_ms;	/* source: set before the rounds */
 
 	atomic_int cancel;		/* any thread sets it */
 	atomic_int fd;			/* -1 when no run; cancel shuts it down */
+	atomic_int lane_fd[MIG_MAX_LANES]; /* lanes >= 1: -1 or open; ditto */
 	atomic_int past_go;		/* source: GO sent, cancel no longer applies */
 
 	pthread_mutex_t lock;		/* protects stats and error */
@@ -104,6 +131,14 @@ int mig_ctl_recv(struct vmfs_precopy *m, struct mig_hdr *h)
 	__attribute__((warn_unused_result));
 /* Map an I/O error on the peer socket to the error reported. */
 int mig_io_error(struct vmfs_precopy *m, int rc);
+/* Lanes: set up lane 0 (before the handshake); shut down the sockets of
+ * lanes >= 1 and, if `lane0`, of lane 0 (wakes their threads); join lane threads and close lanes >= 1,
+ * returning the first lane error. */
+void mig_lanes_init(struct vmfs_precopy *m);
+void mig_lanes_shutdown(struct vmfs_precopy *m, bool lane0);
+int mig_lanes_close(struct vmfs_precopy *m);
+int mig_lane_alloc(struct mig_lane *l, bool stage)
+	__attribute__((warn_unused_result));
 
 #define MIG_SAMPLE_MS 100u
 

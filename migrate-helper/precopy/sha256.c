@@ -62,7 +62,7 @@ static void compress_generic(uint32_t h[8], const uint8_t *p)
  * times faster than the C rounds, which matters: every migrated byte is
  * MACed on both hosts. */
 __attribute__((target("sha,sse4.1")))
-static void compress_shani(uint32_t h[8], const uint8_t *p)
+static void compress_shani(uint32_t h[8], const uint8_t *p, size_t nblocks)
 {
 	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
 	__m128i st0, st1, tmp, abef, cdgh, w[4], msg;
@@ -73,28 +73,36 @@ static void compress_shani(uint32_t h[8], const uint8_t *p)
 	st1 = _mm_shuffle_epi32(st1, 0x1b);				/* EFGH */
 	st0 = _mm_alignr_epi8(tmp, st1, 8);				/* ABEF */
 	st1 = _mm_blend_epi16(st1, tmp, 0xf0);				/* CDGH */
-	abef = st0;
-	cdgh = st1;
-	for (int g = 0; g < 16; g++) {
-		__m128i cur;
+	/* All blocks of one update with the state in registers; the group
+	 * loop unrolled so the schedule w[] stays in registers too (a
+	 * frame's MAC is thousands of blocks: this is the hot loop). */
+	for (; nblocks; nblocks--, p += SHA256_BLOCK) {
+		abef = st0;
+		cdgh = st1;
+#pragma GCC unroll 16
+		for (int g = 0; g < 16; g++) {
+			__m128i cur;
 
-		if (g < 4) {
-			cur = _mm_shuffle_epi8(_mm_loadu_si128(
-				(const __m128i *)(const void *)(p + 16 * g)), bswap);
-		} else {
-			/* W[t..t+3] from the groups t-16, t-12, t-8..t-5, t-4..t-1. */
-			cur = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
-			cur = _mm_add_epi32(cur, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
-			cur = _mm_sha256msg2_epu32(cur, w[(g + 3) & 3]);
+			if (g < 4) {
+				cur = _mm_shuffle_epi8(_mm_loadu_si128(
+					(const __m128i *)(const void *)(p + 16 * g)), bswap);
+			} else {
+				/* W[t..t+3] from the groups t-16, t-12, t-8..t-5, t-4..t-1. */
+				cur = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+				cur = _mm_add_epi32(cur, _mm_alignr_epi8(w[(g + 3) & 3],
+									 w[(g + 2) & 3], 4));
+				cur = _mm_sha256msg2_epu32(cur, w[(g + 3) & 3]);
+			}
+			w[g & 3] = cur;
+			msg = _mm_add_epi32(cur, _mm_loadu_si128(
+				(const __m128i *)(const void *)&K[4 * g]));
+			st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+			msg = _mm_shuffle_epi32(msg, 0x0e);
+			st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
 		}
-		w[g & 3] = cur;
-		msg = _mm_add_epi32(cur, _mm_loadu_si128((const __m128i *)(const void *)&K[4 * g]));
-		st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
-		msg = _mm_shuffle_epi32(msg, 0x0e);
-		st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
+		st0 = _mm_add_epi32(st0, abef);
+		st1 = _mm_add_epi32(st1, cdgh);
 	}
-	st0 = _mm_add_epi32(st0, abef);
-	st1 = _mm_add_epi32(st1, cdgh);
 	tmp = _mm_shuffle_epi32(st0, 0x1b);				/* FEBA */
 	st1 = _mm_shuffle_epi32(st1, 0xb1);				/* DCHG */
 	st0 = _mm_blend_epi16(tmp, st1, 0xf0);				/* DCBA */
@@ -135,15 +143,16 @@ int sha256_impl(void)
 	return use_shani;
 }
 
-static void compress(uint32_t h[8], const uint8_t *p)
+static void compress(uint32_t h[8], const uint8_t *p, size_t nblocks)
 {
 #ifdef HAVE_SHANI_PATH
 	if (sha256_impl() == 1) {
-		compress_shani(h, p);
+		compress_shani(h, p, nblocks);
 		return;
 	}
 #endif
-	compress_generic(h, p);
+	for (; nblocks; nblocks--, p += SHA256_BLOCK)
+		compress_generic(h, p);
 }
 
 void sha256_init(struct sha256 *s)
@@ -174,11 +183,16 @@ void sha256_update(struct sha256 *s, const void *data, size_t len)
 		len -= take;
 		if (s->used < SHA256_BLOCK)
 			return;
-		compress(s->h, s->buf);
+		compress(s->h, s->buf, 1);
 		s->used = 0;
 	}
-	for (; len >= SHA256_BLOCK; p += SHA256_BLOCK, len -= SHA256_BLOCK)
-		compress(s->h, p);
+	if (len >= SHA256_BLOCK) {
+		size_t n = len / SHA256_BLOCK;
+
+		compress(s->h, p, n);
+		p += n * SHA256_BLOCK;
+		len -= n * SHA256_BLOCK;
+	}
 	memcpy(s->buf, p, len);
 	s->used = len;
 }

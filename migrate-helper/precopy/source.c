@@ -25,14 +25,13 @@ struct src_run {
 	bool paused;
 	bool handed_off;	/* switchover hook succeeded */
 	uint64_t round_bytes_total, round_ms_total;	/* for the bandwidth */
-	uint64_t active_start_ms, active_bytes;	/* for the bandwidth cap */
 	uint64_t last_sync_ms;
 };
 
 static int set_timeouts(int fd, unsigned ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-	int one = 1, sndbuf = MIG_SOCK_BUF;
+	int one = 1;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
@@ -40,11 +39,20 @@ static int set_timeouts(int fd, unsigned ms)
 	/* Control frames are small and answered at once; not a TCP socket
 	 * (a socketpair in tests) is fine too. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* Keep little in flight: what sits in socket buffers is not yet on
-	 * the destination, so it is not counted by the bandwidth estimate and
-	 * would all have to drain while the VM is paused. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	return 0;
+}
+
+/* Protocol 1 has no round barrier: keep little in flight, since what sits
+ * in socket buffers is not yet on the destination, is not counted by the
+ * bandwidth estimate and would all have to drain while the VM is paused.
+ * From protocol 2 on each round ends with SYNC, so the kernel's buffer
+ * autotuning is left alone: large buffers let it send while this thread
+ * checksums and signs the next frame (the two used to take turns). */
+static void set_v1_buffers(int fd)
+{
+	int sndbuf = MIG_SOCK_BUF;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 }
 
 static int recv_expect(struct vmfs_precopy *m, uint16_t type, struct mig_hdr *h)
@@ -65,18 +73,59 @@ static int recv_expect(struct vmfs_precopy *m, uint16_t type, struct mig_hdr *h)
 	return 0;
 }
 
+/* Lanes 1..n-1: connect, key, JOIN. */
+static int open_lanes(struct vmfs_precopy *m, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		struct mig_lane *l = &m->lanes[i];
+		uint8_t join[4];
+		int fd, rc;
+
+		l->m = m;
+		l->index = i;
+		rc = mig_lane_alloc(l, true);
+		if (rc)
+			return rc;
+		fd = m->ops.open_connection(m->opaque, i);
+		if (fd < 0) {
+			mig_fail(m, fd, "opening connection %u", i);
+			return fd;
+		}
+		pthread_mutex_lock(&m->lock);
+		atomic_store(&m->lane_fd[i], fd);
+		pthread_mutex_unlock(&m->lock);
+		m->nlanes = i + 1;	/* from here on mig_lanes_close closes it */
+		if (atomic_load(&m->cancel))
+			return -ECANCELED;
+		rc = set_timeouts(fd, m->p.io_timeout_ms);
+		if (rc)
+			return rc;
+		l->tx->fd = l->rx->fd = fd;
+		mig_derive_keys(m->psk, m->p.psk_len, m->nonce_src, m->nonce_dst, i,
+				l->tx->key, l->rx->key);
+		l->tx->keyed = l->rx->keyed = true;
+		put_le32(join, i);
+		rc = mig_send(l->tx, m->psk, m->p.psk_len, MIG_JOIN, join, sizeof(join));
+		if (rc)
+			return mig_io_error(m, rc);
+		mig_account(m, MIG_HDR_LEN + sizeof(join) + MIG_TAG_LEN);
+	}
+	return 0;
+}
+
 static int handshake(struct vmfs_precopy *m)
 {
 	uint8_t hello[8 + MIG_NONCE_LEN], nonce_d[MIG_NONCE_LEN];
 	const uint8_t *p = m->buf + MIG_HDR_LEN;
+	unsigned want = m->p.connections ? m->p.connections : 1, granted = 1;
 	json_object *o = NULL, *regs;
 	struct mig_hdr h;
 	int rc;
 
 	if (getrandom(hello + 8, MIG_NONCE_LEN, 0) != MIG_NONCE_LEN)
 		return -EIO;
-	put_le32(hello, MIG_VERSION);
-	put_le32(hello + 4, MIG_VERSION);
+	put_le32(hello, MIG_PROTO_MIN);
+	put_le32(hello + 4, MIG_PROTO_MAX);
 	rc = mig_ctl_send(m, MIG_HELLO, hello, sizeof(hello));
 	if (rc)
 		goto out;
@@ -85,13 +134,26 @@ static int handshake(struct vmfs_precopy *m)
 		goto out;
 	/* HELLO_ACK: le32 version, nonce_d, our nonce echoed (binds it to
 	 * this connection; it is signed with the psk). */
-	if (h.length != 4 + 2 * MIG_NONCE_LEN || get_le32(p) != MIG_VERSION ||
+	if (h.length != 4 + 2 * MIG_NONCE_LEN ||
 	    memcmp(p + 4 + MIG_NONCE_LEN, hello + 8, MIG_NONCE_LEN)) {
 		rc = VMFS_PRECOPY_EPROTO;
 		goto out;
 	}
+	if (get_le32(p) < MIG_PROTO_MIN || get_le32(p) > MIG_PROTO_MAX) {
+		rc = VMFS_PRECOPY_EVERSION;
+		goto out;
+	}
+	m->proto = get_le32(p);
+	if (m->proto < 2) {
+		set_v1_buffers(m->tx.fd);
+		want = 1;
+	}
+	if (!m->ops.open_connection)
+		want = 1;
 	memcpy(nonce_d, p + 4, MIG_NONCE_LEN);
-	mig_derive_keys(m->psk, m->p.psk_len, hello + 8, nonce_d, m->tx.key, m->rx.key);
+	memcpy(m->nonce_src, hello + 8, MIG_NONCE_LEN);
+	memcpy(m->nonce_dst, nonce_d, MIG_NONCE_LEN);
+	mig_derive_keys(m->psk, m->p.psk_len, hello + 8, nonce_d, 0, m->tx.key, m->rx.key);
 	m->tx.keyed = m->rx.keyed = true;
 
 	o = json_object_new_object();
@@ -106,6 +168,8 @@ static int handshake(struct vmfs_precopy *m)
 	json_object_object_add(o, "page_size", json_object_new_int(PAGE));
 	json_object_object_add(o, "regions", regs);
 	json_object_object_add(o, "vm", m->vm_info ? json_tokener_parse(m->vm_info) : NULL);
+	if (want > 1)
+		json_object_object_add(o, "connections", json_object_new_int((int)want));
 	{
 		const char *txt = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		size_t len = strlen(txt);
@@ -129,7 +193,21 @@ static int handshake(struct vmfs_precopy *m)
 		mig_fail(m, VMFS_PRECOPY_EREFUSED, "pre-flight: %.*s",
 			 (int)(h.length - 4), (const char *)p + 4);
 		rc = VMFS_PRECOPY_EREFUSED;
+		goto out;
 	}
+	/* v2 grants connections: le32 0, le32 n (1 <= n <= what we asked). */
+	if (m->proto >= 2) {
+		if (h.length != 8 || get_le32(p + 4) < 1 || get_le32(p + 4) > want) {
+			rc = VMFS_PRECOPY_EPROTO;
+			goto out;
+		}
+		granted = get_le32(p + 4);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.proto = m->proto;
+	m->st.connections = granted;
+	pthread_mutex_unlock(&m->lock);
+	rc = open_lanes(m, granted);
 out:
 	json_object_put(o);
 	return rc;
@@ -145,14 +223,15 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-/* Sleep so the active phase stays under max_bandwidth; wakes for cancel. */
-static void cap_bandwidth(struct vmfs_precopy *m, struct src_run *s)
+/* Sleep so the active phase stays under max_bandwidth (all lanes
+ * together); wakes for cancel. */
+static void cap_bandwidth(struct vmfs_precopy *m)
 {
-	uint64_t due, now;
+	uint64_t due, now, max = m->p.max_bandwidth;
 
-	if (!m->p.max_bandwidth)
+	if (!max)
 		return;
-	due = s->active_start_ms + s->active_bytes * 1000 / m->p.max_bandwidth;
+	due = m->active_start_ms + atomic_load(&m->active_bytes) * 1000 / max;
 	while ((now = now_mono_ms()) < due && !atomic_load(&m->cancel)) {
 		uint64_t ms = due - now > 50 ? 50 : due - now;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ms * 1000000 };
@@ -161,25 +240,38 @@ static void cap_bandwidth(struct vmfs_precopy *m, struct src_run *s)
 	}
 }
 
-/* Send the frame mig_frame_build() left in m->buf. */
-static int send_built(struct vmfs_precopy *m, size_t flen)
+/* Send the frame mig_frame_build() left in the lane's buffer. */
+static int send_built(struct mig_lane *l, size_t flen)
 {
-	int rc = mig_write_full(m->tx.fd, m->buf, flen);
+	int rc = mig_write_full(l->tx->fd, l->buf, flen);
+
+	if (rc)
+		return mig_io_error(l->m, rc);
+	l->tx->seq++;
+	l->tx->bytes += flen;
+	mig_account(l->m, flen);
+	return 0;
+}
+
+/* A small frame on a lane. */
+static int lane_ctl_send(struct mig_lane *l, uint16_t type, const void *p, size_t len)
+{
+	struct vmfs_precopy *m = l->m;
+	uint64_t before = l->tx->bytes;
+	int rc = mig_send(l->tx, m->psk, m->p.psk_len, type, p, len);
 
 	if (rc)
 		return mig_io_error(m, rc);
-	m->tx.seq++;
-	m->tx.bytes += flen;
-	mig_account(m, flen);
+	mig_account(m, l->tx->bytes - before);
 	return 0;
 }
 
 /* Send one PAGES frame of `n` staged entries. */
-static int flush_batch(struct vmfs_precopy *m, struct src_run *s,
-		       const struct mig_page_entry *ents, unsigned n, unsigned normal,
-		       struct mig_round *r)
+static int flush_batch(struct mig_lane *l, const struct mig_page_entry *ents,
+		       unsigned n, unsigned normal, struct mig_round *r)
 {
-	uint8_t *payload = m->buf + MIG_HDR_LEN;
+	struct vmfs_precopy *m = l->m;
+	uint8_t *payload = l->buf + MIG_HDR_LEN;
 	size_t elen = 8 + (size_t)n * MIG_PAGE_ENTRY_LEN, len, flen;
 	int rc;
 
@@ -194,63 +286,184 @@ static int flush_batch(struct vmfs_precopy *m, struct src_run *s,
 		put_le32(e + 4, ents[i].flags);
 		put_le64(e + 8, ents[i].index);
 	}
-	memcpy(payload + elen, m->stage, (size_t)normal * PAGE);
+	memcpy(payload + elen, l->stage, (size_t)normal * PAGE);
 	len = elen + (size_t)normal * PAGE;
-	flen = mig_frame_build(m->buf, m->tx.key, sizeof(m->tx.key), MIG_PAGES,
-			       m->tx.seq, payload, len);
-	rc = send_built(m, flen);
+	flen = mig_frame_build(l->buf, l->tx->key, sizeof(l->tx->key), MIG_PAGES,
+			       l->tx->seq, payload, len);
+	rc = send_built(l, flen);
 	if (rc)
 		return rc;
 	r->bytes += flen;
-	s->active_bytes += flen;
-	cap_bandwidth(m, s);
+	atomic_fetch_add(&m->active_bytes, flen);
+	cap_bandwidth(m);
 	return 0;
 }
 
-/* Send every page whose bit is set, clearing the bits.  The page is copied
- * into the stage buffer first so checksum and tag match what is sent even
- * if the guest writes it meanwhile (that write re-dirties it). */
-static int send_dirty(struct vmfs_precopy *m, struct src_run *s, struct mig_round *r)
+/* Send every page of this lane's stripes whose bit is set, clearing the
+ * bits.  Stripes are whole bitmap words, so lanes never share a word.
+ * The page is copied into the stage buffer first so checksum and tag
+ * match what is sent even if the guest writes it meanwhile (that write
+ * re-dirties it). */
+static int lane_send_dirty(struct mig_lane *l, struct mig_round *r)
 {
+	struct vmfs_precopy *m = l->m;
 	struct mig_page_entry ents[MIG_BATCH_PAGES];
+	const uint64_t sw = MIG_STRIPE_PAGES / 64;	/* words per stripe */
 	unsigned n = 0, normal = 0;
 	int rc = 0;
 
 	for (unsigned ri = 0; ri < m->nregions; ri++) {
 		struct mig_region *reg = &m->regions[ri];
+		uint64_t words = (reg->pages + 63) / 64;
 
-		for (uint64_t w = 0; w < (reg->pages + 63) / 64; w++) {
-			while (reg->dirty[w]) {
-				unsigned b = (unsigned)__builtin_ctzll(reg->dirty[w]);
-				uint64_t idx = w * 64 + b;
-				const uint8_t *src = reg->host + idx * PAGE;
+		for (uint64_t s0 = (uint64_t)l->index * sw; s0 < words;
+		     s0 += (uint64_t)m->nlanes * sw) {
+			for (uint64_t w = s0; w < s0 + sw && w < words; w++) {
+				while (reg->dirty[w]) {
+					unsigned b = (unsigned)__builtin_ctzll(reg->dirty[w]);
+					uint64_t idx = w * 64 + b;
+					uint8_t *st = l->stage + (size_t)normal * PAGE;
 
-				reg->dirty[w] &= reg->dirty[w] - 1;
-				if (idx >= reg->pages)
-					break;
-				ents[n].region = ri;
-				ents[n].index = idx;
-				memcpy(m->stage + (size_t)normal * PAGE, src, PAGE);
-				if (page_is_zero(m->stage + (size_t)normal * PAGE)) {
-					ents[n].flags = MIG_PAGE_ZERO;
-					r->zero_pages++;
-				} else {
-					ents[n].flags = 0;
-					normal++;
-				}
-				r->pages++;
-				if (++n == MIG_BATCH_PAGES) {
-					rc = flush_batch(m, s, ents, n, normal, r);
-					if (rc)
-						return rc;
-					n = normal = 0;
+					reg->dirty[w] &= reg->dirty[w] - 1;
+					if (idx >= reg->pages)
+						break;
+					ents[n].region = ri;
+					ents[n].index = idx;
+					memcpy(st, reg->host + idx * PAGE, PAGE);
+					if (page_is_zero(st)) {
+						ents[n].flags = MIG_PAGE_ZERO;
+						r->zero_pages++;
+					} else {
+						ents[n].flags = 0;
+						normal++;
+					}
+					r->pages++;
+					if (++n == MIG_BATCH_PAGES) {
+						rc = flush_batch(l, ents, n, normal, r);
+						if (rc)
+							return rc;
+						n = normal = 0;
+					}
 				}
 			}
 			if (atomic_load(&m->cancel))
 				return -ECANCELED;
 		}
 	}
-	return flush_batch(m, s, ents, n, normal, r);
+	return flush_batch(l, ents, n, normal, r);
+}
+
+/* The round barrier (v2): SYNC, then wait until the destination says it
+ * has applied everything this lane sent before it. */
+static int lane_sync(struct mig_lane *l, unsigned round)
+{
+	struct vmfs_precopy *m = l->m;
+	uint64_t before = l->rx->bytes;
+	struct mig_hdr h;
+	uint8_t rp[4];
+	int rc;
+
+	put_le32(rp, round);
+	rc = lane_ctl_send(l, MIG_SYNC, rp, sizeof(rp));
+	if (rc)
+		return rc;
+	rc = mig_recv(l->rx, m->psk, m->p.psk_len, l->buf, &h);
+	if (rc)
+		return mig_io_error(m, rc);
+	mig_account(m, l->rx->bytes - before);
+	if (h.type == MIG_ABORT) {
+		size_t n = h.length < MIG_REASON_MAX ? h.length : MIG_REASON_MAX;
+
+		mig_fail(m, VMFS_PRECOPY_EPEER, "destination: %.*s", (int)n,
+			 (const char *)l->buf + MIG_HDR_LEN);
+		return VMFS_PRECOPY_EPEER;
+	}
+	if (h.type != MIG_SYNC_ACK || h.length != 4 ||
+	    get_le32(l->buf + MIG_HDR_LEN) != round)
+		return VMFS_PRECOPY_EPROTO;
+	return 0;
+}
+
+enum lane_end { LANE_SYNC, LANE_NOSYNC, LANE_LAST };
+
+struct lane_job {
+	struct mig_lane *l;
+	unsigned round;
+	enum lane_end end;
+};
+
+/* One lane's share of a round: its pages, then the barrier or, in the
+ * final round, LANE_END (lanes >= 1; lane 0 goes on with STATE). */
+static int lane_round(struct mig_lane *l, unsigned round, enum lane_end end)
+{
+	int rc;
+
+	memset(&l->r, 0, sizeof(l->r));
+	rc = lane_send_dirty(l, &l->r);
+	if (!rc && end == LANE_SYNC)
+		rc = lane_sync(l, round);
+	if (!rc && end == LANE_LAST && l->index)
+		rc = lane_ctl_send(l, MIG_LANE_END, NULL, 0);
+	/* Record which connection failed first (the others then only see
+	 * their sockets shut down), and wake them: the round is lost. */
+	if (rc && !atomic_load(&l->m->cancel)) {
+		mig_fail(l->m, rc, "connection %u", l->index);
+		/* Lane 0 stays up when it failed itself: rollback tells the
+		 * destination why over it. */
+		mig_lanes_shutdown(l->m, l->index != 0);
+	}
+	return rc;
+}
+
+static void *lane_thread(void *arg)
+{
+	struct lane_job *j = arg;
+
+	j->l->rc = lane_round(j->l, j->round, j->end);
+	return NULL;
+}
+
+/* Send the dirty pages over all lanes, each lane in a thread of its own
+ * (lane 0 in this one), and add their counts to `r`. */
+static int send_dirty(struct vmfs_precopy *m, struct src_run *s, struct mig_round *r,
+		      enum lane_end end)
+{
+	struct lane_job jobs[MIG_MAX_LANES];
+	int rc, lrc = 0;
+
+	if (m->proto < 2 && end == LANE_SYNC)
+		end = LANE_NOSYNC;
+	for (unsigned i = 1; i < m->nlanes; i++) {
+		struct mig_lane *l = &m->lanes[i];
+
+		jobs[i] = (struct lane_job){ .l = l, .round = s->round, .end = end };
+		l->rc = pthread_create(&l->thread, NULL, lane_thread, &jobs[i]);
+		if (l->rc) {
+			l->rc = -l->rc;
+			mig_lanes_shutdown(m, false);
+			break;
+		}
+		l->thread_running = true;
+	}
+	rc = lane_round(&m->lanes[0], s->round, end);
+	for (unsigned i = 0; i < m->nlanes; i++) {
+		struct mig_lane *l = &m->lanes[i];
+
+		if (i && l->thread_running) {
+			pthread_join(l->thread, NULL);
+			l->thread_running = false;
+		}
+		if (i && l->rc && !lrc)
+			lrc = l->rc;
+		r->pages += l->r.pages;
+		r->zero_pages += l->r.zero_pages;
+		r->bytes += l->r.bytes;
+	}
+	/* Lane 0's error first: it is the one that can carry the peer's
+	 * reason; the other lanes then only saw their socket shut down. */
+	if (atomic_load(&m->cancel))
+		return -ECANCELED;
+	return rc ? rc : lrc;
 }
 
 /* Read and clear the dirty log into the to-send bitmaps; count the pages. */
@@ -282,7 +495,7 @@ static int do_round(struct vmfs_precopy *m, struct src_run *s, uint64_t *dirty)
 	rc = mig_ctl_send(m, MIG_ROUND, rp, sizeof(rp));
 	if (rc)
 		return rc;
-	rc = send_dirty(m, s, &r);
+	rc = send_dirty(m, s, &r, LANE_SYNC);
 	if (rc)
 		return rc;
 	rc = sync_dirty(m, dirty);
@@ -331,7 +544,8 @@ static int precopy(struct vmfs_precopy *m, struct src_run *s)
 
 		memset(reg->dirty, 0xff, (reg->pages + 63) / 64 * sizeof(uint64_t));
 	}
-	s->active_start_ms = s->last_sync_ms = now_mono_ms();
+	m->active_start_ms = s->last_sync_ms = now_mono_ms();
+	atomic_store(&m->active_bytes, 0);
 	for (s->round = 1;; s->round++) {
 		rc = do_round(m, s, &dirty);
 		if (rc)
@@ -364,7 +578,7 @@ static int precopy(struct vmfs_precopy *m, struct src_run *s)
 		if (s->round >= m->p.max_rounds)
 			set_guard(m, "max_rounds");
 		else if (m->p.max_time_ms &&
-			 now_mono_ms() - s->active_start_ms >= m->p.max_time_ms)
+			 now_mono_ms() - m->active_start_ms >= m->p.max_time_ms)
 			set_guard(m, "max_time");
 		else if (stalled >= m->p.no_progress_rounds)
 			set_guard(m, "no_progress");
@@ -403,7 +617,9 @@ static int switchover(struct vmfs_precopy *m, struct src_run *s)
 	if (rc)
 		goto out;
 	m->p.max_bandwidth = 0;		/* the cap does not apply while paused */
-	rc = send_dirty(m, s, &r);
+	/* Lanes >= 1 end with LANE_END: the destination joins them before it
+	 * loads the state, so every page is in place by then. */
+	rc = send_dirty(m, s, &r, LANE_LAST);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&m->lock);
@@ -430,7 +646,7 @@ static int switchover(struct vmfs_precopy *m, struct src_run *s)
 		size_t flen = mig_frame_build(m->buf, m->tx.key, sizeof(m->tx.key),
 					      MIG_STATE, m->tx.seq, state, state_len);
 
-		rc = send_built(m, flen);
+		rc = send_built(&m->lanes[0], flen);
 		if (rc)
 			goto out;
 	}
@@ -536,6 +752,7 @@ int mig_source_run(struct vmfs_precopy *m)
 		rc = -ENOMEM;
 		goto out;
 	}
+	m->lanes[0].stage = m->stage;
 	rc = set_timeouts(m->tx.fd, m->p.io_timeout_ms);
 	if (rc)
 		goto out;
@@ -578,6 +795,7 @@ out:
 	}
 	if (logging && m->ops.log_stop)
 		m->ops.log_stop(m->opaque);
+	(void)mig_lanes_close(m);	/* their errors were reported above */
 	mig_set_status(m, rc == 0 ? VMFS_PRECOPY_COMPLETED :
 		       rc == -ECANCELED ? VMFS_PRECOPY_CANCELLED : VMFS_PRECOPY_FAILED);
 	return rc;

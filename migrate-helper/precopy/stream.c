@@ -51,22 +51,29 @@ int mig_hdr_check(const struct mig_hdr *h)
 
 void mig_derive_keys(const void *psk, size_t psk_len,
 		     const uint8_t nonce_src[MIG_NONCE_LEN],
-		     const uint8_t nonce_dst[MIG_NONCE_LEN],
+		     const uint8_t nonce_dst[MIG_NONCE_LEN], unsigned lane,
 		     uint8_t k_s2d[SHA256_LEN], uint8_t k_d2s[SHA256_LEN])
 {
 	static const char l_s2d[] = "vmfs-precopy s2d", l_d2s[] = "vmfs-precopy d2s";
+	static const char l_lane[] = " lane";
+	const char *label[2] = { l_s2d, l_d2s };
+	uint8_t *out[2] = { k_s2d, k_d2s }, nr[4];
 	struct hmac_sha256 h;
 
-	hmac_sha256_init(&h, psk, psk_len);
-	hmac_sha256_update(&h, l_s2d, sizeof(l_s2d) - 1);
-	hmac_sha256_update(&h, nonce_src, MIG_NONCE_LEN);
-	hmac_sha256_update(&h, nonce_dst, MIG_NONCE_LEN);
-	hmac_sha256_final(&h, k_s2d);
-	hmac_sha256_init(&h, psk, psk_len);
-	hmac_sha256_update(&h, l_d2s, sizeof(l_d2s) - 1);
-	hmac_sha256_update(&h, nonce_src, MIG_NONCE_LEN);
-	hmac_sha256_update(&h, nonce_dst, MIG_NONCE_LEN);
-	hmac_sha256_final(&h, k_d2s);
+	put_le32(nr, lane);
+	for (int d = 0; d < 2; d++) {
+		hmac_sha256_init(&h, psk, psk_len);
+		hmac_sha256_update(&h, label[d], sizeof(l_s2d) - 1);
+		/* Lane 0 keeps the v1 derivation; every other lane has keys of
+		 * its own, so a frame cannot be moved between connections. */
+		if (lane) {
+			hmac_sha256_update(&h, l_lane, sizeof(l_lane) - 1);
+			hmac_sha256_update(&h, nr, sizeof(nr));
+		}
+		hmac_sha256_update(&h, nonce_src, MIG_NONCE_LEN);
+		hmac_sha256_update(&h, nonce_dst, MIG_NONCE_LEN);
+		hmac_sha256_final(&h, out[d]);
+	}
 }
 
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *payload, size_t len)
@@ -175,14 +182,11 @@ int mig_send(struct mig_chan *c, const void *psk, size_t psk_len, uint16_t type,
 	return 0;
 }
 
-int mig_recv(struct mig_chan *c, const void *psk, size_t psk_len, uint8_t *buf,
-	     struct mig_hdr *h)
+int mig_recv_raw(int fd, uint8_t *buf, struct mig_hdr *h)
 {
-	const uint8_t *key;
-	size_t klen;
 	int rc;
 
-	rc = read_full(c->fd, buf, MIG_HDR_LEN);
+	rc = read_full(fd, buf, MIG_HDR_LEN);
 	if (rc)
 		return rc;
 	mig_hdr_decode(h, buf);
@@ -190,9 +194,24 @@ int mig_recv(struct mig_chan *c, const void *psk, size_t psk_len, uint8_t *buf,
 	rc = mig_hdr_check(h);
 	if (rc)
 		return rc;
-	rc = read_full(c->fd, buf + MIG_HDR_LEN, h->length + MIG_TAG_LEN);
-	if (rc)
-		return rc;
+	return read_full(fd, buf + MIG_HDR_LEN, h->length + MIG_TAG_LEN);
+}
+
+int mig_recv(struct mig_chan *c, const void *psk, size_t psk_len, uint8_t *buf,
+	     struct mig_hdr *h)
+{
+	int rc = mig_recv_raw(c->fd, buf, h);
+
+	return rc ? rc : mig_recv_verify(c, psk, psk_len, buf, h);
+}
+
+int mig_recv_verify(struct mig_chan *c, const void *psk, size_t psk_len,
+		    const uint8_t *buf, struct mig_hdr *h)
+{
+	const uint8_t *key;
+	size_t klen;
+	int rc;
+
 	chan_key(c, psk, psk_len, &key, &klen);
 	rc = mig_frame_verify(buf, MIG_HDR_LEN + h->length + MIG_TAG_LEN, key, klen,
 			      c->seq, h);

@@ -18,6 +18,21 @@
  * from 0, so a frame replayed or dropped within a connection is refused.
  * HELLO itself is signed with the bare psk (it only carries a nonce).
  *
+ * Versions: the header's `version` is the frame format (1, unchanged);
+ * HELLO offers a range of protocol versions and HELLO_ACK picks one:
+ *   1  one connection, no round barrier;
+ *   2  adds SYNC/SYNC_ACK (a barrier at the end of each round, so the
+ *      socket buffers may be large without inflating the downtime) and
+ *      extra connections: SETUP's JSON asks for "connections": N, the
+ *      SETUP_ACK grants n <= N (le32 0, le32 n), then the source opens
+ *      n - 1 more connections, each starting with JOIN (le32 lane) signed
+ *      with that lane's own keys (the label gets " lane" | le32 lane
+ *      appended), seq from 0 per lane and direction.  Pages are striped
+ *      by page index (MIG_STRIPE_PAGES per stripe, round robin), so every
+ *      page always travels on the same connection and a newer copy can
+ *      never overtake an older one.  Extra lanes carry only PAGES, SYNC
+ *      and, last, LANE_END; all control frames use lane 0.
+ *
  * Frame types are numbered and only ever appended to.
  */
 #ifndef VMFS_PRECOPY_STREAM_H
@@ -31,7 +46,11 @@
 #include "le_bytes.h"
 
 #define MIG_MAGIC 0x4d464d56u		/* "VMFM" read as little-endian */
-#define MIG_VERSION 1u
+#define MIG_VERSION 1u			/* frame format */
+#define MIG_PROTO_MIN 1u		/* protocol versions we speak */
+#define MIG_PROTO_MAX 2u
+#define MIG_MAX_LANES 16u		/* connections per migration */
+#define MIG_STRIPE_PAGES 256u		/* pages per stripe (a multiple of 64) */
 #define MIG_HDR_LEN 24u
 #define MIG_TAG_LEN SHA256_LEN
 #define MIG_NONCE_LEN 32u
@@ -53,7 +72,11 @@ enum mig_type {
 	MIG_RESUMED = 10,	/* D->S  le32 load_ms, le32 resume_ms: the ack */
 	MIG_ABORT = 11,		/* both  reason text */
 	MIG_ROUND = 12,		/* S->D  le32 round (informational) */
-	MIG_TYPE_MAX = 12,
+	MIG_SYNC = 13,		/* S->D  le32 round; v2: answer when applied */
+	MIG_SYNC_ACK = 14,	/* D->S  le32 round; v2 */
+	MIG_JOIN = 15,		/* S->D  le32 lane: first frame of lane >= 1; v2 */
+	MIG_LANE_END = 16,	/* S->D  last frame of lane >= 1; v2 */
+	MIG_TYPE_MAX = 16,
 };
 
 struct mig_hdr {
@@ -90,9 +113,10 @@ void mig_hdr_decode(struct mig_hdr *h, const uint8_t in[MIG_HDR_LEN]);
 /* Validate a received header before its payload is read. */
 int mig_hdr_check(const struct mig_hdr *h) __attribute__((warn_unused_result));
 
+/* Session keys of lane `lane` (0 = the first connection, as in v1). */
 void mig_derive_keys(const void *psk, size_t psk_len,
 		     const uint8_t nonce_src[MIG_NONCE_LEN],
-		     const uint8_t nonce_dst[MIG_NONCE_LEN],
+		     const uint8_t nonce_dst[MIG_NONCE_LEN], unsigned lane,
 		     uint8_t k_s2d[SHA256_LEN], uint8_t k_d2s[SHA256_LEN]);
 
 /* Build a complete frame (header, payload, tag) into `out`, which holds
@@ -116,6 +140,14 @@ int mig_send(struct mig_chan *c, const void *psk, size_t psk_len, uint16_t type,
 	     const void *payload, size_t len) __attribute__((warn_unused_result));
 int mig_recv(struct mig_chan *c, const void *psk, size_t psk_len, uint8_t *buf,
 	     struct mig_hdr *h) __attribute__((warn_unused_result));
+/* The two halves of mig_recv: read one frame whose header passes
+ * mig_hdr_check (not yet authenticated: do not act on it), then verify it
+ * with the channel's key and sequence number. */
+int mig_recv_raw(int fd, uint8_t *buf, struct mig_hdr *h)
+	__attribute__((warn_unused_result));
+int mig_recv_verify(struct mig_chan *c, const void *psk, size_t psk_len,
+		    const uint8_t *buf, struct mig_hdr *h)
+	__attribute__((warn_unused_result));
 
 /* Decode and bounds-check a PAGES payload.  nregions/region_pages describe
  * the registered RAM.  On success *count entries are in `ents` (room for

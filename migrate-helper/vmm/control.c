@@ -3,7 +3,7 @@
  *   status                       VM and migration state
  *   migrate HOST:PORT [k=v ...]  start a migration (downtime-ms, max-bandwidth,
  *                                max-rounds, max-time-ms, force=0|1,
- *                                auto-converge=0|1)
+ *                                auto-converge=0|1, connections=1..16)
  *   cancel                       cancel the running migration
  *   stop                         stop the VM and exit
  */

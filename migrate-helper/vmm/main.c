@@ -173,6 +173,8 @@ static void usage(FILE *f)
 "      --downtime-ms MS     migration downtime target (default 300)\n"
 "      --max-bandwidth B    migration bandwidth cap, bytes/s (default none)\n"
 "      --max-rounds N       guard (default 30)\n"
+"      --migrate-connections N  TCP connections per outgoing migration,\n"
+"                           pages striped across them (1..16, default 1)\n"
 "      --force-switchover   when the guard trips, switch over (default cancel)\n"
 "      --auto-converge      throttle the guest when not converging\n"
 "      --verify-ram         SHA-256 of RAM at switchover on both sides\n"
@@ -227,7 +229,7 @@ enum {
 	OPT_ACCEL = 256, OPT_NATIVE, OPT_MAC, OPT_NAME, OPT_INCOMING, OPT_PSK,
 	OPT_ANNOUNCE, OPT_HANDOFF, OPT_RATE, OPT_WORK, OPT_RECORD, OPT_DOWNTIME,
 	OPT_BW, OPT_ROUNDS, OPT_FORCE, OPT_AUTOCONV, OPT_VERIFY, OPT_LOGFILE,
-	OPT_CLIENT, OPT_PREFILL,
+	OPT_CLIENT, OPT_PREFILL, OPT_CONNS,
 };
 
 static const struct option long_opts[] = {
@@ -255,6 +257,7 @@ static const struct option long_opts[] = {
 	{ "auto-converge", no_argument, NULL, OPT_AUTOCONV },
 	{ "verify-ram", no_argument, NULL, OPT_VERIFY },
 	{ "prefill", no_argument, NULL, OPT_PREFILL },
+	{ "migrate-connections", required_argument, NULL, OPT_CONNS },
 	{ "log-file", required_argument, NULL, OPT_LOGFILE },
 	{ "client", required_argument, NULL, OPT_CLIENT },
 	{ "debug", no_argument, NULL, 'v' },
@@ -319,6 +322,13 @@ static int parse_args(struct vmm *v, int argc, char **argv, const char **client)
 		case OPT_DOWNTIME: c->downtime_ms = (unsigned)x; break;
 		case OPT_BW: c->max_bandwidth = x; break;
 		case OPT_ROUNDS: c->max_rounds = (unsigned)x; break;
+		case OPT_CONNS:
+			if (parse_u64(optarg, &x) || x < 1 || x > 16) {
+				fprintf(stderr, "--migrate-connections wants 1..16\n");
+				return -EINVAL;
+			}
+			c->migrate_connections = (unsigned)x;
+			break;
 		case OPT_FORCE: c->force_switchover = true; break;
 		case OPT_AUTOCONV: c->auto_converge = true; break;
 		case OPT_VERIFY: c->verify_ram = true; break;

@@ -80,6 +80,7 @@ struct vmm_config {
 	unsigned downtime_ms;
 	uint64_t max_bandwidth;
 	unsigned max_rounds;
+	unsigned migrate_connections;	/* --migrate-connections, 0 = 1 */
 	bool force_switchover;
 	bool auto_converge;
 	bool verify_ram;
@@ -132,6 +133,7 @@ struct vmm {
 	pthread_t mig_thread;
 	char ram_digest[65];			/* hex SHA-256 at the switchover */
 	int incoming_fd;
+	char mig_peer_host[128], mig_peer_port[16];	/* outgoing; mig_lock */
 	unsigned incoming_port;
 	uint8_t psk[64];
 	size_t psk_len;

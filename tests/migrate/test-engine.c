@@ -4,7 +4,10 @@
  * socketpair.  Checks: memory identical after a migration under load,
  * and every failure before the ack (cancel, destination gone during
  * pre-copy, state refused, switchover hook refused, guard) leaves the VM
- * running on the source and the destination discarding. */
+ * running on the source and the destination discarding.  Again over
+ * several connections (socketpairs handed over by open_connection), where
+ * one connection failing must fail the whole migration the same way, and
+ * against a destination that cannot open more connections (one granted). */
 #include "config.h"
 
 #include <errno.h>
@@ -49,6 +52,12 @@ struct fake_vm {
 	int hook_rc;
 	int hook_calls, hook_aborts;
 	int kill_fd;			/* shut down when the state is loaded */
+	/* extra connections: the source's open_connection makes a
+	 * socketpair and queues the destination's end here */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	int q[16], q_head, q_tail;
+	int all_fds[32], nall;		/* both ends, closed at the end */
 };
 
 static void sleep_ms(unsigned ms)
@@ -168,12 +177,53 @@ static void hook_abort(void *o)
 	((struct fake_vm *)o)->hook_aborts++;
 }
 
+static int connect_more(void *o, unsigned lane)
+{
+	struct fake_vm *vm = o;
+	int sv[2];
+
+	(void)lane;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return -errno;
+	pthread_mutex_lock(&vm->q_lock);
+	vm->all_fds[vm->nall++] = sv[0];
+	vm->all_fds[vm->nall++] = sv[1];
+	vm->q[vm->q_tail++] = sv[1];
+	pthread_cond_signal(&vm->q_cond);
+	pthread_mutex_unlock(&vm->q_lock);
+	/* The engine closes what it is given: hand it a duplicate. */
+	return dup(sv[0]);
+}
+
+static int accept_more(void *o, unsigned lane)
+{
+	struct fake_vm *vm = o;
+	struct timespec until;
+	int fd = -ETIMEDOUT;
+
+	(void)lane;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&vm->q_lock);
+	while (vm->q_head == vm->q_tail &&
+	       pthread_cond_timedwait(&vm->q_cond, &vm->q_lock, &until) == 0)
+		;
+	if (vm->q_head != vm->q_tail)
+		fd = dup(vm->q[vm->q_head++]);
+	pthread_mutex_unlock(&vm->q_lock);
+	return fd;
+}
+
 static const struct vmfs_precopy_ops src_ops = {
 	.log_start = log_start, .log_sync = log_sync, .pause = do_pause,
 	.resume = do_resume, .save_state = save_state, .switchover = hook,
-	.switchover_abort = hook_abort,
+	.switchover_abort = hook_abort, .open_connection = connect_more,
 };
 static const struct vmfs_precopy_ops dst_ops = {
+	.load_state = load_state, .resume = dest_resume, .open_connection = accept_more,
+};
+/* A destination that can take one connection only. */
+static const struct vmfs_precopy_ops dst_ops_single = {
 	.load_state = load_state, .resume = dest_resume,
 };
 
@@ -183,6 +233,7 @@ struct dest_arg {
 	struct fake_vm *vm;
 	int fd;
 	int rc;
+	bool single;
 };
 
 static void *dest_main(void *p)
@@ -192,7 +243,8 @@ static void *dest_main(void *p)
 					  .io_timeout_ms = 5000 };
 	struct vmfs_precopy *m;
 
-	a->rc = vmfs_precopy_new(&m, VMFS_PRECOPY_DEST, &pr, &dst_ops, a->vm);
+	a->rc = vmfs_precopy_new(&m, VMFS_PRECOPY_DEST, &pr,
+				 a->single ? &dst_ops_single : &dst_ops, a->vm);
 	if (a->rc)
 		return NULL;
 	a->rc = vmfs_precopy_add_region(m, 0, (uint64_t)PAGES * PAGE, a->vm->dst_ram);
@@ -217,14 +269,17 @@ static void *src_main(void *p)
 }
 
 enum fault { NONE, CANCEL, DEST_GONE, LOAD_FAILS, DEST_DIES_AT_LOAD, HOOK_REFUSES,
-	     GUARD_CANCEL, GUARD_FORCE };
+	     GUARD_CANCEL, GUARD_FORCE, LANE_GONE, SINGLE_DEST };
 
-static int migrate(enum fault f, const char *name)
+/* `conns`: connections the source asks for. */
+static int migrate(enum fault f, const char *name, unsigned conns)
 {
-	struct fake_vm vm = { .pages_per_ms = 4, .kill_fd = -1 };
+	struct fake_vm vm = { .pages_per_ms = 4, .kill_fd = -1,
+			      .q_lock = PTHREAD_MUTEX_INITIALIZER,
+			      .q_cond = PTHREAD_COND_INITIALIZER };
 	struct vmfs_precopy_params pr = { .psk = psk, .psk_len = sizeof(psk) - 1,
-					  .io_timeout_ms = 5000 };
-	struct dest_arg da = { .vm = &vm };
+					  .io_timeout_ms = 5000, .connections = conns };
+	struct dest_arg da = { .vm = &vm, .single = f == SINGLE_DEST };
 	struct src_arg sa = { 0 };
 	pthread_t dt, st;
 	char *json = NULL;
@@ -237,8 +292,12 @@ static int migrate(enum fault f, const char *name)
 	/* Stale data on the destination must be overwritten (zero pages too). */
 	memset(vm.dst_ram, 0x5a, (size_t)PAGES * PAGE);
 	atomic_store(&vm.run, true);
-	if (f == CANCEL || f == DEST_GONE)
-		pr.max_bandwidth = 8 << 20;	/* slow enough to act mid-way */
+	if (f == CANCEL || f == DEST_GONE || f == LANE_GONE) {
+		/* Slow enough to act mid-way: 8 MiB of non-zero RAM (the
+		 * lower half) at 8 MiB/s takes a second. */
+		pr.max_bandwidth = 8 << 20;
+		memset(vm.ram, 0x11, (size_t)PAGES / 2 * PAGE);
+	}
 	if (f == GUARD_CANCEL || f == GUARD_FORCE) {
 		/* 8 MiB dirtied between any two syncs cannot be sent within
 		 * a 1 ms target at any bandwidth this machine reaches; the
@@ -262,15 +321,22 @@ static int migrate(enum fault f, const char *name)
 	da.fd = sv[1];
 	pthread_create(&dt, NULL, dest_main, &da);
 	pthread_create(&st, NULL, src_main, &sa);
-	if (f == CANCEL || f == DEST_GONE) {
+	if (f == CANCEL || f == DEST_GONE || f == LANE_GONE) {
 		/* Wait until pre-copy really runs, then strike. */
 		for (int i = 0; i < 5000 && vmfs_precopy_status(sa.m) != VMFS_PRECOPY_ACTIVE; i++)
 			sleep_ms(1);
 		sleep_ms(100);
-		if (f == CANCEL)
+		if (f == CANCEL) {
 			vmfs_precopy_cancel(sa.m);
-		else
+		} else if (f == LANE_GONE) {
+			/* The last extra connection breaks. */
+			pthread_mutex_lock(&vm.q_lock);
+			if (vm.nall)
+				shutdown(vm.all_fds[vm.nall - 1], SHUT_RDWR);
+			pthread_mutex_unlock(&vm.q_lock);
+		} else {
 			shutdown(sv[1], SHUT_RDWR);
+		}
 	}
 	pthread_join(st, NULL);
 	pthread_join(dt, NULL);
@@ -279,7 +345,7 @@ static int migrate(enum fault f, const char *name)
 	if (vmfs_precopy_stats_json(sa.m, &json))
 		abort();
 
-	if (f == NONE || f == GUARD_FORCE) {
+	if (f == NONE || f == GUARD_FORCE || f == SINGLE_DEST) {
 		EXPECT(sa.rc == 0 && da.rc == 0, "%s: source %d dest %d (%s)", name, sa.rc,
 		       da.rc, vmfs_precopy_last_error(sa.m));
 		EXPECT(!memcmp(vm.ram, vm.dst_ram, (size_t)PAGES * PAGE),
@@ -291,6 +357,13 @@ static int migrate(enum fault f, const char *name)
 		EXPECT(strstr(json, "\"status\":\"completed\"") && strstr(json, "\"per_round\":[{"),
 		       "%s: stats %s", name, json);
 		EXPECT(vm.hook_calls == 1 && vm.hook_aborts == 0, "%s: hook calls", name);
+		{
+			char want[32];
+
+			snprintf(want, sizeof(want), "\"connections\":%u",
+				 f == SINGLE_DEST || conns < 2 ? 1 : conns);
+			EXPECT(strstr(json, want), "%s: %s not in %s", name, want, json);
+		}
 	} else {
 		EXPECT(sa.rc < 0, "%s: source succeeded", name);
 		EXPECT(da.rc < 0, "%s: destination did not discard", name);
@@ -312,12 +385,14 @@ static int migrate(enum fault f, const char *name)
 	printf("%s %-18s source: %s%s%s\n", failures ? "...." : "ok  ", name,
 	       vmfs_precopy_status_name(vmfs_precopy_status(sa.m)),
 	       sa.rc ? " - " : "", sa.rc ? vmfs_precopy_last_error(sa.m) : "");
-	if (f == NONE)
-		printf("     stats: %.400s...\n", json);
+	if (f == NONE || getenv("TEST_ENGINE_STATS"))
+		printf("     stats: %.600s...\n", json);
 	free(json);
 	vmfs_precopy_free(sa.m);
 	close(sv[0]);
 	close(sv[1]);
+	for (int i = 0; i < vm.nall; i++)
+		close(vm.all_fds[i]);
 	free(vm.ram);
 	free(vm.dst_ram);
 	return 0;
@@ -325,13 +400,21 @@ static int migrate(enum fault f, const char *name)
 
 int main(void)
 {
-	migrate(NONE, "under-load");
-	migrate(CANCEL, "cancel");
-	migrate(DEST_GONE, "dest-gone-precopy");
-	migrate(LOAD_FAILS, "dest-refuses-state");
-	migrate(DEST_DIES_AT_LOAD, "dest-dies-at-load");
-	migrate(HOOK_REFUSES, "hook-refuses");
-	migrate(GUARD_CANCEL, "guard-cancel");
-	migrate(GUARD_FORCE, "guard-force");
+	migrate(NONE, "under-load", 1);
+	migrate(CANCEL, "cancel", 1);
+	migrate(DEST_GONE, "dest-gone-precopy", 1);
+	migrate(LOAD_FAILS, "dest-refuses-state", 1);
+	migrate(DEST_DIES_AT_LOAD, "dest-dies-at-load", 1);
+	migrate(HOOK_REFUSES, "hook-refuses", 1);
+	migrate(GUARD_CANCEL, "guard-cancel", 1);
+	migrate(GUARD_FORCE, "guard-force", 1);
+	/* Several connections. */
+	migrate(NONE, "3conn-under-load", 3);
+	migrate(CANCEL, "3conn-cancel", 3);
+	migrate(DEST_GONE, "3conn-dest-gone", 3);
+	migrate(LANE_GONE, "3conn-lane-gone", 3);
+	migrate(DEST_DIES_AT_LOAD, "3conn-dest-dies", 3);
+	migrate(GUARD_FORCE, "3conn-guard-force", 3);
+	migrate(SINGLE_DEST, "3conn-single-dest", 3);
 	return failures ? 1 : 0;
 }

@@ -1,7 +1,8 @@
 /* test-stream-fuzz.c — the migration stream refuses malformed, corrupted,
  * replayed and unauthenticated input with a clear error, and never crashes:
  * single-bit flips of valid frames, random frames, hostile page batches,
- * and a destination engine fed garbage or a wrong-key source. */
+ * and a destination engine fed garbage or a wrong-key source; every
+ * connection of a multi-connection migration has keys of its own. */
 #include "config.h"
 
 #include <errno.h>
@@ -88,7 +89,7 @@ static void test_frames(void)
 			g[k] = (uint8_t)rnd();
 		if (i % 2)	/* half of them with a plausible header */
 			mig_hdr_encode(g, &(struct mig_hdr){ .magic = MIG_MAGIC,
-				.version = MIG_VERSION, .type = (uint16_t)(rnd() % 14),
+				.version = MIG_VERSION, .type = (uint16_t)(rnd() % (MIG_TYPE_MAX + 2)),
 				.length = rnd() % 5000 });
 		EXPECT(mig_frame_verify(g, len, key, sizeof(key), 0, &h) < 0,
 		       "random frame %d accepted", i);
@@ -260,8 +261,37 @@ static void test_wrong_key(void)
 	close(sv[1]);
 }
 
+/* Lane keys: distinct per lane and direction, lane 0 as in protocol 1, so
+ * a frame moved to another connection (or reflected) does not verify. */
+static void test_lane_keys(void)
+{
+	static const char psk[] = "a shared key of enough length";
+	uint8_t ns[MIG_NONCE_LEN], nd[MIG_NONCE_LEN];
+	uint8_t k[4][2][SHA256_LEN], f[MIG_HDR_LEN + 4 + MIG_TAG_LEN], pl[4] = { 1, 0, 0, 0 };
+	struct mig_hdr h;
+	size_t n;
+
+	memset(ns, 1, sizeof(ns));
+	memset(nd, 2, sizeof(nd));
+	for (unsigned l = 0; l < 4; l++)
+		mig_derive_keys(psk, sizeof(psk) - 1, ns, nd, l, k[l][0], k[l][1]);
+	for (unsigned a = 0; a < 8; a++)
+		for (unsigned b = a + 1; b < 8; b++)
+			EXPECT(memcmp(k[a / 2][a % 2], k[b / 2][b % 2], SHA256_LEN),
+			       "lane key %u equals %u", a, b);
+	n = mig_frame_build(f, k[1][0], SHA256_LEN, MIG_JOIN, 0, pl, sizeof(pl));
+	EXPECT(mig_frame_verify(f, n, k[1][0], SHA256_LEN, 0, &h) == 0, "JOIN refused");
+	for (unsigned l = 0; l < 4; l++)
+		EXPECT(l == 1 || mig_frame_verify(f, n, k[l][0], SHA256_LEN, 0, &h) ==
+		       VMFS_PRECOPY_EAUTH, "lane 1 frame verifies on lane %u", l);
+	EXPECT(mig_frame_verify(f, n, k[1][1], SHA256_LEN, 0, &h) == VMFS_PRECOPY_EAUTH,
+	       "lane 1 frame verifies reflected");
+	printf("ok   lane keys: per connection and direction\n");
+}
+
 int main(void)
 {
+	test_lane_keys();
 	test_frames();
 	test_pages();
 	test_dest_garbage();
