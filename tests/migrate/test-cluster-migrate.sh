@@ -1,0 +1,374 @@
+#!/bin/bash
+# Live migration of a vmfs-vmm guest across the hosts of a 3-host cluster,
+# its disk a file on the shared vmfs volume: host1 -> host2 over the cluster
+# network, then back and forth (VMFS_CLUSTER_MIGRATE_HOPS, default 20 hops
+# in all), each time with `vmfs-migrate prepare PATH` on the destination and
+# `vmfs-migrate handoff` as the source's switchover hook.  After every hop:
+# the guest runs on the destination (its counters go on, its own memory
+# check passes, RAM SHA-256 equal on both sides), the disk's open lock
+# (volume UUID / i<ino>) is granted to the destination and nothing waits, and
+# the VM bridge's MAC table has the VM's MAC on the destination's port (its
+# RARP).  After the first hop a process on host1 that had the disk open
+# O_RDWR before the handoff gets EIO on a write (fenced).  Then faults
+# (VMFS_CLUSTER_MIGRATE_FAULTS=0 skips them): cancel, destination killed
+# during pre-copy, handoff refused (prepare withdrawn) - each leaves the VM
+# running on its source, which keeps its lock, and a migration after them
+# still works.  Finally the guest's disk records are continuous across
+# everything (disk-check).
+#
+# Knobs: VMFS_CLUSTER_MIGRATE_HOPS (default 20), VMFS_CLUSTER_MIGRATE_FAULTS
+# (default 1), VMFS_CLUSTER_MIGRATE_NET=cluster|mig (migration traffic over
+# the cluster network, default, or a dedicated one: vmfs-cluster up --mignet),
+# VMFS_CLUSTER_MIGRATE_RAM (MiB, default 32).
+set -euo pipefail
+. "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
+skip_unless_root_and_tools
+B=${VMFS_BUILDDIR:-$VMFS_SRCDIR}
+VMM=$B/migrate-helper/vmfs-vmm
+MIG=$B/migrate-helper/vmfs-migrate
+GUESTS=$B/migrate-helper/guests
+DISKCHECK=$B/tests/migrate/disk-check
+MKFS=$B/fs/vmfs-mkfs
+MOUNT=$B/fs/vmfs-mount
+HOPS=${VMFS_CLUSTER_MIGRATE_HOPS:-20}
+FAULTS=${VMFS_CLUSTER_MIGRATE_FAULTS:-1}
+NET=${VMFS_CLUSTER_MIGRATE_NET:-cluster}
+RAM=${VMFS_CLUSTER_MIGRATE_RAM:-32}
+[[ $HOPS =~ ^[1-9][0-9]*$ ]] || die "VMFS_CLUSTER_MIGRATE_HOPS must be a positive number"
+[[ $NET == cluster || $NET == mig ]] || die "VMFS_CLUSTER_MIGRATE_NET must be cluster or mig"
+if [[ ! -e /dev/fuse ]] || ! command -v fusermount3 >/dev/null; then
+	echo "SKIP: $TEST_NAME: needs /dev/fuse and fusermount3" >&2
+	exit 77
+fi
+for f in "$VMM" "$MIG" "$MKFS" "$MOUNT" "$DISKCHECK" "$GUESTS/guest.bin" "$GUESTS/guest-native.so"; do
+	[[ -e $f ]] || die "not built: $f"
+done
+
+VM=vm1
+MAC=52:54:00:5e:00:01
+MNT=/run/vmfs/vol		# in each host's own /run
+DISKF=$MNT/$VM.img		# the same path on every host, each through its mount
+VMOPTS="--ram $RAM --cpus 2 --dirty-rate 4096 --work-mib $((RAM / 2)) --verify-ram"
+printf 'vmfs-cluster-migrate-key-%s\n' "$RANDOM$RANDOM" >"$T/key"
+
+# Everything this test starts runs inside a host, so "down" kills it; first
+# stop the hypervisors and unmount cleanly (a clean unmount frees the slot).
+_vn_cleanup() {
+	local rc=$? f i
+	trap - EXIT
+	set +e	# a failing step of the cleanup must not skip the rest
+	for f in "$T"/*.sock; do
+		[[ -S $f ]] && timeout 5 "$VMM" --client "$f" stop >/dev/null 2>&1
+	done
+	if [[ ${_CLUSTER_STARTED:-0} == 1 ]]; then
+		for i in 1 2 3; do
+			timeout 30 "$VC" exec "$i" sh -c "mountpoint -q $MNT && fusermount3 -u $MNT" \
+				>/dev/null 2>&1 || true
+		done
+	fi
+	if ((rc != 0)); then
+		for f in "$T"/*.log "$T"/*.out; do
+			[[ -f $f ]] && { echo "---- $f (tail)"; tail -n 15 "$f"; } >&2
+		done
+	fi
+	(exit "$rc")
+	_cluster_cleanup
+}
+trap _vn_cleanup EXIT
+
+# The switchover hook: vmfs-migrate itself, not the libtool wrapper (it runs
+# inside the VM's downtime; see scripts/demo.sh).  handoff NAME with no
+# --lockspace looks in every lockspace, the volume's included.
+mig=$MIG libs=
+if LD_LIBRARY_PATH=$B/dlm/.libs "$B/migrate-helper/.libs/vmfs-migrate" --version >/dev/null 2>&1; then
+	mig=$B/migrate-helper/.libs/vmfs-migrate libs=$B/dlm/.libs
+fi
+cat >"$T/hook" <<EOF
+#!/bin/sh
+echo "== \$(date +%T.%N) \$(hostname): \$*" >>"$T/hook.log"
+LD_LIBRARY_PATH=$libs exec "$mig" "\$@" 2>>"$T/hook.log" >>"$T/hook.log"
+EOF
+chmod +x "$T/hook"
+
+# JSON helpers (one python3 per call).
+cat >"$T/j.py" <<'EOF'
+import json, sys
+cmd = sys.argv[1]
+if cmd == "locks":	# "queue host" of every lock on LS/RES in vmfsctl locks --json
+    d = json.load(sys.stdin)
+    for ls in d.get("lockspaces", []):
+        if ls.get("name") != sys.argv[2]:
+            continue
+        for r in ls.get("resources", []):
+            if r.get("name") == sys.argv[3]:
+                for l in r.get("locks", []):
+                    print(l.get("queue"), l.get("host"), l.get("epoch"))
+elif cmd == "field":	# a top-level field (or migration.FIELD)
+    d = json.load(sys.stdin)
+    for k in sys.argv[2].split("."):
+        d = (d or {}).get(k)
+    print("" if d is None else d)
+EOF
+jpy() { python3 "$T/j.py" "$@"; }
+
+# ------------------------------------------------------------------ helpers
+
+# vmm I TAG ARGS...: vmfs-vmm in host I; $T/TAG.{sock,serial,log,out,pid}
+vmm() {
+	local i=$1 tag=$2 n=0
+	shift 2
+	rm -f "$T/$tag.sock" "$T/$tag.pid"
+	# shellcheck disable=SC2086,SC2016 # VMOPTS: a list of words; $$ and $@: the inner sh's
+	hexec "$i" sh -c 'echo $$ >"$0"; exec "$@"' "$T/$tag.pid" "$VMM" --accel thread \
+		--image "$GUESTS/guest.bin" --native-guest "$GUESTS/guest-native.so" $VMOPTS \
+		--disk "$DISKF" --name "$VM" --mac "$MAC" --announce-if vm0 \
+		--psk-file "$T/key" --handoff-exec "$T/hook" --ctrl "$T/$tag.sock" \
+		--serial "$T/$tag.serial" --log-file "$T/$tag.log" "$@" >"$T/$tag.out" 2>&1 &
+	until [[ -S $T/$tag.sock ]]; do
+		if [[ -s $T/$tag.pid ]] && ! kill -0 "$(cat "$T/$tag.pid")" 2>/dev/null; then
+			cat "$T/$tag.out" >&2
+			die "vmfs-vmm $tag on host$i exited at start (above)"
+		fi
+		((++n < 300)) || die "timed out waiting for the control socket of $tag (host$i)"
+		sleep 0.1
+	done
+}
+ctl() { "$VMM" --client "$T/$1.sock" "${@:2}"; }
+st() { ctl "$1" status 2>/dev/null | jpy field "$2"; }
+state_is() { [[ $(st "$1" state) == "$2" ]]; }
+mig_is() { [[ $(st "$1" migration.status) == "$2" ]]; }
+vmm_dead() { ! kill -0 "$(cat "$T/$1.pid")" 2>/dev/null; }
+ticks() { grep -c 'vmfs-guest: tick' "$T/$1.serial" 2>/dev/null || true; }
+more_ticks() { (($(ticks "$1") > $2)); }
+
+# still_running TAG WHAT: the VM of TAG runs and its guest ticks on.
+still_running() {
+	local n
+	state_is "$1" running || die "$2: the VM ($1) is not running: $(ctl "$1" status)"
+	n=$(ticks "$1")
+	wait_for 20 "$2: the guest on $1 to tick on" more_ticks "$1" "$n"
+	! grep -q 'verify FAILED' "$T/$1.serial" || die "$2: the guest's memory check failed"
+}
+
+# The disk's open lock: lockspace (volume UUID) and resource i<ino>.
+lock_id() {
+	hexec 1 python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.vmfs.id").decode())' \
+		"$DISKF"
+}
+# locks_on: "queue host epoch" lines of the disk's lock (as host 3 sees it)
+locks_on() { hexec 3 "$VMFSCTL" locks --json | jpy locks "$LS" "$RES"; }
+# only_holder I: host I alone holds the disk's lock, granted; nothing waits.
+only_holder() {
+	local l
+	l=$(locks_on)
+	[[ $(wc -l <<<"$l") == 1 && $l == "granted host$1 "* ]]
+}
+assert_holder() {
+	wait_for 20 "$2: the disk lock held by host$1 alone" only_holder "$1" ||
+		die "$2: disk lock $LS/$RES: $(locks_on | tr '\n' ';')"
+}
+fdb_is() { [[ $("$VC" fdb "$MAC" 2>/dev/null) == "h$1vm" ]]; }
+
+# prepare D TAG: vmfs-migrate prepare on host D, in the background
+prepare() {
+	hexec "$1" "$MIG" prepare --vm "$VM" "$DISKF" >"$T/prep-$2.out" 2>&1 &
+	PREP_PID=$!
+	wait_for 30 "prepare on host$1 ($2)" grep -q "^prepared $VM" "$T/prep-$2.out" ||
+		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate prepare on host$1 failed"; }
+}
+# abort_prepare D TAG: vmfs-migrate abort on host D; the prepare exits 3
+abort_prepare() {
+	local rc=0
+	hexec "$1" "$MIG" abort "$VM" >>"$T/prep-$2.out" 2>&1 ||
+		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate abort on host$1 failed"; }
+	wait "$PREP_PID" || rc=$?
+	[[ $rc == 3 ]] || { cat "$T/prep-$2.out" >&2; die "prepare ($2) exited $rc after the abort, not 3"; }
+}
+dest_addr() { "$VC" addr "$1" "$NET"; }
+
+# incoming D TAG: destination vmfs-vmm on host D; sets PORT
+incoming() {
+	vmm "$1" "$2" --incoming "$(dest_addr "$1"):0"
+	PORT=$(st "$2" incoming_port)
+	[[ -n $PORT && $PORT != 0 ]] || die "no incoming port on $2"
+}
+
+# ------------------------------------------------------------------ setup
+
+if [[ $NET == mig ]]; then cluster_up 3 --disk-size 2G --mignet; else cluster_up 3 --disk-size 2G; fi
+info "[${SECONDS}s] vmfs-mkfs, vmfs-mount -o cluster on host1 and host2"
+hexec 1 "$MKFS" --label vn "$DISK" >"$T/mkfs.out" 2>&1 || { cat "$T/mkfs.out" >&2; die "vmfs-mkfs failed"; }
+for i in 1 2; do
+	hexec "$i" mkdir -p "$MNT"
+	hexec "$i" "$MOUNT" -o cluster "$DISK" "$MNT" || die "host$i: vmfs-mount -o cluster failed"
+done
+hexec 1 truncate -s 64M "$DISKF" || die "cannot create $DISKF on host1"
+hexec 2 test -f "$DISKF" || die "host2 does not see $DISKF"
+IFS=/ read -r LS RES <<<"$(lock_id)"
+[[ -n $LS && $RES == i* ]] || die "bad trusted.vmfs.id on $DISKF: $LS/$RES"
+[[ $(hexec 2 python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.vmfs.id").decode())' \
+	"$DISKF") == "$LS/$RES" ]] || die "trusted.vmfs.id differs between host1 and host2"
+info "disk $DISKF: open lock $LS/$RES"
+
+info "[${SECONDS}s] guest $VM on host1 (${RAM} MiB, thread accelerator)"
+vmm 1 vm-0
+wait_for 30 "guest boot" grep -q 'vmfs-guest: up' "$T/vm-0.serial"
+wait_for 30 "guest ticks" grep -q 'vmfs-guest: tick' "$T/vm-0.serial"
+assert_holder 1 "guest started"
+# vmfs-vmm announces the MAC only after an incoming migration: stand in for
+# the guest's first frame on host1's VM interface.
+hexec 1 python3 - vm0 "$MAC" <<'EOF'
+import socket, sys
+mac = bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+s.send((b"\xff" * 6 + mac + b"\x80\x35").ljust(60, b"\0"))
+EOF
+wait_for 10 "the VM's MAC on host1's port" fdb_is 1 || die "fdb: $("$VC" fdb | tr '\n' ';')"
+
+# ------------------------------------------------------------------ hops
+
+# hop N S D: migrate the VM (control socket vm-(N-1), on host S) to host D
+hop() {
+	local n=$1 s=$2 d=$3 src=vm-$(($1 - 1)) dst=vm-$1 t0 rc=0 h1 h2 e
+	t0=$(grep 'vmfs-guest: tick' "$T/$src.serial" | tail -n 1 | sed 's/.* t=\([0-9]*\).*/\1/')
+	local p0=$SECONDS p1 p2 p3 p4 p5
+	prepare "$d" "$dst"
+	p1=$SECONDS
+	incoming "$d" "$dst"
+	p2=$SECONDS
+	ctl "$src" migrate "$(dest_addr "$d"):$PORT" | grep -q '"ok":true' || die "hop $n: migrate refused"
+	if ! wait_for 60 "hop $n: source postmigrate" state_is "$src" postmigrate; then
+		ctl "$src" status >&2
+		die "hop $n ($s -> $d) did not complete: $(st "$src" migration.error)"
+	fi
+	p3=$SECONDS
+	wait_for 20 "hop $n: destination running" state_is "$dst" running
+	wait_for 20 "hop $n: guest resume report" grep -q "vmfs-guest: resume n=$n" "$T/$dst.serial"
+	grep -q "resume n=$n verify ok" "$T/$dst.serial" || die "hop $n: the guest's memory check failed"
+	wait_for 20 "hop $n: ticks on host$d" grep -q "vmfs-guest: tick.*resumes=$n" "$T/$dst.serial"
+	e=$(grep 'vmfs-guest: tick' "$T/$dst.serial" | tail -n 1 | sed 's/.* t=\([0-9]*\).*/\1/')
+	((e > t0)) || die "hop $n: the guest clock went back ($t0 -> $e)"
+	h1=$(st "$src" ram_sha256) h2=$(st "$dst" ram_sha256)
+	[[ -n $h1 && $h1 == "$h2" ]] || die "hop $n: RAM differs ($h1 / $h2)"
+	wait "$PREP_PID" || rc=$?
+	[[ $rc == 0 ]] || { cat "$T/prep-$dst.out" >&2; die "hop $n: prepare on host$d exited $rc"; }
+	p4=$SECONDS
+	assert_holder "$d" "hop $n"
+	p5=$SECONDS
+	wait_for 10 "hop $n: the VM's MAC on host$d's port (RARP)" fdb_is "$d" ||
+		die "hop $n: fdb: $("$VC" fdb | tr '\n' ';')"
+	echo "# hop $n host$s -> host$d: $(st "$src" migration.total_time_ms) ms," \
+		"downtime $(st "$src" migration.downtime_ms) ms" \
+		"(handoff $(st "$src" migration.downtime_breakdown.handoff_ms) ms)," \
+		"lock $(locks_on | tr '\n' ' ');" \
+		"test: prepare $((p1 - p0)) s, incoming $((p2 - p1)) s, migrate $((p3 - p2)) s," \
+		"guest checks $((p4 - p3)) s, lock $((p5 - p4)) s, fdb $((SECONDS - p5)) s"
+}
+
+# stop_vmm TAG: stop a (postmigrate) vmfs-vmm and wait until it is gone
+stop_vmm() {
+	ctl "$1" stop >/dev/null 2>&1 || true
+	wait_for 20 "$1 to exit" vmm_dead "$1"
+	rm -f "$T/$1.sock"
+}
+
+# Hop 1, with the fencing check: a process on host1 opened the disk O_RDWR
+# while host1 owned it; after the handoff its write must fail with EIO.
+info "[${SECONDS}s] hop 1: host1 -> host2 over the $NET network, a writer on host1 keeps the disk open"
+rm -f "$T/writer.go" "$T/writer.ready"
+hexec 1 python3 - "$DISKF" "$T/writer.ready" "$T/writer.go" >"$T/writer.out" 2>&1 <<'EOF' &
+import os, sys, time
+path, ready, go = sys.argv[1:]
+fd = os.open(path, os.O_RDWR)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.05)
+try:
+    # the last block: the guest's records do not reach it
+    os.pwrite(fd, b"fenced?\n" * 512, os.fstat(fd).st_size - 4096)
+    print("write succeeded")
+except OSError as e:
+    print("errno", e.errno, os.strerror(e.errno))
+EOF
+WRITER=$!
+wait_for 10 "the writer on host1 to open the disk" test -e "$T/writer.ready" ||
+	{ cat "$T/writer.out" >&2; die "the writer on host1 could not open $DISKF"; }
+hop 1 1 2
+touch "$T/writer.go"
+wait "$WRITER" || die "the writer on host1 failed: $(cat "$T/writer.out")"
+grep -q "^errno $(python3 -c 'import errno; print(errno.EIO)') " "$T/writer.out" ||
+	die "host1's handle was not fenced after the handoff: $(cat "$T/writer.out")"
+info "host1's old handle: $(cat "$T/writer.out")"
+stop_vmm vm-0
+
+CUR=2 OTHER=1 N=1
+while ((N < HOPS)); do
+	hop $((N + 1)) "$CUR" "$OTHER"
+	stop_vmm "vm-$N"
+	N=$((N + 1))
+	read -r CUR OTHER <<<"$OTHER $CUR"
+done
+info "[${SECONDS}s] $HOPS hops done; the VM runs on host$CUR"
+
+# ------------------------------------------------------------------ faults
+
+if [[ $FAULTS == 1 ]]; then
+	SRC=vm-$N
+	# 1. cancel during pre-copy (the bandwidth cap keeps it there)
+	info "[${SECONDS}s] fault: cancel during pre-copy"
+	prepare "$OTHER" f-cancel
+	incoming "$OTHER" f-cancel
+	ctl "$SRC" migrate "$(dest_addr "$OTHER"):$PORT" max-bandwidth=1000000 >/dev/null
+	wait_for 20 "pre-copy" mig_is "$SRC" active
+	sleep 0.5
+	ctl "$SRC" cancel >/dev/null
+	wait_for 20 "cancelled" mig_is "$SRC" cancelled
+	wait_for 20 "the destination to discard and exit" vmm_dead f-cancel
+	abort_prepare "$OTHER" f-cancel
+	still_running "$SRC" cancel
+	assert_holder "$CUR" cancel
+
+	# 2. destination killed during pre-copy
+	info "[${SECONDS}s] fault: destination killed during pre-copy"
+	prepare "$OTHER" f-kill
+	incoming "$OTHER" f-kill
+	ctl "$SRC" migrate "$(dest_addr "$OTHER"):$PORT" max-bandwidth=1000000 >/dev/null
+	wait_for 20 "pre-copy" mig_is "$SRC" active
+	sleep 0.5
+	kill -KILL "$(cat "$T/f-kill.pid")"
+	wait_for 30 "the migration to fail" mig_is "$SRC" failed
+	abort_prepare "$OTHER" f-kill
+	still_running "$SRC" "destination killed"
+	assert_holder "$CUR" "destination killed"
+
+	# 3. the handoff refused: the destination's claim withdrawn before the
+	# switchover, so the hook finds nothing prepared
+	info "[${SECONDS}s] fault: handoff refused (prepare withdrawn)"
+	prepare "$OTHER" f-noprep
+	incoming "$OTHER" f-noprep
+	abort_prepare "$OTHER" f-noprep
+	ctl "$SRC" migrate "$(dest_addr "$OTHER"):$PORT" >/dev/null
+	wait_for 60 "the migration to fail" mig_is "$SRC" failed
+	ctl "$SRC" status | grep -q 'switchover hook' ||
+		die "handoff refused: the error does not name the hook: $(st "$SRC" migration.error)"
+	wait_for 20 "the destination to exit" vmm_dead f-noprep
+	still_running "$SRC" "handoff refused"
+	assert_holder "$CUR" "handoff refused"
+	info "hook said: $(grep -v '^==' "$T/hook.log" | tail -n 1)"
+
+	# After the faults the VM still migrates.
+	info "[${SECONDS}s] a migration after the faults"
+	rm -f "$T/vm-$((N + 1)).sock"
+	hop $((N + 1)) "$CUR" "$OTHER"
+	stop_vmm "vm-$N"
+	N=$((N + 1))
+	read -r CUR OTHER <<<"$OTHER $CUR"
+fi
+
+# ------------------------------------------------------------------ the disk
+
+info "[${SECONDS}s] stopping the VM on host$CUR; checking its disk records"
+stop_vmm "vm-$N"
+hexec "$CUR" "$DISKCHECK" "$DISKF" "$N" || die "disk records not continuous across $N migrations"
+echo "# $TEST_NAME: $N migrations, hook log: $(grep -c '^== .*handoff' "$T/hook.log") handoffs"
