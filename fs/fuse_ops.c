@@ -166,7 +166,11 @@ static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, ui
 	if (gone && !c->v->error) {
 		struct vmfs_inode *in = malloc(sizeof(*in));
 
-		if (in && !vol_inode_get(c->v, ino, in) && in->nlink == 0) {
+		/* Only the host that unlinked it while it was in use here listed
+		 * it as its orphan; any other host's last reference is a stale
+		 * one (that host freed it already). */
+		if (in && !vol_inode_get(c->v, ino, in) && in->nlink == 0 &&
+		    orphan_listed(c->v, ino) == 1) {
 			int rc = inode_free(c->v, ino);
 
 			if (!rc)
@@ -1086,6 +1090,42 @@ static bool is_multiwriter(const struct vmfs_inode *in)
 	return get_le16(in->xattr + off + 2) == 1 && in->xattr[off + 4 + in->xattr[off]] == '1';
 }
 
+/* What a FUSE file handle (fi->fh) carries in cluster mode: the open lock,
+ * and the lock owners that took record locks through it.  OFD locks belong
+ * to the open file, and the kernel names no owner when the file is
+ * released, so the handle remembers them (plock_release_owner at release). */
+#define FH_OWNERS 8
+struct fh {
+	struct ol_ref *ol;		/* NULL when not a regular file */
+	pthread_mutex_t mu;
+	uint64_t owners[FH_OWNERS];	/* protected by mu */
+	int nowners;
+};
+
+static struct fh *fh_of(const struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+static void fh_note_owner(struct fuse_file_info *fi, uint64_t owner)
+{
+	struct fh *f = fh_of(fi);
+
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < f->nowners; i++)
+		if (f->owners[i] == owner)
+			goto out;
+	if (f->nowners < FH_OWNERS)
+		f->owners[f->nowners++] = owner;
+	else
+		log_warn("a file handle with more than %d lock owners: the extra ones keep their "
+			 "OFD locks until they unlock", FH_OWNERS);
+out:
+	pthread_mutex_unlock(&f->mu);
+}
+
 /* Take the per-file open lock (openlock.h) for this open; fi->fh keeps it.
  * 0, -EBUSY (another host holds the file; logged with the holder). */
 static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct vmfs_inode *in,
@@ -1094,34 +1134,56 @@ static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
 	char prog[32], why[256] = "";
-	struct ol_ref *ref = NULL;
-	int rc;
+	struct fh *f;
+	int rc = 0;
 
 	fi->fh = 0;
-	if (!c->ol || !S_ISREG(in->mode))
+	if (!c->lk.cluster)
 		return 0;
-	req_program(req, fc->pid, prog, sizeof(prog));
-	rc = openlock_open(c->ol, ino, write, is_multiwriter(in), fc->pid, prog, &ref, why,
-			   sizeof(why));
-	if (rc == -EBUSY)
-		log_warn("open of inode %llu for %s by %s[%d] refused: %s", (unsigned long long)ino,
-			 write ? "write" : "read", prog, (int)fc->pid, why);
-	if (!rc)
-		fi->fh = (uint64_t)(uintptr_t)ref;
-	return rc;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_init(&f->mu, NULL);
+	if (c->ol && S_ISREG(in->mode)) {
+		req_program(req, fc->pid, prog, sizeof(prog));
+		rc = openlock_open(c->ol, ino, write, is_multiwriter(in), fc->pid, prog, &f->ol,
+				   why, sizeof(why));
+		if (rc == -EBUSY)
+			log_warn("open of inode %llu for %s by %s[%d] refused: %s",
+				 (unsigned long long)ino, write ? "write" : "read", prog,
+				 (int)fc->pid, why);
+	}
+	if (rc) {
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		return rc;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	return 0;
 }
 
-static void open_unlock(struct fuse_file_info *fi)
+/* End of an open: its record-lock owners' locks, its open lock. */
+static void open_unlock(struct fsctx *c, uint64_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
-		openlock_close((struct ol_ref *)(uintptr_t)fi->fh);
+	struct fh *f = fh_of(fi);
+
+	if (!f)
+		return;
+	for (int i = 0; c->pl && i < f->nowners; i++)
+		plock_release_owner(c->pl, ino, f->owners[i]);
+	if (f->ol)
+		openlock_close(f->ol);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
 	fi->fh = 0;
 }
 
 /* May this handle write (epoch fencing, decision 4)? */
 static int may_write(struct fuse_file_info *fi)
 {
-	return fi->fh ? openlock_check((struct ol_ref *)(uintptr_t)fi->fh) : 0;
+	struct fh *f = fh_of(fi);
+
+	return f && f->ol ? openlock_check(f->ol) : 0;
 }
 
 /* setxattr/removexattr of VMFS_XATTR_INCOMING (value NULL): register or
@@ -1159,7 +1221,7 @@ static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 		return;
 	}
 	if (!vnode_get(c, ino, 0, 1)) {
-		open_unlock(fi);
+		open_unlock(c, ino, fi);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1167,7 +1229,7 @@ static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 	 * once several hosts share the volume (DESIGN.md decision 6). */
 	fi->direct_io = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		open_unlock(fi);
+		open_unlock(c, ino, fi);
 		vnode_put(c, ino, 0, 1);
 	}
 }
@@ -1201,7 +1263,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fill_entry(c, in, &e);
 	fi->direct_io = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		open_unlock(fi);
+		open_unlock(c, in->h.self, fi);
 		vnode_put(c, in->h.self, 1, 1);
 	}
 	free(in);
@@ -1323,7 +1385,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (c->pl && fi->flock_release)
 		plock_release_flock(c->pl, to_disk(c, ino), fi->lock_owner);
-	open_unlock(fi);
+	open_unlock(c, to_disk(c, ino), fi);
 	vnode_put(c, to_disk(c, ino), 0, 1);
 	fuse_reply_err(req, 0);
 }
@@ -1776,6 +1838,8 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	int rc;
 
 	flock_range(lock, &start, &end);
+	if (lock->l_type != F_UNLCK)
+		fh_note_owner(fi, fi->lock_owner);
 	rc = plock_setlk(c->pl, to_disk(c, ino), fi->lock_owner, fuse_req_ctx(req)->pid,
 			 lock->l_type, start, end, sleep != 0);
 	fuse_reply_err(req, -rc);

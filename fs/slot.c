@@ -310,6 +310,22 @@ out:
 	return rc;
 }
 
+int orphan_listed(struct vol *v, uint64_t ino)
+{
+	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct mbuf *mb;
+	int rc;
+
+	if (!o)
+		return -ENOMEM;
+	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
+	for (uint32_t i = 0; !rc && i < o->count; i++)
+		if (o->ino[i] == ino)
+			rc = 1;
+	free(o);
+	return rc;
+}
+
 int orphan_del(struct vol *v, uint64_t ino)
 {
 	struct vmfs_orphan *o = malloc(sizeof(*o));
