@@ -483,6 +483,16 @@ step_destination() {
 		dst_disk=/proc/$(cat "$OUT/src.pid")/root$SRC_DISK
 		notyet "host2 has no vmfs mount: its vmfs-vmm opens the image through host1's mount ($dst_disk)"
 	fi
+	# A disk on vmfs: the claim comes first (vmfs-migrate prepare with the
+	# file's path sets trusted.vmfs.incoming on host2's mount), so that the
+	# incoming vmfs-vmm may open the image; it cannot write before the handoff.
+	local prepared=
+	if [ -z "$PLAIN" ] && [ -z "$STANDIN" ] && [[ " $MOUNTED " == *" 2 "* ]]; then
+		"$VC" exec 2 "$MIGRATE" prepare --vm "$VM" "$dst_disk" >"$OUT/prepare.log" 2>&1 &
+		PIDS="$PIDS $!"
+		wait_for 15 "vmfs-migrate prepare on host2" grep -q '^prepared' "$OUT/prepare.log"
+		prepared=1
+	fi
 	if ! start_vmm 2 dst "$dst_disk" --incoming "$HOST2_IP:0"; then
 		if [ -z "$PLAIN" ] && grep -qi 'busy' "$OUT/dst.out"; then
 			notyet "host2's vmfs-vmm opens the VM's disk as it starts, and the open lock of the running VM on host1 refuses that (EBUSY), as it should; the destination opening the disk only after the handoff, with vmfs-migrate moving the mount's open lock, is being written"
@@ -493,10 +503,12 @@ step_destination() {
 	fi
 	DST_PORT=$(demo_py field "$OUT/dst.sock" incoming_port)
 	[ -n "$DST_PORT" ] && [ "$DST_PORT" != 0 ] || die "host2's vmfs-vmm has no incoming port"
-	"$VC" exec 2 "$MIGRATE" prepare --vm "$VM" --lockspace "$LS" "$RES" \
-		>"$OUT/prepare.log" 2>&1 &
-	PIDS="$PIDS $!"
-	wait_for 15 "vmfs-migrate prepare on host2" grep -q '^prepared' "$OUT/prepare.log"
+	if [ -z "$prepared" ]; then
+		"$VC" exec 2 "$MIGRATE" prepare --vm "$VM" --lockspace "$LS" "$RES" \
+			>"$OUT/prepare.log" 2>&1 &
+		PIDS="$PIDS $!"
+		wait_for 15 "vmfs-migrate prepare on host2" grep -q '^prepared' "$OUT/prepare.log"
+	fi
 	hexec 2 "$VMFSCTL" locks --lockspace "$LS" "$RES" | show
 	if [ "$LINK" != off ]; then
 		"$VC" shape 2 "$LINK" 2>/dev/null || die "cannot shape host2's link to $LINK"

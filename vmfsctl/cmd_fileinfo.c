@@ -44,6 +44,35 @@ struct fileinfo {
 	int64_t res_epoch;
 };
 
+/* The file's open-lock mode as VMFS names it, from the granted holders
+ * (vmfs-mount(8): write opens EX, read-only PR, multi-writer CW/CR). */
+static const char *open_mode(const struct fileinfo *fi)
+{
+	bool ex = false, pr = false, cw = false;
+	size_t n;
+
+	if (!fi->daemon_ok)
+		return "unknown (vmfs-dlmd not reachable)";
+	n = fi->holders ? json_object_array_length(fi->holders) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *l = json_object_array_get_idx(fi->holders, i);
+		const char *q = vj_str(l, "queue", ""), *m = vj_str(l, "mode", "");
+
+		if (strcmp(q, "granted") && strcmp(q, "converting"))
+			continue;
+		ex |= !strcmp(m, "EX");
+		pr |= !strcmp(m, "PR");
+		cw |= !strcmp(m, "CW") || !strcmp(m, "CR");
+	}
+	if (ex)
+		return "exclusive (open for write on one host)";
+	if (cw)
+		return "multi-writer";
+	if (pr)
+		return "read-only shared";
+	return "none (not open on any host)";
+}
+
 static const char *type_name(uint32_t mode)
 {
 	switch (mode & S_IFMT) {
@@ -170,9 +199,8 @@ static void print_json(const char *path, const struct fsvol *fv, const struct fi
 	json_object_object_add(o, "nlink", json_object_new_int64(in->nlink));
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)in->igen));
 
-	json_object_object_add(lk, "taken_by_fs", json_object_new_boolean(false));
-	json_object_object_add(lk, "state",
-			       json_object_new_string("not yet taken through the lock manager"));
+	json_object_object_add(lk, "taken_by_fs", json_object_new_boolean(true));
+	json_object_object_add(lk, "mode", json_object_new_string(open_mode(fi)));
 	json_object_object_add(lk, "lockspace", json_object_new_string(fi->lockspace));
 	json_object_object_add(lk, "resource", json_object_new_string(fi->resource));
 	json_object_object_add(lk, "daemon_reachable", json_object_new_boolean(fi->daemon_ok));
@@ -223,7 +251,7 @@ static void print_human(const char *path, const struct fsvol *fv, const struct f
 		       fi->unwritten, fi->extents);
 	printf("block size:  %u bytes\n", bs);
 	printf("links:       %u\n", in->nlink);
-	printf("lock:        not yet taken through the lock manager\n");
+	printf("open lock:   %s\n", open_mode(fi));
 	printf("             lockspace %s, resource %s\n", fi->lockspace, fi->resource);
 	if (!fi->daemon_ok)
 		printf("holders:     unknown (%s)\n", fi->daemon_err);

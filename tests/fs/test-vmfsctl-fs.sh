@@ -93,7 +93,7 @@ check_file() {
 		'j["mountpoint"]' "$M" \
 		'j["device"]' "$(realpath "$IMG")" \
 		'j["volume_uuid"]' "$disk_uuid" \
-		'j["lock"]["state"]' "not yet taken through the lock manager" \
+		'j["lock"]["taken_by_fs"]' True \
 		'j["lock"]["resource"]' "i$ino" \
 		'j["lock"]["lockspace"]' "$disk_uuid"
 	# the mount's own view (fill_stat) of the same blocks
@@ -107,7 +107,7 @@ check_file prealloc $((3 * 1048576)) "$(blocks_of $((3 * 1048576)))" "$(blocks_o
 check_file small 6 0 0 inline
 jcheck "$T/small.json" 'j["inline"]' True
 "$CTL" fileinfo "$M/five" > "$T/five.txt" || fail "fileinfo human"
-grep -q "^lock: *not yet taken through the lock manager" "$T/five.txt" ||
+grep -q "^open lock: " "$T/five.txt" ||
 	{ cat "$T/five.txt"; fail "human fileinfo lacks the lock line"; }
 grep -q "^size: *5242880 bytes" "$T/five.txt" || { cat "$T/five.txt"; fail "human size"; }
 
