@@ -33,6 +33,29 @@
  * person (giving the locks back is not implemented: vmfs-migrate(8) BUGS).
  * Exit 4.
  *
+ * Two forms of disks, told apart by the lock table (not by an option):
+ *
+ *   resources       prepare --lockspace LS RES...: the VM's disk locks are
+ *                   lock-manager resources tagged with the VM's name on
+ *                   both sides (vmfs_handoff_lookup/commit, one lockspace)
+ *   files           prepare PATH...: each disk is a file on a vmfs mount;
+ *                   the source's lock is the mount's open lock i<ino> in
+ *                   the volume's lockspace, tagged with its first opener
+ *                   (e.g. "qemu-system-x86[1234]"), not with the VM, and
+ *                   only the destination's claims carry the VM's name.  So
+ *                   the lookup starts from the claims, in every lockspace
+ *                   (vmfs_handoff_lookup_any/commit_ldisks).
+ *
+ * With --lockspace the resource form is tried first (its checks are the
+ * stricter: the source's locks must be tagged with the VM), then the file
+ * form in that lockspace; without it, the file form over every lockspace,
+ * which also finds resources tagged with the VM.  The destination QEMU can
+ * open a file disk before the handoff because the prepare claimed it (its
+ * writes would fail EAGAIN until then; QEMU does not write to an incoming,
+ * inactive image), and the source QEMU has flushed when it stops the guest,
+ * before the pause (vm_stop), so nothing of the guest's is written after
+ * the locks moved.
+ *
  * The QMP client here is the minimum this needs: one JSON object per line,
  * commands tagged with an "id", events drained (and ignored: query-migrate
  * is the source of truth, events only wake the loop up).
@@ -351,6 +374,7 @@ static int run_state(struct qmp *q, char *st, size_t st_len, char *why, size_t w
 
 struct opts {
 	const char *vm, *ls, *from_host;
+	bool ls_given;		/* --lockspace: resources of LS (else every lockspace) */
 	const char *src_qmp, *dst_qmp, *uri, *incoming;
 	int timeout_ms;		/* start -> pre-switchover */
 	int progress_ms;	/* 0: no progress lines */
@@ -367,8 +391,10 @@ static void usage_qemu(FILE *f)
 		"           [--downtime-ms MS] [--max-bandwidth BYTES[K|M|G]] [--progress SEC]\n"
 		"           [--announce] [--json]\n"
 		"Live-migrate a QEMU guest (QMP ADDR: unix:PATH, tcp:HOST:PORT or PATH) and move\n"
-		"its disk locks, prepared on the destination with 'vmfs-migrate prepare', at\n"
-		"QEMU's pre-switchover pause.  See vmfs-migrate(8).\n");
+		"its disk locks, prepared on the destination with 'vmfs-migrate prepare' (lock\n"
+		"names, or files on vmfs mounts), at QEMU's pre-switchover pause.  Without\n"
+		"--lockspace every lockspace is searched.  Images on vmfs need\n"
+		"auto-read-only=off.  See vmfs-migrate(8).\n");
 }
 
 static int parse_num(const char *s, double scale, double max, int64_t *out)
@@ -429,7 +455,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, "v:l:f:s:d:u:i:w:p:D:B:ajh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'v': o->vm = optarg; break;
-		case 'l': o->ls = optarg; break;
+		case 'l': o->ls = optarg; o->ls_given = true; break;
 		case 'f': o->from_host = optarg; break;
 		case 's': o->src_qmp = optarg; break;
 		case 'd': o->dst_qmp = optarg; break;
@@ -502,8 +528,9 @@ struct run {
 	vmfs_dlm_t *h;
 	int sfd;
 	FILE *out;		/* progress and messages: stdout, or stderr with --json */
-	struct vmfs_handoff_disk disks[VMFS_HANDOFF_DISKS_MAX];
+	struct vmfs_handoff_ldisk disks[VMFS_HANDOFF_DISKS_MAX];
 	size_t n_disks;
+	bool by_tag;		/* the resource form: source locks tagged with the VM */
 	bool started, handed_over, was_running;
 	uint64_t t0, handoff_ms;
 	json_object *last;	/* the source's last query-migrate answer */
@@ -558,11 +585,22 @@ static void progress(struct run *r, json_object *m)
  * It succeeds only on the destination host; elsewhere it says where. */
 static void abort_prepared(struct run *r)
 {
-	char self[PATH_MAX];
+	char self[PATH_MAX], me[VMFS_DLM_NAME_MAX + 1];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	uint32_t nodeid;
 	pid_t pid;
 	int st = 0;
 
+	/* The claims on files are the destination mount's, recorded in that
+	 * host's run directory: an abort here would find nothing and say so. */
+	if (r->h && r->n_disks && vmfs_dlm_local_node(r->h, &nodeid, me) == 0 &&
+	    strcmp(me, r->disks[0].d.to_host) != 0) {
+		snprintf(r->abort_note, sizeof(r->abort_note),
+			 "%s is prepared on %s, not on this host (%s): run 'vmfs-migrate abort %s' "
+			 "there", r->o.vm, r->disks[0].d.to_host, me, r->o.vm);
+		note(r, "%s", r->abort_note);
+		return;
+	}
 	if (n <= 0) {
 		snprintf(r->abort_note, sizeof(r->abort_note),
 			 "cannot find this program to run its abort: run 'vmfs-migrate abort %s' "
@@ -582,8 +620,11 @@ static void abort_prepared(struct run *r)
 		/* with --json, stdout carries only the summary */
 		if (r->o.json)
 			dup2(STDERR_FILENO, STDOUT_FILENO);
-		execl(self, "vmfs-migrate", "abort", "--vm", r->o.vm, "--lockspace", r->o.ls,
-		      (char *)NULL);
+		if (r->o.ls_given)
+			execl(self, "vmfs-migrate", "abort", "--vm", r->o.vm, "--lockspace",
+			      r->o.ls, (char *)NULL);
+		else
+			execl(self, "vmfs-migrate", "abort", "--vm", r->o.vm, (char *)NULL);
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -666,7 +707,7 @@ static int fail_after_handoff(struct run *r)
 		fprintf(stderr, "vmfs-migrate qemu: %s now runs on the destination but its disk "
 			"locks are still with %s: stop it there, or move the locks with "
 			"'vmfs-migrate handoff %s'\n", r->o.vm,
-			r->n_disks ? r->disks[0].from_host : "the source", r->o.vm);
+			r->n_disks ? r->disks[0].d.from_host : "the source", r->o.vm);
 		return EXIT_SPLIT;
 	}
 	if (!r->src.eof && run_state(&r->src, st, sizeof(st), why, sizeof(why)) == 0 &&
@@ -676,7 +717,7 @@ static int fail_after_handoff(struct run *r)
 		"vmfs-migrate qemu: the disk locks of %s are with %s since the handoff but the "
 		"guest did not start there; the source guest is %s and must not run (its "
 		"epochs are stale): recover by hand, see vmfs-migrate(8) BUGS\n",
-		r->o.vm, r->n_disks ? r->disks[0].to_host : "the destination", st);
+		r->o.vm, r->n_disks ? r->disks[0].d.to_host : "the destination", st);
 	return EXIT_SPLIT;
 }
 
@@ -701,6 +742,71 @@ static json_object *caps_args(bool source)
 	return a;
 }
 
+/* The VM's disks as the lock table has them now (qemu.c head comment: the
+ * resource form, then the file form).  Sets r->by_tag.  0 or an error with
+ * why. */
+static int lookup(struct run *r, struct vmfs_handoff_ldisk *d, size_t *n, char *why,
+		  size_t why_len)
+{
+	struct vmfs_handoff_disk res[VMFS_HANDOFF_DISKS_MAX];
+	int rc;
+
+	*n = 0;
+	if (r->o.ls_given) {
+		rc = vmfs_handoff_lookup(r->h, r->o.vm, r->o.ls, r->o.from_host, res,
+					 VMFS_HANDOFF_DISKS_MAX, n, why, why_len);
+		if (rc == 0) {
+			r->by_tag = true;
+			for (size_t i = 0; i < *n; i++) {
+				snprintf(d[i].ls, sizeof(d[i].ls), "%s", r->o.ls);
+				d[i].d = res[i];
+			}
+			return 0;
+		}
+		/* no lock tagged with the VM: files (held by their opener) */
+		if (rc != VMFS_HANDOFF_ENOSOURCE)
+			return rc;
+	}
+	r->by_tag = false;
+	return vmfs_handoff_lookup_any(r->h, r->o.vm, r->o.ls_given ? r->o.ls : NULL,
+				       r->o.from_host, d, VMFS_HANDOFF_DISKS_MAX, n, why, why_len);
+}
+
+/* The handoff at the pause: look up again (fresh epochs; an abort since the
+ * start shows here), refuse if the disks are not those of the pre-flight,
+ * and move them all in one transfer.  0 or an error with why. */
+static int commit(struct run *r, char *why, size_t why_len)
+{
+	struct vmfs_handoff_ldisk d[VMFS_HANDOFF_DISKS_MAX];
+	bool by_tag = r->by_tag;
+	size_t n;
+	int rc;
+
+	rc = lookup(r, d, &n, why, why_len);
+	if (rc < 0)
+		return rc;
+	if (r->by_tag != by_tag || n != r->n_disks) {
+		snprintf(why, why_len, "the disks of %s changed during the migration (%zu at the "
+			 "start, %zu now)", r->o.vm, r->n_disks, n);
+		return VMFS_HANDOFF_EAMBIGUOUS;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(d[i].ls, r->disks[i].ls) != 0 ||
+		    strcmp(d[i].d.res, r->disks[i].d.res) != 0 ||
+		    strcmp(d[i].d.to_host, r->disks[i].d.to_host) != 0) {
+			snprintf(why, why_len, "the disks of %s changed during the migration: "
+				 "%s/%s prepared on %s at the start, now %s/%s on %s", r->o.vm,
+				 r->disks[i].ls, r->disks[i].d.res, r->disks[i].d.to_host,
+				 d[i].ls, d[i].d.res, d[i].d.to_host);
+			return VMFS_HANDOFF_EAMBIGUOUS;
+		}
+	rc = vmfs_handoff_commit_ldisks(r->h, d, n, why, why_len);
+	if (rc < 0)
+		return rc;
+	memcpy(r->disks, d, n * sizeof(d[0]));
+	return 0;
+}
+
 /* Pre-flight and start.  0, or -1 with r->error. */
 static int start(struct run *r)
 {
@@ -708,17 +814,16 @@ static int start(struct run *r)
 	json_object *a, *m = NULL;
 	int rc;
 
-	rc = vmfs_handoff_lookup(r->h, r->o.vm, r->o.ls, r->o.from_host, r->disks,
-				 VMFS_HANDOFF_DISKS_MAX, &r->n_disks, why, sizeof(why));
+	rc = lookup(r, r->disks, &r->n_disks, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(r->error, sizeof(r->error), "disk locks of %s not ready for a handoff: %s",
 			 r->o.vm, why);
 		return -1;
 	}
 	for (size_t i = 0; i < r->n_disks; i++)
-		note(r, "%s/%s: held by %s (epoch %" PRIu64 "), prepared on %s", r->o.ls,
-		     r->disks[i].res, r->disks[i].from_host, r->disks[i].from_epoch,
-		     r->disks[i].to_host);
+		note(r, "%s/%s: held by %s (epoch %" PRIu64 "), prepared on %s", r->disks[i].ls,
+		     r->disks[i].d.res, r->disks[i].d.from_host, r->disks[i].d.from_epoch,
+		     r->disks[i].d.to_host);
 	if (qmp_open(&r->src, why, sizeof(why)) || qmp_open(&r->dst, why, sizeof(why)) ||
 	    run_state(&r->src, st, sizeof(st), why, sizeof(why)))
 		goto qmp_err;
@@ -865,8 +970,7 @@ static int switchover(struct run *r)
 		return fail_before_handoff(r);
 	}
 	t = now_ms();
-	rc = vmfs_handoff_commit(r->h, r->o.vm, r->o.ls, r->o.from_host, r->disks,
-				 VMFS_HANDOFF_DISKS_MAX, &r->n_disks, why, sizeof(why));
+	rc = commit(r, why, sizeof(why));
 	r->handoff_ms = now_ms() - t;
 	if (rc < 0) {
 		snprintf(r->error, sizeof(r->error), "handoff of %s refused: %s", r->o.vm, why);
@@ -874,9 +978,9 @@ static int switchover(struct run *r)
 	}
 	r->handed_over = true;
 	for (size_t i = 0; i < r->n_disks; i++)
-		note(r, "%s/%s: %s -> %s, epoch %" PRIu64 " -> %" PRIu64, r->o.ls, r->disks[i].res,
-		     r->disks[i].from_host, r->disks[i].to_host, r->disks[i].from_epoch,
-		     r->disks[i].epoch);
+		note(r, "%s/%s: %s -> %s, epoch %" PRIu64 " -> %" PRIu64, r->disks[i].ls, r->disks[i].d.res,
+		     r->disks[i].d.from_host, r->disks[i].d.to_host, r->disks[i].d.from_epoch,
+		     r->disks[i].d.epoch);
 	note(r, "handed over %s: %zu disk lock%s in %" PRIu64 " ms", r->o.vm, r->n_disks,
 	     r->n_disks == 1 ? "" : "s", r->handoff_ms);
 	json_object *a = json_object_new_object();
@@ -956,8 +1060,8 @@ static void summary(struct run *r, int status)
 	int64_t down = r->last ? jint(r->last, "downtime") : 0;
 	int64_t tx;
 	uint64_t wall = r->t0 ? now_ms() - r->t0 : 0;
-	const char *from = r->n_disks ? r->disks[0].from_host : "?";
-	const char *to = r->n_disks ? r->disks[0].to_host : "?";
+	const char *from = r->n_disks ? r->disks[0].d.from_host : "?";
+	const char *to = r->n_disks ? r->disks[0].d.to_host : "?";
 
 	if (r->last)
 		json_object_object_get_ex(r->last, "ram", &ram);
@@ -979,13 +1083,13 @@ static void summary(struct run *r, int status)
 		for (size_t i = 0; i < r->n_disks; i++) {
 			json_object *d = json_object_new_object();
 
-			json_object_object_add(d, "lockspace", json_object_new_string(r->o.ls));
-			json_object_object_add(d, "resource", json_object_new_string(r->disks[i].res));
-			json_object_object_add(d, "from_host", json_object_new_string(r->disks[i].from_host));
-			json_object_object_add(d, "to_host", json_object_new_string(r->disks[i].to_host));
-			json_object_object_add(d, "from_epoch", json_object_new_int64((int64_t)r->disks[i].from_epoch));
+			json_object_object_add(d, "lockspace", json_object_new_string(r->disks[i].ls));
+			json_object_object_add(d, "resource", json_object_new_string(r->disks[i].d.res));
+			json_object_object_add(d, "from_host", json_object_new_string(r->disks[i].d.from_host));
+			json_object_object_add(d, "to_host", json_object_new_string(r->disks[i].d.to_host));
+			json_object_object_add(d, "from_epoch", json_object_new_int64((int64_t)r->disks[i].d.from_epoch));
 			if (r->handed_over)
-				json_object_object_add(d, "epoch", json_object_new_int64((int64_t)r->disks[i].epoch));
+				json_object_object_add(d, "epoch", json_object_new_int64((int64_t)r->disks[i].d.epoch));
 			json_object_array_add(ds, d);
 		}
 		json_object_object_add(o, "disks", ds);
