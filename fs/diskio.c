@@ -18,18 +18,20 @@
 
 #include "io.h"
 
-#define AIO_DEPTH 256
+/* Each thread that does I/O gets its own io_context and reaps its own
+ * completions: the submitting thread waits in io_getevents() itself, so a
+ * request costs no wake-up of a separate reaper thread and no shared lock
+ * (on a small machine that hop was the main cost of 4 KiB random I/O).
+ * A thread waits for one batch at a time, so every event on its context
+ * belongs to that batch, except late completions of a batch abandoned
+ * after a timeout; by then the device is failed and they are ignored. */
+#define AIO_DEPTH 64		/* per thread: a batch is split above this */
 
-/* One in-flight batch.  Protected by diskio.mu.  Freed by the waiter, or
- * by the reaper when the waiter abandoned it after a timeout. */
-struct batch {
-	pthread_cond_t done;	/* signalled when pending reaches 0 */
-	int pending;
-	int err;
-	bool abandoned;
-	int n;
-	struct iocb *iocbs;
-	void **owned;		/* buffers the reaper frees when abandoned */
+struct tctx {
+	io_context_t ctx;	/* 0: io_setup failed (fs.aio-max-nr), use pread */
+	bool tainted;		/* requests of an abandoned batch may be in flight */
+	struct diskio *d;
+	struct tctx *next;	/* diskio.ctxs, protected by diskio.mu */
 };
 
 struct diskio {
@@ -37,12 +39,11 @@ struct diskio {
 	enum diskio_mode mode;
 	uint64_t size;
 	unsigned timeout_ms;
-	io_context_t ctx;
-	pthread_t reaper;
-	bool reaper_running;
-	pthread_mutex_t mu;
-	bool stop;		/* protected by mu */
-	bool failed;		/* sticky: an I/O could not be cancelled */
+	pthread_key_t key;	/* this thread's struct tctx */
+	bool key_made;
+	pthread_mutex_t mu;	/* protects ctxs */
+	struct tctx *ctxs;	/* every thread's context, destroyed at close */
+	atomic_bool failed;	/* sticky: an I/O could not be cancelled */
 	atomic_bool fenced;	/* lease lost: no I/O at all (diskio_fence) */
 };
 
@@ -55,53 +56,54 @@ void *diskio_alloc(size_t len)
 	return p;
 }
 
-static void batch_free(struct batch *b)
+static void tctx_destroy(struct tctx *t)
 {
-	/* An abandoned batch's buffers are leaked on purpose: see diskio.h. */
-	pthread_cond_destroy(&b->done);
-	free(b->owned);
-	free(b->iocbs);
-	free(b);
+	/* io_destroy() waits for in-flight requests: never on a context whose
+	 * requests could not be cancelled (they may never complete). */
+	if (!t->tainted && t->ctx)
+		io_destroy(t->ctx);
 }
 
-static void *reaper_main(void *arg)
+/* Thread exit: drop the thread's context from its diskio. */
+static void tctx_exit(void *arg)
 {
-	struct diskio *d = arg;
-	struct io_event ev[64];
+	struct tctx *t = arg;
+	struct diskio *d = t->d;
 
-	for (;;) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		int n = io_getevents(d->ctx, 1, 64, ev, &ts);
-
-		pthread_mutex_lock(&d->mu);
-		if (n < 0 && n != -EINTR) {
-			pthread_mutex_unlock(&d->mu);
+	pthread_mutex_lock(&d->mu);
+	for (struct tctx **pp = &d->ctxs; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
 			break;
 		}
-		for (int i = 0; i < n; i++) {
-			struct batch *b = ev[i].data;
-			struct iocb *cb = ev[i].obj;
-			long res = (long)ev[i].res;
+	pthread_mutex_unlock(&d->mu);
+	tctx_destroy(t);
+	if (!t->tainted)
+		free(t);
+}
 
-			if (res < 0 && !b->err)
-				b->err = (int)res;
-			else if (res >= 0 && (size_t)res != cb->u.c.nbytes && !b->err)
-				b->err = -EIO;
-			/* wake only this batch's waiter, not every thread */
-			if (--b->pending == 0) {
-				if (b->abandoned)
-					batch_free(b);
-				else
-					pthread_cond_signal(&b->done);
-			}
-		}
-		if (d->stop) {
-			pthread_mutex_unlock(&d->mu);
-			break;
-		}
-		pthread_mutex_unlock(&d->mu);
+static struct tctx *tctx_get(struct diskio *d)
+{
+	struct tctx *t = pthread_getspecific(d->key);
+
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (io_setup(AIO_DEPTH, &t->ctx) < 0)
+		t->ctx = 0;	/* the system ran out of aio contexts */
+	t->d = d;
+	if (pthread_setspecific(d->key, t)) {
+		tctx_destroy(t);
+		free(t);
+		return NULL;
 	}
-	return NULL;
+	pthread_mutex_lock(&d->mu);
+	t->next = d->ctxs;
+	d->ctxs = t;
+	pthread_mutex_unlock(&d->mu);
+	return t;
 }
 
 int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct diskio **out)
@@ -143,13 +145,10 @@ int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct dis
 		goto out;
 	}
 	if (mode == DISKIO_AIO_DIRECT) {
-		rc = io_setup(AIO_DEPTH, &d->ctx);
-		if (rc < 0)
-			goto out;
-		rc = -pthread_create(&d->reaper, NULL, reaper_main, d);
+		rc = -pthread_key_create(&d->key, tctx_exit);
 		if (rc)
 			goto out;
-		d->reaper_running = true;
+		d->key_made = true;
 	}
 	*out = d;
 	return 0;
@@ -158,18 +157,23 @@ out:
 	return rc;
 }
 
+/* Only once no other thread uses d any more. */
 void diskio_close(struct diskio *d)
 {
 	if (!d)
 		return;
-	if (d->reaper_running) {
-		pthread_mutex_lock(&d->mu);
-		d->stop = true;
-		pthread_mutex_unlock(&d->mu);
-		pthread_join(d->reaper, NULL);
+	if (d->key_made) {
+		/* Other threads still alive keep a dangling value under the
+		 * deleted key; glibc never returns it for a re-created key. */
+		pthread_setspecific(d->key, NULL);
+		pthread_key_delete(d->key);
+		for (struct tctx *t = d->ctxs, *n; t; t = n) {
+			n = t->next;
+			tctx_destroy(t);
+			if (!t->tainted)
+				free(t);
+		}
 	}
-	if (d->ctx)
-		io_destroy(d->ctx);
 	if (d->fd >= 0)
 		close(d->fd);
 	pthread_mutex_destroy(&d->mu);
@@ -192,92 +196,109 @@ static int batch_sync(struct diskio *d, struct diskio_req *reqs, int n)
 	return 0;
 }
 
-static int batch_aio(struct diskio *d, struct diskio_req *reqs, int n)
+static long ms_left(const struct timespec *dl)
 {
-	struct batch *b = calloc(1, sizeof(*b));
-	struct iocb **cbs = NULL;
-	struct timespec dl;
-	int submitted = 0, rc = 0;
+	struct timespec now;
 
-	if (!b)
-		return -ENOMEM;
-	pthread_cond_init(&b->done, NULL);
-	b->n = n;
-	b->iocbs = calloc((size_t)n, sizeof(*b->iocbs));
-	b->owned = calloc((size_t)n, sizeof(*b->owned));
-	cbs = calloc((size_t)n, sizeof(*cbs));
-	if (!b->iocbs || !b->owned || !cbs) {
-		batch_free(b);
-		free(cbs);
-		return -ENOMEM;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (dl->tv_sec - now.tv_sec) * 1000L + (dl->tv_nsec - now.tv_nsec) / 1000000L;
+}
+
+/* Submit n <= AIO_DEPTH requests on this thread's context and reap them. */
+static int batch_aio_chunk(struct diskio *d, struct tctx *t, struct diskio_req *reqs, int n)
+{
+	struct iocb cb[AIO_DEPTH], *cbp[AIO_DEPTH];
+	struct io_event ev[AIO_DEPTH];
+	struct timespec dl;
+	int submitted = 0, done = 0, err = 0;
+
 	for (int i = 0; i < n; i++) {
 		if (reqs[i].write)
-			io_prep_pwrite(&b->iocbs[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
+			io_prep_pwrite(&cb[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
 		else
-			io_prep_pread(&b->iocbs[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
-		b->iocbs[i].data = b;
-		cbs[i] = &b->iocbs[i];
-		b->owned[i] = reqs[i].buf;
+			io_prep_pread(&cb[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
+		cbp[i] = &cb[i];
 	}
-	pthread_mutex_lock(&d->mu);
-	b->pending = n;
-	pthread_mutex_unlock(&d->mu);
 	while (submitted < n) {
-		int r = io_submit(d->ctx, n - submitted, cbs + submitted);
+		int r = io_submit(t->ctx, n - submitted, cbp + submitted);
 
 		if (r == -EAGAIN || r == -EINTR || r == 0) {
-			usleep(200);	/* the ring is full; completions free it */
+			usleep(200);	/* out of kernel aio resources; retry */
 			continue;
 		}
 		if (r < 0) {
-			/* Requests never submitted will not complete. */
-			pthread_mutex_lock(&d->mu);
-			b->pending -= n - submitted;
-			if (!b->err)
-				b->err = r;
-			pthread_mutex_unlock(&d->mu);
+			err = r;	/* requests never submitted will not complete */
 			break;
 		}
 		submitted += r;
 	}
-	clock_gettime(CLOCK_REALTIME, &dl);
+	clock_gettime(CLOCK_MONOTONIC, &dl);
 	dl.tv_sec += d->timeout_ms / 1000;
 	dl.tv_nsec += (long)(d->timeout_ms % 1000) * 1000000L;
 	if (dl.tv_nsec >= 1000000000L) {
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&d->mu);
-	while (b->pending > 0) {
-		if (pthread_cond_timedwait(&b->done, &d->mu, &dl) == ETIMEDOUT && b->pending > 0) {
-			struct io_event ev;
+	while (done < submitted) {
+		long left = ms_left(&dl);
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
+		int r = left > 0 ? io_getevents(t->ctx, 1, submitted - done, ev, &ts) : 0;
+
+		if (r == -EINTR)
+			continue;
+		if (r < 0 && !err)
+			err = r;
+		if (r <= 0 && (left <= 0 || r < 0)) {
+			/* Timed out (or cannot wait): cancel what is still out. */
+			struct io_event cev;
+			int cancelled = 0;
 
 			for (int i = 0; i < submitted; i++)
-				if (io_cancel(d->ctx, &b->iocbs[i], &ev) == 0)
-					b->pending--;
-			if (b->pending == 0)
-				break;
-			/* Uncancellable: the reaper owns the batch and its buffers. */
-			b->abandoned = true;
-			d->failed = true;
-			pthread_mutex_unlock(&d->mu);
-			free(cbs);
+				if (io_cancel(t->ctx, &cb[i], &cev) == 0)
+					cancelled++;
+			if (done + cancelled >= submitted)
+				return err ? err : -ETIMEDOUT;
+			/* Uncancellable: the kernel owns the buffers for good. */
+			t->tainted = true;
+			atomic_store(&d->failed, true);
 			return -ETIMEDOUT;
 		}
+		for (int i = 0; i < r; i++) {
+			const struct iocb *c = ev[i].obj;
+			long res = (long)ev[i].res;
+
+			if (res < 0 && !err)
+				err = (int)res;
+			else if (res >= 0 && (size_t)res != c->u.c.nbytes && !err)
+				err = -EIO;
+		}
+		done += r;
 	}
-	rc = b->err;
-	pthread_mutex_unlock(&d->mu);
-	batch_free(b);
-	free(cbs);
-	return rc;
+	return err;
+}
+
+static int batch_aio(struct diskio *d, struct diskio_req *reqs, int n)
+{
+	struct tctx *t = tctx_get(d);
+
+	if (!t)
+		return -ENOMEM;
+	if (!t->ctx)	/* still O_DIRECT, just without the I/O timeout */
+		return batch_sync(d, reqs, n);
+	for (int i = 0; i < n; i += AIO_DEPTH) {
+		int rc = batch_aio_chunk(d, t, reqs + i, n - i < AIO_DEPTH ? n - i : AIO_DEPTH);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 int diskio_batch(struct diskio *d, struct diskio_req *reqs, int n)
 {
 	if (n <= 0)
 		return 0;
-	if (d->failed || atomic_load(&d->fenced))
+	if (atomic_load(&d->failed) || atomic_load(&d->fenced))
 		return -EIO;
 	if (d->mode == DISKIO_SYNC)
 		return batch_sync(d, reqs, n);
@@ -328,7 +349,7 @@ bool diskio_fenced(const struct diskio *d)
 
 int diskio_sync(struct diskio *d)
 {
-	if (d->failed || atomic_load(&d->fenced))
+	if (atomic_load(&d->failed) || atomic_load(&d->fenced))
 		return -EIO;
 	if (fdatasync(d->fd) < 0)
 		return -errno;

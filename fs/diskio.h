@@ -1,7 +1,8 @@
 /* diskio.h — access to the shared disk.
  *
  * Two backends behind one interface: the mount opens the disk O_DIRECT and
- * drives it with libaio (one io_context, one reaper thread); the offline
+ * drives it with libaio (one io_context per calling thread, which reaps its
+ * own completions: no hand-off to another thread per request); the offline
  * tools (mkfs, fsck) use plain pread/pwrite.  Buffers for the aio backend
  * must come from diskio_alloc() (4096-aligned), and offsets and lengths must
  * be multiples of 4096.
@@ -11,8 +12,8 @@
  * and may land (or fill the buffers) at any later time.  diskio_batch() then
  * returns -ETIMEDOUT and the buffers of that batch belong to the kernel for
  * good: the caller must neither free nor reuse them (they are leaked on
- * purpose; the batch bookkeeping is freed by the reaper when the kernel
- * finally completes).  The device is marked failed: every later I/O returns
+ * purpose, and so is the calling thread's io_context, which io_destroy()
+ * would block on).  The device is marked failed: every later I/O returns
  * -EIO, because a write that lands late may overwrite newer data.
  */
 #ifndef VMFS_FS_DISKIO_H
@@ -38,6 +39,7 @@ enum diskio_mode {
 
 int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct diskio **out)
 	__attribute__((warn_unused_result));
+/* Only once no other thread uses the disk any more. */
 void diskio_close(struct diskio *d);
 uint64_t diskio_size(const struct diskio *d);
 int diskio_fd(const struct diskio *d);

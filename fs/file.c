@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -180,12 +181,30 @@ static void touch_mtime(struct vmfs_inode *in)
 	in->mode &= ~(uint32_t)S_ISUID;	/* a write drops set-user-ID */
 }
 
+/* Overwrites through file_write_fast() record mtime at most once per
+ * MTIME_LAZY_NS per inode: each update dirties the inode, which costs a
+ * metadata transaction (journal write + flush), and stamping every 4 KiB
+ * write of a VM disk would make those transactions the bottleneck.  So the
+ * mtime of a file being overwritten lags the last write by under a second
+ * (VMFS likewise does not stamp every guest write).  Writes that allocate,
+ * extend or drop set-user-ID still go through touch_mtime(). */
+#define MTIME_LAZY_NS 1000000000ll
+
+static bool mtime_due(const struct vmfs_inode *in)
+{
+	int64_t now = (int64_t)now_ns();
+
+	return (in->mode & S_ISUID) || now - in->mtime_ns >= MTIME_LAZY_NS ||
+	       now < in->mtime_ns;	/* clock stepped back */
+}
+
 int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct xmap m = { 0 };
 	struct diskio_req *reqs = NULL;
 	uint8_t *buf = NULL;
+	bool stamp;
 	int nr = 0, rc;
 
 	if (!in)
@@ -203,6 +222,7 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 	pthread_mutex_unlock(&v->mu);
 	if (rc)
 		goto out;
+	stamp = mtime_due(in);
 	buf = diskio_alloc(size);
 	reqs = calloc(m.n + 1, sizeof(*reqs));
 	if (!buf || !reqs) {
@@ -227,7 +247,7 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 		pos = end;
 	}
 	rc = diskio_batch(v->dio, reqs, nr);
-	if (rc)
+	if (rc || !stamp)
 		goto out;
 	pthread_mutex_lock(&v->mu);
 	rc = vol_inode_get(v, ino, in);

@@ -27,7 +27,8 @@
 int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out, size_t *len,
 	      void **to_free) __attribute__((warn_unused_result));
 /* Aligned overwrite of already-written blocks inside EOF; -EAGAIN when the
- * request does not qualify (use file_write under the exclusive lock). */
+ * request does not qualify (use file_write under the exclusive lock).
+ * Stamps mtime/ctime at most once a second per inode (file.c says why). */
 int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
 	__attribute__((warn_unused_result));
 int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)

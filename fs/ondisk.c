@@ -182,16 +182,28 @@ static void hdr_decode(const uint8_t *b, struct vmfs_dhdr *h)
 	memcpy(h->uuid, b + 32, 16);
 }
 
+/* Magic, CRC, version: what every block shares.  CRC before version: a
+ * flipped version byte is damage (fall back to a backup, repair); only an
+ * intact block of a newer major version means "made by a newer vmfs"
+ * (refuse). */
+static int hdr_common(const uint8_t *b)
+{
+	if (get_le32(b) != VMFS_MAGIC)
+		return VMFS_EBADMAGIC;
+	if (get_le32(b + 8) != block_crc(b))
+		return VMFS_EBADCRC;
+	if (get_le16(b + 6) == 0 || get_le16(b + 6) > VMFS_VERSION_MAJOR)
+		return VMFS_EBADVERSION;
+	return 0;
+}
+
 int vmfs_hdr_check(const void *blk, enum vmfs_rtype type, uint64_t addr, const uint8_t *uuid)
 {
 	const uint8_t *b = blk;
+	int rc = hdr_common(b);
 
-	if (get_le32(b) != VMFS_MAGIC)
-		return VMFS_EBADMAGIC;
-	if (get_le16(b + 6) == 0 || get_le16(b + 6) > VMFS_VERSION_MAJOR)
-		return VMFS_EBADVERSION;
-	if (get_le32(b + 8) != block_crc(b))
-		return VMFS_EBADCRC;
+	if (rc)
+		return rc;
 	if (get_le16(b + 4) != type)
 		return VMFS_EBADTYPE;
 	if (addr != UINT64_MAX && get_le64(b + 24) != addr)
@@ -204,14 +216,9 @@ int vmfs_hdr_check(const void *blk, enum vmfs_rtype type, uint64_t addr, const u
 int vmfs_hdr_peek_type(const void *blk)
 {
 	const uint8_t *b = blk;
+	int rc = hdr_common(b);
 
-	if (get_le32(b) != VMFS_MAGIC)
-		return VMFS_EBADMAGIC;
-	if (get_le16(b + 6) == 0 || get_le16(b + 6) > VMFS_VERSION_MAJOR)
-		return VMFS_EBADVERSION;
-	if (get_le32(b + 8) != block_crc(b))
-		return VMFS_EBADCRC;
-	return get_le16(b + 4);
+	return rc ? rc : get_le16(b + 4);
 }
 
 /* Field movers: T is the struct, b the block, in/out the record. */

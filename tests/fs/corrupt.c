@@ -3,6 +3,8 @@
  * blocks the code under test would not look at.
  *   corrupt list IMAGE          print the byte offset of every 4 KiB block
  *                               that starts with the vmfs magic
+ *   corrupt sblist IMAGE        the same for superblocks only (type 1 at
+ *                               byte 4, little-endian 16 bits)
  *   corrupt flip IMAGE OFF SEED flip 1..8 random bytes of the block at OFF
  *                               (a third of the time inside its header)
  */
@@ -20,7 +22,8 @@ int main(int argc, char **argv)
 	unsigned char blk[4096];
 	int fd;
 
-	if (argc == 3 && !strcmp(argv[1], "list")) {
+	if (argc == 3 && (!strcmp(argv[1], "list") || !strcmp(argv[1], "sblist"))) {
+		int sb_only = !strcmp(argv[1], "sblist");
 		off_t off = 0, data;
 
 		fd = open(argv[2], O_RDONLY);
@@ -31,7 +34,7 @@ int main(int argc, char **argv)
 			off = data & ~(off_t)4095;
 			if (pread(fd, blk, 4096, off) != 4096)
 				break;
-			if (!memcmp(blk, "VMFS", 4))
+			if (!memcmp(blk, "VMFS", 4) && (!sb_only || (blk[4] == 1 && blk[5] == 0)))
 				printf("%lld\n", (long long)off);
 			off += 4096;
 		}
@@ -62,6 +65,6 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
-	fprintf(stderr, "usage: corrupt list IMAGE | corrupt flip IMAGE OFFSET SEED\n");
+	fprintf(stderr, "usage: corrupt list|sblist IMAGE | corrupt flip IMAGE OFFSET SEED\n");
 	return 2;
 }
