@@ -68,6 +68,7 @@ static json_object *status_json(struct vmm *v)
 	json_object_object_add(o, "guest_status", json_object_new_int64(v->guest_status));
 	pthread_mutex_unlock(&v->dev_lock);
 	json_object_object_add(o, "guest_clock_ms", json_object_new_int64(guest_clock_ms(v)));
+	handoff_json(v, o);
 	if (migration_json(v, &mig) == 0 && mig) {
 		json_object_object_add(o, "migration", json_tokener_parse(mig));
 		free(mig);

@@ -14,6 +14,7 @@
 
 #include "io.h"
 #include "log.h"
+#include "vmfs/dlm.h"
 
 static const char *const state_names[] = {
 	[VM_RUNNING] = "running",
@@ -165,6 +166,8 @@ static void usage(FILE *f)
 "      --incoming HOST:PORT wait for an incoming migration (port 0: any)\n"
 "      --psk-file FILE      migration pre-shared key (16..64 bytes)\n"
 "      --announce-if IF     send RARP announcements on IF after resume\n"
+"      --handoff            switchover hook: the disk-lock handoff of NAME in\n"
+"                           this process (vmfs-dlmd on this host)\n"
 "      --handoff-exec PROG  switchover hook: PROG handoff|abort NAME\n"
 "      --dirty-rate KIB     guest dirties KiB per second (default 0)\n"
 "      --work-mib MIB       guest memory it dirties and verifies (default all)\n"
@@ -229,7 +232,7 @@ enum {
 	OPT_ACCEL = 256, OPT_NATIVE, OPT_MAC, OPT_NAME, OPT_INCOMING, OPT_PSK,
 	OPT_ANNOUNCE, OPT_HANDOFF, OPT_RATE, OPT_WORK, OPT_RECORD, OPT_DOWNTIME,
 	OPT_BW, OPT_ROUNDS, OPT_FORCE, OPT_AUTOCONV, OPT_VERIFY, OPT_LOGFILE,
-	OPT_CLIENT, OPT_PREFILL, OPT_CONNS,
+	OPT_CLIENT, OPT_PREFILL, OPT_CONNS, OPT_HANDOFF_INPROC,
 };
 
 static const struct option long_opts[] = {
@@ -247,6 +250,7 @@ static const struct option long_opts[] = {
 	{ "psk-file", required_argument, NULL, OPT_PSK },
 	{ "announce-if", required_argument, NULL, OPT_ANNOUNCE },
 	{ "handoff-exec", required_argument, NULL, OPT_HANDOFF },
+	{ "handoff", no_argument, NULL, OPT_HANDOFF_INPROC },
 	{ "dirty-rate", required_argument, NULL, OPT_RATE },
 	{ "work-mib", required_argument, NULL, OPT_WORK },
 	{ "record-ms", required_argument, NULL, OPT_RECORD },
@@ -316,6 +320,7 @@ static int parse_args(struct vmm *v, int argc, char **argv, const char **client)
 		case OPT_PSK: c->psk_file = optarg; break;
 		case OPT_ANNOUNCE: c->announce_if = optarg; break;
 		case OPT_HANDOFF: c->handoff_exec = optarg; break;
+		case OPT_HANDOFF_INPROC: c->handoff_inproc = true; break;
 		case OPT_RATE: c->dirty_rate_kib = (uint32_t)x; break;
 		case OPT_WORK: c->work_mib = (uint32_t)x; break;
 		case OPT_RECORD: c->record_interval_ms = (uint32_t)x; break;
@@ -340,7 +345,7 @@ static int parse_args(struct vmm *v, int argc, char **argv, const char **client)
 		case 'V':
 			printf("vmfs-vmm %s\nfeatures: accel=kvm,thread migration=precopy "
 			       "stream=v1 auth=hmac-sha256 blk=pio-o_direct serial=com1 "
-			       "announce=rarp loader=flat,multiboot-elf\n",
+			       "announce=rarp loader=flat,multiboot-elf handoff=exec,in-process\n",
 			       PACKAGE_VERSION);
 			return 1;
 		default: return -EINVAL;
@@ -349,6 +354,16 @@ static int parse_args(struct vmm *v, int argc, char **argv, const char **client)
 	if (!c->image || !c->ctrl_path || !c->ncpus || c->ncpus > VMM_MAX_CPUS ||
 	    optind != argc)
 		return -EINVAL;
+	if (c->handoff_inproc && c->handoff_exec) {
+		fprintf(stderr, "--handoff and --handoff-exec are two ways of the same hook: "
+			"give one\n");
+		return -EINVAL;
+	}
+	if (c->handoff_inproc && strlen(c->name) > VMFS_DLM_TAG_MAX) {
+		fprintf(stderr, "--handoff: the VM name is its disk claims' tag, at most %d "
+			"bytes\n", VMFS_DLM_TAG_MAX);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -473,6 +488,7 @@ int main(int argc, char **argv)
 	rc = v->exit_code;
 out:
 	migrate_shutdown(v);
+	handoff_free(v);
 	if (v->cpus)
 		cpus_stop(v);
 	if (lfd >= 0) {

@@ -13,14 +13,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -204,49 +202,15 @@ static int cb_resume_dest(void *opaque)
 	return 0;
 }
 
-/* The switchover hook: the disk-lock handoff through the lock manager
- * (vmfs-migrate) or any program, so tests can refuse.  It runs while the
- * VM is paused, so it is started with posix_spawn (a vfork-style clone
- * that shares the address space): fork() would first copy the page
- * tables of all guest RAM, tens of milliseconds of downtime for a large
- * guest on a loaded host. */
-static int run_hook(struct vmm *v, const char *what)
-{
-	char *argv[] = { (char *)v->cfg.handoff_exec, (char *)what, (char *)v->cfg.name, NULL };
-	pid_t pid;
-	int status, rc;
-
-	rc = posix_spawn(&pid, v->cfg.handoff_exec, NULL, NULL, argv, environ);
-	if (rc) {
-		log_warn("vm %s: cannot run %s: %s", v->cfg.name, v->cfg.handoff_exec,
-			 strerror(rc));
-		return -rc;
-	}
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		log_warn("vm %s: %s %s refused (status %d)", v->cfg.name,
-			 v->cfg.handoff_exec, what, status);
-		return -EPERM;
-	}
-	return 0;
-}
-
+/* The switchover hook: the disk-lock handoff (handoff.c). */
 static int cb_switchover(void *opaque)
 {
-	struct vmm *v = opaque;
-
-	return v->cfg.handoff_exec ? run_hook(v, "handoff") : 0;
+	return handoff_switchover(opaque);
 }
 
 static void cb_switchover_abort(void *opaque)
 {
-	struct vmm *v = opaque;
-
-	if (v->cfg.handoff_exec && run_hook(v, "abort"))
-		log_err("vm %s: could not return the disks to this host", v->cfg.name);
+	handoff_abort(opaque);
 }
 
 /* The disk's identity, equal on every host that sees the same file: on a
@@ -348,6 +312,15 @@ static void progress(void *opaque, const struct vmfs_precopy_progress *p)
 		  (unsigned long long)p->bandwidth);
 }
 
+/* Outgoing: between pre-copy rounds, also the handoff's lookup, so the
+ * pause pays only the transfer (handoff.c). */
+static void source_progress(void *opaque, const struct vmfs_precopy_progress *p)
+{
+	if (p->status == VMFS_PRECOPY_ACTIVE)
+		handoff_refresh(opaque);
+	progress(opaque, p);
+}
+
 static int tcp_connect(const char *host, const char *port);
 
 /* Extra connections of an outgoing migration: to the same HOST:PORT. */
@@ -394,7 +367,7 @@ static const struct vmfs_precopy_ops source_ops = {
 	.throttle = cb_throttle,
 	.switchover = cb_switchover,
 	.switchover_abort = cb_switchover_abort,
-	.progress = progress,
+	.progress = source_progress,
 	.open_connection = cb_connect_more,
 };
 
@@ -476,6 +449,7 @@ static void *outgoing_thread(void *arg)
 		log_err("vm %s: migration failed, the VM keeps running here: %s",
 			v->cfg.name, fd < 0 ? strerror(-fd) : vmfs_precopy_last_error(v->mig));
 	}
+	handoff_end(v);
 	pthread_mutex_lock(&v->mig_lock);
 	v->mig_running = false;
 	pthread_mutex_unlock(&v->mig_lock);
@@ -577,6 +551,10 @@ int migrate_start(struct vmm *v, const char *args, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the migration: %s", strerror(-rc));
 		goto out;
 	}
+	/* the lock manager connection and this host's name, before the pause */
+	rc = handoff_begin(v, err, errlen);
+	if (rc)
+		goto out;
 	/* The previous migration's object was kept for status; a finished
 	 * thread is joined before its object goes. */
 	pthread_mutex_lock(&v->mig_lock);
@@ -594,6 +572,7 @@ int migrate_start(struct vmm *v, const char *args, char *err, size_t errlen)
 	if (rc) {
 		v->mig_running = false;
 		rc = -rc;
+		handoff_end(v);
 	} else {
 		v->mig_joinable = true;
 		job = NULL;

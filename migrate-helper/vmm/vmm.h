@@ -17,6 +17,8 @@
 
 struct vmm;
 struct vcpu;
+struct vmm_handoff;
+struct json_object;
 
 /* The accelerator runs vCPUs: KVM, or on hosts without /dev/kvm a native
  * thread running guest-native.so against the same RAM and devices. */
@@ -71,7 +73,8 @@ struct vmm_config {
 	const char *psk_file;
 	const char *name;
 	const char *announce_if;
-	const char *handoff_exec;
+	const char *handoff_exec;	/* --handoff-exec PROG */
+	bool handoff_inproc;		/* --handoff: libvmfs-handoff in process */
 	const char *log_file;
 	uint8_t mac[6];
 	uint32_t dirty_rate_kib;
@@ -135,6 +138,7 @@ struct vmm {
 	int incoming_fd;
 	char mig_peer_host[128], mig_peer_port[16];	/* outgoing; mig_lock */
 	unsigned incoming_port;
+	struct vmm_handoff *handoff;		/* handoff.c; see there */
 	uint8_t psk[64];
 	size_t psk_len;
 	atomic_bool exit_requested;
@@ -180,6 +184,18 @@ void migrate_shutdown(struct vmm *v);
 int incoming_setup(struct vmm *v) __attribute__((warn_unused_result));
 int incoming_start(struct vmm *v) __attribute__((warn_unused_result));
 int migration_json(struct vmm *v, char **json);
+
+/* handoff.c: the switchover hook (--handoff, --handoff-exec).  begin: at
+ * migrate_start (control thread), before the migration thread exists;
+ * refresh (each pre-copy round), switchover, abort, end: migration thread;
+ * json: any thread (status); free: exit path. */
+int handoff_begin(struct vmm *v, char *err, size_t errlen) __attribute__((warn_unused_result));
+void handoff_refresh(struct vmm *v);
+int handoff_switchover(struct vmm *v);
+void handoff_abort(struct vmm *v);
+void handoff_end(struct vmm *v);
+void handoff_json(struct vmm *v, struct json_object *o);
+void handoff_free(struct vmm *v);
 
 #define VMM_MAX_CPUS 16
 

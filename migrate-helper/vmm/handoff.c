@@ -1,0 +1,370 @@
+/* handoff.c — vmfs-vmm's switchover hook: the disk-lock handoff, either in
+ * this process (--handoff: libvmfs-handoff, include/vmfs/handoff.h) or by a
+ * program (--handoff-exec PROG: PROG handoff|abort NAME).
+ *
+ * Why in process: the hook runs while the guest is paused, and starting a
+ * program there costs 10-40 ms on a loaded host (exec, dynamic linking,
+ * connecting to vmfs-dlmd, reading the lock table) where the handoff itself
+ * is one lock-manager message.  So everything but that message happens
+ * before the pause, on the migration thread:
+ *
+ *   migrate_start        open a vmfs_dlm handle, learn this host's name
+ *   every pre-copy round look the VM's handoff up (vmfs_handoff_lookup_any:
+ *                        the destination's prepared claims tagged NAME and,
+ *                        on each of their resources, the lock granted on
+ *                        this host, with its epoch) at most every 100 ms
+ *   switchover (paused)  ONE vmfs_dlm_transfer_set() with those locks and
+ *                        epochs.  The epochs make it safe to use a lookup
+ *                        made before the pause: if anything moved since, the
+ *                        lock manager refuses the whole set (ESTALE, ENOLOCK)
+ *                        and nothing changes; the hook then looks up again
+ *                        and retries once, paying a lookup in the pause only
+ *                        in that rare case (or when the last lookup found
+ *                        nothing prepared yet).
+ *   abort                the locks are the destination's now; there is no
+ *                        way to take them back from here (see
+ *                        handoff_abort), as with `vmfs-migrate abort` on the
+ *                        source, which finds nothing of its own to cancel.
+ *   end of the migration close the handle; log what moved.
+ *
+ * The commit is vmfs_dlm_transfer_set() itself, not
+ * vmfs_handoff_commit_ldisks(): that one also reads the new epochs back
+ * (one lock-table query per disk) for a destination that needs them, which
+ * the source does not, and would add them to the pause.
+ *
+ * Threads: handoff_begin runs on the control thread before the migration
+ * thread starts; everything else but handoff_json runs on the migration
+ * thread.  The figures shown by status are under v->mig_lock.
+ */
+#include "config.h"
+#include "vmm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "vmfs/dlm.h"
+#include "vmfs/handoff.h"
+
+#define REFRESH_US 100000	/* pre-copy lookups at most this often */
+
+struct vmm_handoff {
+	/* migration thread only */
+	vmfs_dlm_t *h;
+	char me[VMFS_DLM_NAME_MAX + 1];		/* this host: the source */
+	struct vmfs_handoff_ldisk d[VMFS_HANDOFF_DISKS_MAX];
+	size_t n;
+	int lookup_rc;			/* of the last lookup; 1: none yet */
+	char why[384];			/* its reason when it failed */
+	uint64_t lookup_at;		/* when (monotonic us) */
+	bool moved;			/* the transfer of this migration succeeded */
+
+	/* the last switchover, for status; under v->mig_lock */
+	const char *mode;		/* "in-process", "exec" */
+	uint64_t hook_us;		/* time in the hook, guest paused */
+	uint64_t lookup_us;		/* last lookup (before the pause) */
+	unsigned lookups_in_pause;	/* 0 when the pre-pause lookup served */
+	unsigned disks;
+	char result[256];
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void set_result(struct vmm *v, const char *mode, uint64_t hook_us, unsigned in_pause,
+		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void set_result(struct vmm *v, const char *mode, uint64_t hook_us, unsigned in_pause,
+		       const char *fmt, ...)
+{
+	struct vmm_handoff *x = v->handoff;
+	va_list ap;
+
+	pthread_mutex_lock(&v->mig_lock);
+	x->mode = mode;
+	x->hook_us = hook_us;
+	x->lookups_in_pause = in_pause;
+	x->disks = x->moved ? (unsigned)x->n : 0;
+	va_start(ap, fmt);
+	vsnprintf(x->result, sizeof(x->result), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&v->mig_lock);
+}
+
+int handoff_begin(struct vmm *v, char *err, size_t errlen)
+{
+	struct vmm_handoff *x;
+	uint32_t nodeid;
+	int rc;
+
+	if (!v->cfg.handoff_inproc && !v->cfg.handoff_exec)
+		return 0;
+	if (!v->handoff) {
+		/* kept for the VM's life: status shows the last switchover */
+		v->handoff = calloc(1, sizeof(*v->handoff));
+		if (!v->handoff) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	x = v->handoff;
+	pthread_mutex_lock(&v->mig_lock);
+	x->mode = NULL;		/* no switchover in this migration yet */
+	pthread_mutex_unlock(&v->mig_lock);
+	x->n = 0;
+	x->lookup_rc = 1;
+	x->lookup_at = 0;
+	x->moved = false;
+	snprintf(x->why, sizeof(x->why), "not looked up yet");
+	if (!v->cfg.handoff_inproc)
+		return 0;
+	rc = vmfs_dlm_open("vmfs-vmm", &x->h);
+	if (rc < 0) {
+		x->h = NULL;
+		snprintf(err, errlen, "--handoff: cannot connect to vmfs-dlmd: %s (is it running "
+			 "on this host?)", vmfs_dlm_strerror(rc));
+		return rc;
+	}
+	rc = vmfs_dlm_local_node(x->h, &nodeid, x->me);
+	if (rc < 0) {
+		snprintf(err, errlen, "--handoff: cannot ask vmfs-dlmd for this host's name: %s",
+			 vmfs_dlm_strerror(rc));
+		vmfs_dlm_close(x->h);
+		x->h = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+/* Look the handoff up now (guest running, or paused in a retry). */
+static int lookup(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	uint64_t t0 = now_us();
+
+	x->n = 0;
+	x->lookup_rc = vmfs_handoff_lookup_any(x->h, v->cfg.name, NULL, x->me, x->d,
+					       VMFS_HANDOFF_DISKS_MAX, &x->n, x->why,
+					       sizeof(x->why));
+	if (x->lookup_rc < 0)
+		x->n = 0;
+	x->lookup_at = now_us();
+	pthread_mutex_lock(&v->mig_lock);
+	x->lookup_us = x->lookup_at - t0;
+	pthread_mutex_unlock(&v->mig_lock);
+	return x->lookup_rc;
+}
+
+void handoff_refresh(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+
+	if (!x || !x->h)
+		return;
+	if (x->lookup_rc != 1 && now_us() - x->lookup_at < REFRESH_US)
+		return;
+	if (lookup(v) < 0)
+		log_debug("vm %s: handoff not ready yet: %s", v->cfg.name, x->why);
+}
+
+/* The transfer of x->d[0..n), conditional on the epochs looked up. */
+static int transfer(struct vmm_handoff *x)
+{
+	struct vmfs_dlm_transfer t[VMFS_HANDOFF_DISKS_MAX];
+
+	for (size_t i = 0; i < x->n; i++) {
+		t[i].from = x->d[i].d.from_lkid;
+		t[i].from_epoch = x->d[i].d.from_epoch;
+		t[i].to = x->d[i].d.to_lkid;
+	}
+	return vmfs_dlm_transfer_set(x->h, t, x->n);
+}
+
+static int switchover_inproc(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	uint64_t t0 = now_us();
+	unsigned in_pause = 0;
+	int rc;
+
+	if (x->lookup_rc != 0) {
+		/* nothing usable from before the pause (not prepared yet?) */
+		in_pause++;
+		rc = lookup(v);
+		if (rc < 0)
+			goto refused;
+	}
+	rc = transfer(x);
+	if (rc == VMFS_DLM_ESTALE || rc == VMFS_DLM_ENOLOCK) {
+		/* moved since the lookup: nothing changed; look again, once */
+		in_pause++;
+		rc = lookup(v);
+		if (rc == 0)
+			rc = transfer(x);
+	}
+	if (rc < 0) {
+		snprintf(x->why, sizeof(x->why), "the lock manager refused the transfer: %s",
+			 vmfs_handoff_strerror(rc));
+		goto refused;
+	}
+	x->moved = true;
+	set_result(v, "in-process", now_us() - t0, in_pause, "moved %zu disk lock%s to %s",
+		   x->n, x->n == 1 ? "" : "s", x->d[0].d.to_host);
+	return 0;
+refused:
+	set_result(v, "in-process", now_us() - t0, in_pause, "refused: %s", x->why);
+	log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);
+	return -EPERM;
+}
+
+/* --handoff-exec: PROG handoff|abort NAME.  It runs while the VM is paused,
+ * so it is started with posix_spawn (a vfork-style clone that shares the
+ * address space): fork() would first copy the page tables of all guest
+ * RAM, tens of milliseconds of downtime for a large guest on a loaded
+ * host. */
+static int run_hook(struct vmm *v, const char *what)
+{
+	char *argv[] = { (char *)v->cfg.handoff_exec, (char *)what, (char *)v->cfg.name, NULL };
+	pid_t pid;
+	int status, rc;
+
+	rc = posix_spawn(&pid, v->cfg.handoff_exec, NULL, NULL, argv, environ);
+	if (rc) {
+		log_warn("vm %s: cannot run %s: %s", v->cfg.name, v->cfg.handoff_exec,
+			 strerror(rc));
+		return -rc;
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		log_warn("vm %s: %s %s refused (status %d)", v->cfg.name,
+			 v->cfg.handoff_exec, what, status);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int handoff_switchover(struct vmm *v)
+{
+	uint64_t t0;
+	int rc;
+
+	if (v->cfg.handoff_inproc)
+		return v->handoff && v->handoff->h ? switchover_inproc(v) : -ENOTCONN;
+	if (!v->cfg.handoff_exec)
+		return 0;
+	t0 = now_us();
+	rc = run_hook(v, "handoff");
+	set_result(v, "exec", now_us() - t0, 0, "%s handoff %s: %s", v->cfg.handoff_exec,
+		   v->cfg.name, rc ? "refused" : "ok");
+	return rc;
+}
+
+/* After a successful switchover the destination did not acknowledge; the
+ * guest resumes here.  --handoff-exec: PROG abort NAME, as before.  In
+ * process: the disk locks were moved to the destination's claims and there
+ * is nothing to give back with: a transfer needs a request of this host
+ * waiting on each disk, and the mount does not queue a claim on a file
+ * that is open here (it is: this VM's disk).  `vmfs-migrate abort` run
+ * here does nothing either (it cancels prepares of the host it runs on).
+ * So say plainly what state the VM is in: its writes to those disks get
+ * EIO (the fencing epochs, DESIGN.md decision 4) until it is stopped and
+ * started where the locks are, and the destination keeps the locks. */
+void handoff_abort(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+
+	if (v->cfg.handoff_exec && !v->cfg.handoff_inproc) {
+		if (run_hook(v, "abort"))
+			log_err("vm %s: could not return the disks to this host", v->cfg.name);
+		return;
+	}
+	if (!x || !x->moved)
+		return;
+	for (size_t i = 0; i < x->n; i++)
+		log_err("vm %s: disk lock %s/%s stays with %s (lkid %" PRIu64 "): this host's "
+			"writes to it are fenced", v->cfg.name, x->d[i].ls, x->d[i].d.res,
+			x->d[i].d.to_host, x->d[i].d.to_lkid);
+	log_err("vm %s: the destination did not acknowledge after the handoff; the VM "
+		"resumes here without its disks: stop it and start it on %s", v->cfg.name,
+		x->n ? x->d[0].d.to_host : "the destination");
+}
+
+void handoff_end(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+
+	if (!x)
+		return;
+	if (x->moved) {
+		uint64_t us;
+
+		pthread_mutex_lock(&v->mig_lock);
+		us = x->hook_us;
+		pthread_mutex_unlock(&v->mig_lock);
+		for (size_t i = 0; i < x->n; i++)
+			log_info("vm %s: handoff %s/%s: %s -> %s, lkid %" PRIu64 " -> %" PRIu64
+				 ", source epoch %" PRIu64, v->cfg.name, x->d[i].ls, x->d[i].d.res,
+				 x->d[i].d.from_host, x->d[i].d.to_host, x->d[i].d.from_lkid,
+				 x->d[i].d.to_lkid, x->d[i].d.from_epoch);
+		log_info("vm %s: handed over %zu disk lock%s in one transfer, %" PRIu64
+			 " us in the pause", v->cfg.name, x->n, x->n == 1 ? "" : "s", us);
+	}
+	if (x->h) {
+		vmfs_dlm_close(x->h);
+		x->h = NULL;
+	}
+}
+
+void handoff_json(struct vmm *v, json_object *o)
+{
+	struct vmm_handoff *x = v->handoff;
+	json_object *j;
+
+	if (!x) {
+		json_object_object_add(o, "handoff", NULL);
+		return;
+	}
+	j = json_object_new_object();
+	pthread_mutex_lock(&v->mig_lock);
+	json_object_object_add(j, "mode", json_object_new_string(
+		x->mode ? x->mode : v->cfg.handoff_inproc ? "in-process" : "exec"));
+	if (x->mode) {
+		json_object_object_add(j, "hook_us", json_object_new_int64((int64_t)x->hook_us));
+		json_object_object_add(j, "result", json_object_new_string(x->result));
+		if (!strcmp(x->mode, "in-process")) {
+			json_object_object_add(j, "disks", json_object_new_int((int)x->disks));
+			json_object_object_add(j, "lookup_us",
+					       json_object_new_int64((int64_t)x->lookup_us));
+			json_object_object_add(j, "lookups_in_pause",
+					       json_object_new_int((int)x->lookups_in_pause));
+		}
+	}
+	pthread_mutex_unlock(&v->mig_lock);
+	json_object_object_add(o, "handoff", j);
+}
+
+void handoff_free(struct vmm *v)
+{
+	if (!v->handoff)
+		return;
+	handoff_end(v);
+	free(v->handoff);
+	v->handoff = NULL;
+}
