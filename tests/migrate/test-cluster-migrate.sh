@@ -11,15 +11,20 @@
 # RARP).  After the first hop a process on host1 that had the disk open
 # O_RDWR before the handoff gets EIO on a write (fenced).  Then faults
 # (VMFS_CLUSTER_MIGRATE_FAULTS=0 skips them): cancel, destination killed
-# during pre-copy, handoff refused (prepare withdrawn) - each leaves the VM
-# running on its source, which keeps its lock, and a migration after them
-# still works.  Finally the guest's disk records are continuous across
-# everything (disk-check).
+# during pre-copy, handoff refused (prepare withdrawn), destination killed
+# during stop-and-copy (the source paused, sending the final pages), the
+# migration network's link to the destination cut during pre-copy (the
+# engine's I/O timeout must end it) - each leaves the VM running on its
+# source alone (the destination's vmfs-vmm gone), which keeps its lock, and
+# a migration after them still works.  Finally the guest's disk records are
+# continuous across everything (disk-check).
 #
 # Knobs: VMFS_CLUSTER_MIGRATE_HOPS (default 20), VMFS_CLUSTER_MIGRATE_FAULTS
-# (default 1), VMFS_CLUSTER_MIGRATE_NET=cluster|mig (migration traffic over
-# the cluster network, default, or a dedicated one: vmfs-cluster up --mignet),
-# VMFS_CLUSTER_MIGRATE_RAM (MiB, default 32).
+# (default 1), VMFS_CLUSTER_MIGRATE_NET=cluster|mig (migration traffic of
+# the hops over the cluster network, default, or the dedicated one; the
+# cluster always has it, vmfs-cluster up --mignet, since the last two faults
+# shape and cut it: doing that to the cluster network would be a host
+# failure, another test), VMFS_CLUSTER_MIGRATE_RAM (MiB, default 32).
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
@@ -137,7 +142,8 @@ ctl() { "$VMM" --client "$T/$1.sock" "${@:2}"; }
 st() { ctl "$1" status 2>/dev/null | jpy field "$2"; }
 state_is() { [[ $(st "$1" state) == "$2" ]]; }
 mig_is() { [[ $(st "$1" migration.status) == "$2" ]]; }
-vmm_dead() { ! kill -0 "$(cat "$T/$1.pid")" 2>/dev/null; }
+# gone, or a zombie (exited; the reaper may be slow, tests/cluster/README.md)
+vmm_dead() { [[ $(ps -o stat= -p "$(cat "$T/$1.pid")" 2>/dev/null) != [^Z]* ]]; }
 ticks() { grep -c 'vmfs-guest: tick' "$T/$1.serial" 2>/dev/null || true; }
 more_ticks() { (($(ticks "$1") > $2)); }
 
@@ -184,18 +190,19 @@ abort_prepare() {
 	wait "$PREP_PID" || rc=$?
 	[[ $rc == 3 ]] || { cat "$T/prep-$2.out" >&2; die "prepare ($2) exited $rc after the abort, not 3"; }
 }
-dest_addr() { "$VC" addr "$1" "$NET"; }
+dest_addr() { "$VC" addr "$1" "${2:-$NET}"; }
 
-# incoming D TAG: destination vmfs-vmm on host D; sets PORT
+# incoming D TAG [NET]: destination vmfs-vmm on host D; sets PORT
 incoming() {
-	vmm "$1" "$2" --incoming "$(dest_addr "$1"):0"
+	vmm "$1" "$2" --incoming "$(dest_addr "$1" "${3:-$NET}"):0"
 	PORT=$(st "$2" incoming_port)
 	[[ -n $PORT && $PORT != 0 ]] || die "no incoming port on $2"
 }
 
 # ------------------------------------------------------------------ setup
 
-if [[ $NET == mig ]]; then cluster_up 3 --disk-size 2G --mignet; else cluster_up 3 --disk-size 2G; fi
+cluster_up 3 --disk-size 2G --mignet
+SW=$VMFS_CLUSTER_ID-sw		# the switch namespace (tests/cluster/README.md)
 info "[${SECONDS}s] vmfs-mkfs, vmfs-mount -o cluster on host1 and host2"
 hexec 1 "$MKFS" --label vn "$DISK" >"$T/mkfs.out" 2>&1 || { cat "$T/mkfs.out" >&2; die "vmfs-mkfs failed"; }
 for i in 1 2; do
@@ -356,6 +363,85 @@ if [[ $FAULTS == 1 ]]; then
 	still_running "$SRC" "handoff refused"
 	assert_holder "$CUR" "handoff refused"
 	info "hook said: $(grep -v '^==' "$T/hook.log" | tail -n 1)"
+
+	# 4. destination killed during stop-and-copy.  The migration network's
+	# port to the destination is shaped to RAM/8 MB/s (4 MB/s for 32 MiB)
+	# and the switchover forced after one round (the downtime target out of
+	# reach): round 1 sends the guest's non-zero pages (its RAM/2 work area,
+	# ~4 s) while it dirties that at 4 MiB/s, so the final pages take
+	# seconds to go, the VM paused.
+	info "[${SECONDS}s] fault: destination killed during stop-and-copy"
+	tc -n "$SW" qdisc replace dev "h${OTHER}mig" root tbf rate "${RAM}mbit" burst 65536 \
+		latency 50ms
+	prepare "$OTHER" f-sckill
+	incoming "$OTHER" f-sckill mig
+	h0=$(grep -c '^== .*handoff' "$T/hook.log" || true)
+	ctl "$SRC" migrate "$(dest_addr "$OTHER" mig):$PORT" max-rounds=1 force=1 downtime-ms=1 \
+		>/dev/null
+	# status "device" = the VM paused, final pages, state, handoff; polled
+	# fast, since it is a window of seconds
+	n=0
+	while :; do
+		ms=$(st "$SRC" migration.status)
+		[[ $ms == device ]] && break
+		[[ $ms == setup || $ms == active || $ms == none || -z $ms ]] ||
+			die "stop-and-copy: the migration went $ms before the kill: $(ctl "$SRC" status)"
+		((++n < 1200)) || die "stop-and-copy: still '$ms' after 60 s: $(ctl "$SRC" status)"
+		sleep 0.05
+	done
+	sc=$(ctl "$SRC" status)
+	kill -KILL "$(cat "$T/f-sckill.pid")"
+	jpy field state <<<"$sc" | grep -qx paused || die "stop-and-copy: the source was not paused: $sc"
+	[[ $(grep -c '^== .*handoff' "$T/hook.log" || true) == "$h0" ]] ||
+		die "stop-and-copy: the handoff had already run when the destination was killed"
+	info "killed the destination with the source paused," \
+		"$(jpy field migration.transferred_bytes <<<"$sc") bytes sent"
+	wait_for 30 "the migration to fail" mig_is "$SRC" failed
+	wait_for 10 "the killed destination to be gone" vmm_dead f-sckill
+	tc -n "$SW" qdisc del dev "h${OTHER}mig" root
+	abort_prepare "$OTHER" f-sckill
+	[[ $(grep -c '^== .*handoff' "$T/hook.log" || true) == "$h0" ]] ||
+		die "stop-and-copy: the switchover hook ran after the destination was killed"
+	info "source: $(st "$SRC" migration.error), downtime $(st "$SRC" migration.downtime_ms) ms"
+	still_running "$SRC" "destination killed in stop-and-copy"
+	assert_holder "$CUR" "destination killed in stop-and-copy"
+
+	# 5. the link cut during pre-copy: the destination's migration-network
+	# port goes down, so nothing is refused or reset - the source's send
+	# stalls and the destination's receive waits.  Both must give up on
+	# their own (the engine's I/O timeout, 10 s by default: vmfs-vmm has no
+	# knob for it) and the VM go on on the source.  The waits below are
+	# bounded so that a hang fails here, saying so.
+	info "[${SECONDS}s] fault: migration link to host$OTHER cut during pre-copy"
+	prepare "$OTHER" f-cut
+	incoming "$OTHER" f-cut mig
+	ctl "$SRC" migrate "$(dest_addr "$OTHER" mig):$PORT" max-bandwidth=1000000 >/dev/null
+	wait_for 20 "pre-copy" mig_is "$SRC" active
+	sleep 1
+	ip -n "$SW" link set "h${OTHER}mig" down
+	t_cut=$SECONDS
+	wait_for 60 "the source to give up after the link cut" mig_is "$SRC" failed ||
+		die "link cut: the source still migrates $((SECONDS - t_cut)) s after the cut" \
+			"(no I/O timeout?): $(ctl "$SRC" status)"
+	t_src=$((SECONDS - t_cut))
+	wait_for 60 "the destination to give up after the link cut" \
+		grep -q 'incoming migration failed' "$T/f-cut.log" ||
+		die "link cut: the destination still waits $((SECONDS - t_cut)) s after the cut:" \
+			"$(ctl f-cut status)"
+	t_dst=$((SECONDS - t_cut))
+	p_dst=$(ps -o stat=,wchan:24= -p "$(cat "$T/f-cut.pid")" || true)
+	wait_for 60 "the destination's vmfs-vmm to exit" vmm_dead f-cut ||
+		die "link cut: the destination's vmfs-vmm gave up but still runs" \
+			"$((SECONDS - t_cut)) s after the cut: $(ps -o pid,stat,wchan:24,cmd -p "$(cat "$T/f-cut.pid")")"
+	ip -n "$SW" link set "h${OTHER}mig" up
+	abort_prepare "$OTHER" f-cut
+	still_running "$SRC" "link cut"
+	info "link cut: the source failed after ${t_src} s ($(st "$SRC" migration.error))," \
+		"the destination gave up after ${t_dst} s (then: ${p_dst:-gone})" \
+		"and exited after $((SECONDS - t_cut)) s"
+	assert_holder "$CUR" "link cut"
+	[[ $(grep -c '^== .*handoff' "$T/hook.log" || true) == "$h0" ]] ||
+		die "link cut: the switchover hook ran"
 
 	# After the faults the VM still migrates.
 	info "[${SECONDS}s] a migration after the faults"
