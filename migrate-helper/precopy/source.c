@@ -39,6 +39,11 @@ static int set_timeouts(int fd, unsigned ms)
 	/* Control frames are small and answered at once; not a TCP socket
 	 * (a socketpair in tests) is fine too. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* SO_SNDTIMEO bounds each send() call, and a send that moved part of
+	 * a frame starts the clock again: after a link cut the source waited
+	 * the buffer fill plus twice the timeout (~24 s for 10 s).  The kernel
+	 * drops a connection whose data stays unacknowledged this long. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 	return 0;
 }
 
