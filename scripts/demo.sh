@@ -193,7 +193,7 @@ def summary(a):
     print("downtime       %6d ms  (target %s ms): the VM paused on host1 until host2 ran it" % (m["downtime_ms"], a[1]))
     print("  final pages       %6d ms" % d["final_pages_ms"])
     print("  device state      %6d ms  (vCPUs and devices: save, send, load on host2)" % d["device_state_ms"])
-    print("  disk-lock handoff %6d ms  (the switchover hook: vmfs-migrate handoff)" % d["handoff_ms"])
+    print("  disk-lock handoff %6d ms  (in vmfs-vmm: one lock-manager TRANSFER_SET)" % d["handoff_ms"])
     print("  resume on host2   %6d ms" % d["resume_ms"])
 
 def holders(a):
@@ -406,7 +406,7 @@ step_guest() {
 		SRC_DISK=$MNT/$VM.img
 		hexec 1 truncate -s 64M "$SRC_DISK" || die "cannot create $SRC_DISK on host1"
 	fi
-	start_vmm 1 src "$SRC_DISK" --handoff-exec "$OUT/handoff-hook" || die "the guest did not start"
+	start_vmm 1 src "$SRC_DISK" --handoff || die "the guest did not start"
 	wait_for 30 "the guest to boot" grep -q 'vmfs-guest: up' "$OUT/src.serial"
 	wait_for 30 "the guest to fill its memory and tick" grep -q 'vmfs-guest: tick' "$OUT/src.serial"
 	tail -n 2 "$OUT/src.serial" | show
