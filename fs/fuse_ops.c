@@ -275,6 +275,8 @@ static int get_dir(struct vol *v, uint64_t ino, struct vmfs_inode *in)
 
 /* ---- lookup / forget / getattr / setattr ---- */
 
+static int inode_read_locked(struct fsctx *c, uint64_t ino, struct vmfs_inode *in);
+
 /* Look name up in directory dir and return with *ls holding dir (dmode)
  * and the child (cmode), plus whatever *ls already named (taken here too),
  * and *ino the child.  The name is looked up again whenever the locks had
@@ -364,7 +366,6 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
-	struct lkset ls;
 	struct stat st;
 	int rc;
 
@@ -372,13 +373,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_PR);
-	if (!rc) {
-		pthread_mutex_lock(&c->v->mu);
-		rc = vol_inode_get(c->v, to_disk(c, ino), in);
-		pthread_mutex_unlock(&c->v->mu);
-		lks_unlock(c, &ls);
-	}
+	rc = inode_read_locked(c, to_disk(c, ino), in);
 	if (rc) {
 		fuse_reply_err(req, -vmfs_errno(rc));
 	} else {
@@ -601,20 +596,13 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	char buf[VMFS_SYMLINK_MAX + 1];
-	struct lkset ls;
 	int rc;
 
 	if (!in) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = lk_inode(c, &ls, to_disk(c, ino), VMFS_LK_PR);
-	if (!rc) {
-		pthread_mutex_lock(&c->v->mu);
-		rc = vol_inode_get(c->v, to_disk(c, ino), in);
-		pthread_mutex_unlock(&c->v->mu);
-		lks_unlock(c, &ls);
-	}
+	rc = inode_read_locked(c, to_disk(c, ino), in);
 	if (!rc && !S_ISLNK(in->mode))
 		rc = -EINVAL;
 	if (!rc && in->size > VMFS_SYMLINK_MAX)
