@@ -1005,10 +1005,12 @@ static int switchover(struct run *r)
 		s = jstr(m, "status", "?");
 		/* QEMU says "completed" a moment before it fills in its
 		 * total-time and downtime: ask again for the summary */
-		if (strcmp(s, "completed") == 0 && (jint(m, "total-time") || now_ms() >= stats_deadline))
-			break;
-		if (strcmp(s, "completed") == 0 && !stats_deadline)
-			stats_deadline = now_ms() + 1000;
+		if (strcmp(s, "completed") == 0) {
+			if (!stats_deadline)
+				stats_deadline = now_ms() + 1000;
+			if (jint(m, "total-time") || now_ms() >= stats_deadline)
+				break;
+		}
 		if (strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0 || now_ms() >= deadline) {
 			snprintf(r->error, sizeof(r->error), "after the handoff the migration %s%s%s%s",
 				 now_ms() >= deadline ? "did not complete; status " : "", s,
