@@ -136,6 +136,24 @@ int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode m
 
 /* ---- callbacks from the lock manager ---- */
 
+/* The cached blocks a lock covers, so that its handover forgets only those:
+ * a block stays cached only while a lock covering it has been held since
+ * it was read.  Inode locks cover inode, extent and directory blocks (a
+ * handover of one forgets those of every inode: simpler, and still
+ * correct); the allocator covers resource-group and chunk headers; "r"
+ * covers the parent pointers in inodes.  Blocks read under no covering
+ * lock (orphans freed under the allocator lock, recovery) are dropped by
+ * whoever read them, at once. */
+static uint32_t covered_types(enum vmfs_lk_kind kind)
+{
+	switch (kind) {
+	case VMFS_LK_ALLOC: return VMFS_MC_ALLOC;
+	case VMFS_LK_INODE:
+	case VMFS_LK_RENAME: return VMFS_MC_INODES;
+	default: return VMFS_MC_ALL;
+	}
+}
+
 static int fs_blocking(void *arg, enum vmfs_lk_kind kind, uint64_t id)
 {
 	struct fsctx *c = arg;
@@ -144,7 +162,7 @@ static int fs_blocking(void *arg, enum vmfs_lk_kind kind, uint64_t id)
 	if (atomic_load(&c->lost))
 		return -EIO;
 	pthread_mutex_lock(&c->v->mu);
-	rc = vol_handover(c->v);
+	rc = vol_handover(c->v, covered_types(kind));
 	pthread_mutex_unlock(&c->v->mu);
 	if (rc)
 		log_err("cannot hand a lock over: %s (kept; retried)", vmfs_strerror(rc));
@@ -290,6 +308,7 @@ static int recover_orphans(struct fsctx *c, uint32_t s)
 		rc = vol_commit(v);
 	if (!rc)
 		rc = slot_mark_free(v, s);
+	mc_drop_clean(v);	/* the orphans' inodes were read under no inode lock */
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
 	if (rc)
@@ -450,6 +469,7 @@ int cluster_finish_recovery(struct fsctx *c, uint64_t recovered)
 	}
 	if (!rc)
 		rc = vol_commit(v);
+	mc_drop_clean(v);	/* the orphans' inodes were read under no inode lock */
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
 	for (uint32_t s = 0; s < v->sb.max_hosts; s++)

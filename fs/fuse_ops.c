@@ -805,7 +805,11 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	do_remove(req, parent, name, true);
 }
 
-/* Is anc an ancestor of (or equal to) ino?  Walks parent pointers. */
+/* Is anc an ancestor of (or equal to) ino?  Walks parent pointers.  The
+ * inodes on the way are read under "r" only, which covers their parent
+ * pointers but not the rest: they are not kept in the cache, where a later
+ * use under their own lock would take them for current (vol.h,
+ * vol_handover). */
 static int is_ancestor(struct vol *v, uint64_t anc, uint64_t ino, struct vmfs_inode *tmp)
 {
 	for (int depth = 0; depth < 4096; depth++) {
@@ -816,6 +820,7 @@ static int is_ancestor(struct vol *v, uint64_t anc, uint64_t ino, struct vmfs_in
 		if (ino == v->sb.root_ino)
 			return 0;
 		rc = vol_inode_get(v, ino, tmp);
+		mc_forget(v, ino);
 		if (rc)
 			return rc;
 		ino = tmp->parent;

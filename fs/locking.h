@@ -22,12 +22,14 @@
  * Locks are cached: vmfs_unlock() only ends the use; the lock stays with
  * this host until another host asks for a conflicting mode.  Then the
  * backend calls the blocking callback, which commits the running
- * transaction, checkpoints it, marks the journal clean, and drops every
- * clean cached metadata block, so whatever another host does next starts
- * from the disk.  (Dropping everything, not only the blocks under that
- * lock, keeps the rule that needs to hold simple: a cached block was read
+ * transaction, checkpoints it, marks the journal clean, and drops the
+ * clean cached metadata blocks of the kind that lock covers (inode locks:
+ * every inode, extent and directory block; "a": resource-group and chunk
+ * headers; cluster.c covered_types()), so whatever another host does next
+ * starts from the disk.  The rule that must hold: a cached block was read
  * while a lock covering it was held, and that lock has not been released
- * since.  The price is re-reading after each handover.)
+ * since.  Code that reads a block under no covering lock drops it itself.
+ * The allocator lock has a minimum hold time (locking_dlm.c).
  *
  * Ordering rule (deadlock freedom): every cluster lock an operation needs
  * is taken BEFORE vol.mu and before any vnode rwlock, never while holding

@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -33,6 +34,18 @@ _Static_assert(sizeof(struct vmfs_dlm_lksb) <= sizeof(((struct vmfs_lkh *)0)->co
 #define RETRY_MAX 32
 #define RETRY_MS 20
 
+/* Minimum hold time of the allocator lock "a" (GFS2's glock hold time,
+ * the same idea): a host that was just granted it keeps it this long
+ * before honouring another host's demand.  Every create and every final
+ * unlink takes "a", and a handover costs a commit, a checkpoint and a
+ * cache drop on one side and re-reading the resource groups on the other;
+ * without a hold time, hosts creating files at the same time hand the lock
+ * back and forth once per file (measured: 3 hosts together did a quarter
+ * of what one host does alone).  With it each host batches the operations
+ * of a whole hold.  The price: another host waits up to this long for the
+ * allocator. */
+#define ALLOC_HOLD_MS 50
+
 struct dlm_be {
 	vmfs_dlm_t *h;
 	char ls[VMFS_DLM_NAME_MAX + 1];
@@ -40,6 +53,8 @@ struct dlm_be {
 	struct vmfs_lk_hooks hooks;
 	void *arg;
 	atomic_int lease_ok;
+	atomic_bool alloc_fresh;	/* next use of "a" follows a handover */
+	_Atomic uint64_t alloc_since;	/* ms: when this host got "a" */
 	pthread_t tid;
 	int wake[2];			/* pipe: stop the event thread */
 	bool running;
@@ -62,6 +77,14 @@ out:
 	pthread_mutex_unlock(&b->mu);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int flush(void *ctx, const char *ls, const char *res, int held, int wanted)
 {
 	struct dlm_be *b = ctx;
@@ -71,7 +94,14 @@ static int flush(void *ctx, const char *ls, const char *res, int held, int wante
 
 	if (vmfs_lk_parse(res, &kind, &id))
 		return 0;	/* not ours: nothing cached under it */
+	if (kind == VMFS_LK_ALLOC && !atomic_load(&b->alloc_fresh) &&
+	    now_ms() - atomic_load(&b->alloc_since) < ALLOC_HOLD_MS) {
+		retry_add(b, res);	/* the hold time is not over */
+		return -EAGAIN;
+	}
 	rc = b->lk->blocking ? b->lk->blocking(b->lk->blocking_arg, kind, id) : 0;
+	if (rc == 0 && kind == VMFS_LK_ALLOC)
+		atomic_store(&b->alloc_fresh, true);
 	if (rc < 0) {
 		log_debug("lock %s wanted %s by another host: flush deferred (%d)", res,
 			  vmfs_dlm_mode_name(wanted), rc);
@@ -197,6 +227,8 @@ static int dlm_lock(void *be, struct vmfs_lkh *h, unsigned flags)
 		return map_err(rc, res);
 	h->epoch = lksb->epoch;
 	h->held = true;
+	if (h->kind == VMFS_LK_ALLOC && atomic_exchange(&b->alloc_fresh, false))
+		atomic_store(&b->alloc_since, now_ms());
 	return 0;
 }
 
@@ -277,6 +309,7 @@ int vmfs_locking_dlm_init(struct vmfs_locking *lk, const char *ls, vmfs_lk_block
 		b->hooks = *hooks;
 	b->arg = arg;
 	atomic_store(&b->lease_ok, 1);
+	atomic_store(&b->alloc_fresh, true);
 	lk->ops = &dlm_ops;
 	lk->be = b;
 	lk->blocking = cb;

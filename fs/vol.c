@@ -266,15 +266,16 @@ void mc_trim(struct vol *v)
 	}
 }
 
-void mc_drop_clean(struct vol *v)
+void mc_drop_clean_types(struct vol *v, uint32_t types)
 {
 	for (size_t i = 0; i < v->hsize; i++) {
 		struct mbuf **pp = &v->htab[i];
 
 		while (*pp) {
 			struct mbuf *mb = *pp;
+			unsigned type = get_le16(mb->data + 4);
 
-			if (mb->dirty) {
+			if (mb->dirty || (type < 32 && !(types & (1u << type)))) {
 				pp = &mb->hnext;
 				continue;
 			}
@@ -286,7 +287,12 @@ void mc_drop_clean(struct vol *v)
 	}
 }
 
-int vol_handover(struct vol *v)
+void mc_drop_clean(struct vol *v)
+{
+	mc_drop_clean_types(v, VMFS_MC_ALL);
+}
+
+int vol_handover(struct vol *v, uint32_t types)
 {
 	int rc = vol_commit(v);
 
@@ -300,9 +306,11 @@ int vol_handover(struct vol *v)
 		v->ckpt_unsynced = false;
 		v->clean_seq = v->seq;
 	}
-	mc_drop_clean(v);
-	v->chunk_hint = 0;
-	v->free_stale = true;
+	mc_drop_clean_types(v, types);
+	if (types & VMFS_MC_ALLOC) {
+		v->chunk_hint = 0;
+		v->free_stale = true;
+	}
 	return 0;
 }
 

@@ -99,11 +99,22 @@ void mc_dirty(struct vol *v, struct mbuf *mb);
 void mc_trim(struct vol *v);
 /* Drop every clean buffer. */
 void mc_drop_clean(struct vol *v);
+/* Block-type masks: which cached blocks a kind of lock covers (the one
+ * place that says so; locking.h names the locks). */
+#define VMFS_MC_TYPE(t) (1u << (t))
+#define VMFS_MC_ALLOC (VMFS_MC_TYPE(VMFS_T_RG) | VMFS_MC_TYPE(VMFS_T_CHUNK))
+#define VMFS_MC_INODES (VMFS_MC_TYPE(VMFS_T_INODE) | VMFS_MC_TYPE(VMFS_T_EXTBLK) | \
+			VMFS_MC_TYPE(VMFS_T_DIRIDX) | VMFS_MC_TYPE(VMFS_T_DIRBKT))
+#define VMFS_MC_ALL 0xffffffffu
+/* Drop the clean buffers whose block type is in types (VMFS_MC_*). */
+void mc_drop_clean_types(struct vol *v, uint32_t types);
 /* Before another host may take a lock we held (the blocking callback of
  * locking.h): commit, checkpoint, mark the journal clean (so a replay
  * after our crash can never overwrite what the next holder writes:
- * journal.c invariant 3), forget every cached block.  Needs mu. */
-int vol_handover(struct vol *v) __attribute__((warn_unused_result));
+ * journal.c invariant 3), forget the cached blocks of the types that
+ * lock covers (VMFS_MC_*; the others stay valid: each is covered by a
+ * lock this host still holds).  Needs mu. */
+int vol_handover(struct vol *v, uint32_t types) __attribute__((warn_unused_result));
 /* Drop one clean buffer (fsck after repairs). */
 void mc_forget(struct vol *v, uint64_t addr);
 

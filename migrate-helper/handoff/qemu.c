@@ -794,8 +794,10 @@ static int commit(struct run *r, char *why, size_t why_len)
 		if (strcmp(d[i].ls, r->disks[i].ls) != 0 ||
 		    strcmp(d[i].d.res, r->disks[i].d.res) != 0 ||
 		    strcmp(d[i].d.to_host, r->disks[i].d.to_host) != 0) {
-			snprintf(why, why_len, "the disks of %s changed during the migration: "
-				 "%s/%s prepared on %s at the start, now %s/%s on %s", r->o.vm,
+			/* bounded: lockspaces are UUIDs, resources "i<ino>" */
+			snprintf(why, why_len, "the disks of %.64s changed during the migration: "
+				 "%.40s/%.24s prepared on %.64s at the start, now %.40s/%.24s on "
+				 "%.64s", r->o.vm,
 				 r->disks[i].ls, r->disks[i].d.res, r->disks[i].d.to_host,
 				 d[i].ls, d[i].d.res, d[i].d.to_host);
 			return VMFS_HANDOFF_EAMBIGUOUS;
