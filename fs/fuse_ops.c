@@ -1823,26 +1823,49 @@ static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	fuse_reply_lock(req, lock);
 }
 
+/* FUSE INTERRUPT of a waiting F_SETLKW or flock: its process got a
+ * signal (libfuse calls this from the thread that read the interrupt). */
+static void on_lock_interrupt(fuse_req_t req, void *data)
+{
+	(void)req;
+	plock_interrupt(data);
+}
+
 static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
 		     int sleep)
 {
 	struct fsctx *c = ctx_of(req);
+	struct plock_intr in;
 	uint64_t start, end;
 	int rc;
 
+	plock_intr_init(&in, c->pl);
 	flock_range(lock, &start, &end);
 	if (lock->l_type != F_UNLCK)
 		fh_note_owner(fi, fi->lock_owner);
+	if (sleep)
+		fuse_req_interrupt_func(req, on_lock_interrupt, &in);
 	rc = plock_setlk(c->pl, to_disk(c, ino), fi->lock_owner, fuse_req_ctx(req)->pid,
-			 lock->l_type, start, end, sleep != 0);
+			 lock->l_type, start, end, sleep != 0, &in);
+	if (sleep)
+		fuse_req_interrupt_func(req, NULL, NULL);	/* in goes out of scope */
 	fuse_reply_err(req, -rc);
 }
 
 static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
 {
 	struct fsctx *c = ctx_of(req);
+	bool wait = !(op & LOCK_NB) && (op & ~LOCK_NB) != LOCK_UN;
+	struct plock_intr in;
+	int rc;
 
-	fuse_reply_err(req, -plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op));
+	plock_intr_init(&in, c->pl);
+	if (wait)
+		fuse_req_interrupt_func(req, on_lock_interrupt, &in);
+	rc = plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op, &in);
+	if (wait)
+		fuse_req_interrupt_func(req, NULL, NULL);
+	fuse_reply_err(req, -rc);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

@@ -55,7 +55,9 @@
  * a convert waits it is.  No deadlock detection: a real POSIX deadlock
  * across hosts waits forever (the kernel would say EDEADLK).  A wait ends
  * with -EIO when the lease is lost or the daemon goes away (the request
- * is cancelled).  FUSE interrupts are not seen (no EINTR).
+ * is cancelled), and with -EINTR when FUSE interrupts the request (the
+ * process got a signal: struct plock_intr; the request is cancelled the
+ * same way).
  *
  * F_GETLK: local owners' ranges first (exact, with their pid), then a
  * probe of the cluster: the locks the request would need are tried
@@ -456,23 +458,44 @@ static void on_completion(void *arg, const struct vmfs_dlm_lksb *lksb)
 	free(w);
 }
 
-/* Wait for w's outcome; cancel it when the lease is lost or the daemon
- * goes, and give up PL_CANCEL_GRACE_MS later (the callback cleans up). */
-static int wait_done(struct plock_tab *t, struct pl_wait *w, struct vmfs_dlm_lksb *out)
+void plock_intr_init(struct plock_intr *in, struct plock_tab *t)
+{
+	in->t = t;
+	atomic_init(&in->fired, false);
+}
+
+void plock_interrupt(struct plock_intr *in)
+{
+	atomic_store(&in->fired, true);
+	if (!in->t)
+		return;
+	pthread_mutex_lock(&in->t->mu);
+	pthread_cond_broadcast(&in->t->cond);
+	pthread_mutex_unlock(&in->t->mu);
+}
+
+/* Wait for w's outcome; cancel it when the lease is lost, the daemon goes
+ * or the request is interrupted, and give up PL_CANCEL_GRACE_MS later (the
+ * callback cleans up). */
+static int wait_done(struct plock_tab *t, struct pl_wait *w, struct vmfs_dlm_lksb *out,
+		     struct plock_intr *intr)
 {
 	unsigned long long cancel_at = 0;
+	bool by_intr = false;
 	int ret;
 
 	pthread_mutex_lock(&t->mu);
 	for (;;) {
 		struct timespec ts;
+		bool gone = t->lease == 0 || t->dead || t->failed;
 
 		if (w->done)
 			break;
-		if ((t->lease == 0 || t->dead || t->failed) && !cancel_at) {
+		if ((gone || (intr && atomic_load(&intr->fired))) && !cancel_at) {
 			uint64_t lkid = __atomic_load_n(&w->lkid, __ATOMIC_RELAXED);
 
 			if (lkid) {
+				by_intr = !gone;
 				pthread_mutex_unlock(&t->mu);
 				(void)vmfs_dlm_cancel(t->h, lkid);
 				pthread_mutex_lock(&t->mu);
@@ -483,7 +506,7 @@ static int wait_done(struct plock_tab *t, struct pl_wait *w, struct vmfs_dlm_lks
 		if (cancel_at && now_mono_ms() - cancel_at > PL_CANCEL_GRACE_MS) {
 			w->refs--;	/* the callback frees it */
 			pthread_mutex_unlock(&t->mu);
-			return -EIO;
+			return by_intr ? -EINTR : -EIO;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += 200 * 1000000L;
@@ -498,13 +521,13 @@ static int wait_done(struct plock_tab *t, struct pl_wait *w, struct vmfs_dlm_lks
 	pthread_mutex_unlock(&t->mu);
 	free(w);
 	if (ret == VMFS_DLM_ECANCELED)
-		return -EIO;	/* we cancel only when the lease went */
+		return by_intr ? -EINTR : -EIO;	/* we cancel for no other reason */
 	return map_err(ret);
 }
 
 /* Queue a lock on res and wait for it. */
 static int wait_lock(struct plock_tab *t, const char *res, int mode, const char *tag,
-		     struct vmfs_dlm_lksb *out)
+		     struct vmfs_dlm_lksb *out, struct plock_intr *intr)
 {
 	struct pl_wait *w = calloc(1, sizeof(*w));
 	int ret;
@@ -518,11 +541,12 @@ static int wait_lock(struct plock_tab *t, const char *res, int mode, const char 
 		free(w);
 		return map_err(ret);
 	}
-	return wait_done(t, w, out);
+	return wait_done(t, w, out, intr);
 }
 
 /* Queue an up-convert of lk and wait for it; lk->mode updated on grant. */
-static int wait_convert(struct plock_tab *t, struct vmfs_dlm_lksb *lk, int old_mode, int mode)
+static int wait_convert(struct plock_tab *t, struct vmfs_dlm_lksb *lk, int old_mode, int mode,
+			struct plock_intr *intr)
 {
 	struct pl_wait *w = calloc(1, sizeof(*w));
 	struct vmfs_dlm_lksb got;
@@ -540,7 +564,7 @@ static int wait_convert(struct plock_tab *t, struct vmfs_dlm_lksb *lk, int old_m
 		free(w);
 		return map_err(ret);
 	}
-	ret = wait_done(t, w, &got);
+	ret = wait_done(t, w, &got, intr);
 	if (ret == 0) {
 		lk->mode = got.mode;
 		lk->epoch = got.epoch;
@@ -734,7 +758,7 @@ static void down_phase(struct plock_tab *t, struct pl_obj *o)
 /* --- record locks ------------------------------------------------------- */
 
 int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, short type,
-		uint64_t start, uint64_t end, bool wait)
+		uint64_t start, uint64_t end, bool wait, struct plock_intr *intr)
 {
 	struct pl_extra x = { .held = false };
 	struct pl_range *rn = NULL;
@@ -783,7 +807,7 @@ int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, sh
 			struct vmfs_dlm_lksb *lk = blk.is_p ? &o->lk : &byte_find(o, blk.off)->lk;
 			int *held = blk.is_p ? &o->mode : &byte_find(o, blk.off)->mode;
 
-			ret = wait_convert(t, lk, *held, blk.mode);
+			ret = wait_convert(t, lk, *held, blk.mode, intr);
 			if (ret < 0)
 				break;
 			*held = blk.mode;
@@ -794,7 +818,7 @@ int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, sh
 			o->busy = false;
 			pthread_cond_broadcast(&t->cond);
 			pthread_mutex_unlock(&t->mu);
-			ret = wait_lock(t, blk.res, blk.mode, tag, &x.lk);
+			ret = wait_lock(t, blk.res, blk.mode, tag, &x.lk, intr);
 			pthread_mutex_lock(&t->mu);
 			obj_rebusy(t, o);
 			pthread_mutex_unlock(&t->mu);
@@ -834,7 +858,7 @@ void plock_release_owner(struct plock_tab *t, uint64_t ino, uint64_t owner)
 
 	if (!t)
 		return;
-	ret = plock_setlk(t, ino, owner, 0, F_UNLCK, 0, PLOCK_EOF, false);
+	ret = plock_setlk(t, ino, owner, 0, F_UNLCK, 0, PLOCK_EOF, false, NULL);
 	if (ret < 0)	/* only -ENOMEM can get here; the locks stay held */
 		log_ls(LOG_WARNING, t->ls, "plock: release of owner %" PRIx64 " on inode %" PRIu64
 		       ": %s", owner, ino, strerror(-ret));
@@ -967,7 +991,8 @@ out:
 
 /* --- flock ---------------------------------------------------------------- */
 
-int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
+int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op,
+		struct plock_intr *intr)
 {
 	bool nb = op & LOCK_NB;
 	char res[VMFS_DLM_NAME_MAX + 1];
@@ -999,7 +1024,7 @@ int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
 	} else if (o->mode == PL_NONE) {
 		ret = dlm_try(t, res, want, "flock", &o->lk);
 		if (ret == -EAGAIN && !nb)
-			ret = wait_lock(t, res, want, "flock", &o->lk);
+			ret = wait_lock(t, res, want, "flock", &o->lk, intr);
 		if (ret == 0)
 			o->mode = want;
 	} else if (covers(o->mode, want)) {
@@ -1016,7 +1041,7 @@ int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
 		} else if (ret == -EAGAIN && !nb) {
 			dlm_drop(t, &o->lk);
 			o->mode = PL_NONE;
-			ret = wait_lock(t, res, want, "flock", &o->lk);
+			ret = wait_lock(t, res, want, "flock", &o->lk, intr);
 			if (ret == 0)
 				o->mode = want;
 		}

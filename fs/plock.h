@@ -26,6 +26,7 @@
 #ifndef VMFS_FS_PLOCK_H
 #define VMFS_FS_PLOCK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,13 +38,28 @@ struct plock_tab;
 int plock_tab_new(const char *ls, struct plock_tab **out) __attribute__((warn_unused_result));
 void plock_tab_free(struct plock_tab *t);
 
+/* The interruption of a waiting request: FUSE sends INTERRUPT when the
+ * process blocked in F_SETLKW or flock gets a signal.  The caller owns it
+ * for the duration of the request; plock_interrupt() may come from any
+ * thread, before or during the wait.  The wait's queued lock is cancelled
+ * and the request fails with -EINTR, holding nothing it did not hold
+ * before (or succeeds, when the grant won the race). */
+struct plock_intr {
+	struct plock_tab *t;
+	atomic_bool fired;
+};
+void plock_intr_init(struct plock_intr *in, struct plock_tab *t);
+void plock_interrupt(struct plock_intr *in);
+
 /* fcntl record locks.  type: F_RDLCK, F_WRLCK or F_UNLCK; [start, end]
  * inclusive (end = PLOCK_EOF: to end of file).  0, -EAGAIN (would block,
- * wait == false), -EIO (no lease), -ENOLCK (too many locks, lock-manager
+ * wait == false), -EINTR (waiting, interrupted through intr, which may
+ * be NULL), -EIO (no lease), -ENOLCK (too many locks, lock-manager
  * error), -ENOMEM, -EINVAL (bad type or end < start).  pid is shown by
  * F_GETLK of other local owners and recorded in the lock's tag ("pid N"). */
 int plock_setlk(struct plock_tab *t, uint64_t ino, uint64_t owner, pid_t pid, short type,
-		uint64_t start, uint64_t end, bool wait) __attribute__((warn_unused_result));
+		uint64_t start, uint64_t end, bool wait, struct plock_intr *intr)
+	__attribute__((warn_unused_result));
 /* F_GETLK: on entry the wanted lock; on return *type = F_UNLCK if it could
  * be granted, else the conflicting lock's type/range/pid (pid 0 when the
  * holder is on another host). */
@@ -51,9 +67,10 @@ int plock_getlk(struct plock_tab *t, uint64_t ino, uint64_t owner, short *type,
 		uint64_t *start, uint64_t *end, pid_t *pid) __attribute__((warn_unused_result));
 /* flock(): op = LOCK_SH, LOCK_EX or LOCK_UN, optionally | LOCK_NB.
  * SH -> EX: with LOCK_NB the shared lock is kept when EX is refused;
- * blocking, it is dropped first and EX waited for (as Linux does). */
-int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op)
-	__attribute__((warn_unused_result));
+ * blocking, it is dropped first and EX waited for (as Linux does); an
+ * interrupted wait (intr, may be NULL) returns -EINTR. */
+int plock_flock(struct plock_tab *t, uint64_t ino, uint64_t owner, int op,
+		struct plock_intr *intr) __attribute__((warn_unused_result));
 /* Drop every record lock of owner on ino (close of a descriptor: FUSE
  * flush with lock_owner), or every flock of owner (release). */
 void plock_release_owner(struct plock_tab *t, uint64_t ino, uint64_t owner);

@@ -10,6 +10,8 @@
  *   g r|w S E                 F_GETLK -> "unlck" or "rdlck|wrlck S E pid P"
  *   fs | fx | fS | fX | fu    flock LOCK_SH|NB, LOCK_EX|NB, LOCK_SH, LOCK_EX, LOCK_UN
  *   owner N                   following requests use lock owner N (default 1)
+ *   intr SEC                  the next request is interrupted SEC seconds after
+ *                             it starts (as FUSE INTERRUPT does on a signal)
  *   release | frelease        plock_release_owner / plock_release_flock
  *   sleep SEC                 (fractions allowed)
  *   touch PATH                create PATH (tells a test "done so far")
@@ -25,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +45,7 @@ static const char *errname(int err)
 	switch (err) {
 	case 0: return "ok";
 	case -EAGAIN: return "EAGAIN";
+	case -EINTR: return "EINTR";
 	case -EIO: return "EIO";
 	case -EINVAL: return "EINVAL";
 	case -ENOLCK: return "ENOLCK";
@@ -77,6 +82,43 @@ static char *trim(char *s)
 	return s;
 }
 
+/* "intr SEC": a thread interrupts the next request SEC seconds after it
+ * starts (or does nothing if the request ended first). */
+static double intr_after = -1;
+static struct plock_intr intr;
+static pthread_t intr_tid;
+static bool intr_running;
+
+static void *intr_main(void *arg)
+{
+	struct timespec ts = { .tv_sec = (time_t)intr_after,
+			       .tv_nsec = (long)((intr_after - (time_t)intr_after) * 1e9) };
+
+	(void)arg;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	plock_interrupt(&intr);
+	return NULL;
+}
+
+static struct plock_intr *intr_arm(struct plock_tab *t)
+{
+	plock_intr_init(&intr, t);
+	if (intr_after < 0)
+		return &intr;
+	if (pthread_create(&intr_tid, NULL, intr_main, NULL) == 0)
+		intr_running = true;
+	intr_after = -1;
+	return &intr;
+}
+
+static void intr_disarm(void)
+{
+	if (intr_running)
+		pthread_join(intr_tid, NULL);	/* plock_interrupt after the end: harmless */
+	intr_running = false;
+}
+
 static void sleep_sec(double sec)
 {
 	struct timespec ts = { (time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9) };
@@ -106,7 +148,9 @@ static int run(struct plock_tab *t, uint64_t ino, uint64_t *owner, char *cmd, ch
 
 		if (argc != 3 || parse_off(argv[1], &s) || parse_off(argv[2], &e))
 			return -1;
-		ret = plock_setlk(t, ino, *owner, getpid(), type, s, e, c == 'R' || c == 'W');
+		ret = plock_setlk(t, ino, *owner, getpid(), type, s, e, c == 'R' || c == 'W',
+				  intr_arm(t));
+		intr_disarm();
 		snprintf(result, rlen, "%s", errname(ret));
 	} else if (!strcmp(argv[0], "g")) {
 		short type;
@@ -137,8 +181,11 @@ static int run(struct plock_tab *t, uint64_t ino, uint64_t *owner, char *cmd, ch
 		case 'u': op = LOCK_UN; break;
 		default: return -1;
 		}
-		ret = plock_flock(t, ino, *owner, op);
+		ret = plock_flock(t, ino, *owner, op, intr_arm(t));
+		intr_disarm();
 		snprintf(result, rlen, "%s", errname(ret));
+	} else if (!strcmp(argv[0], "intr") && argc == 2) {
+		intr_after = atof(argv[1]);
 	} else if (!strcmp(argv[0], "owner") && argc == 2) {
 		*owner = strtoull(argv[1], NULL, 0);
 	} else if (!strcmp(argv[0], "release")) {

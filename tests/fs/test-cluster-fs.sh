@@ -83,6 +83,22 @@ for op in ops:
         elif a[0] == "flock":
             fcntl.flock(fd, (fcntl.LOCK_EX if a[1] == "ex" else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             print("flock OK", flush=True)
+        elif a[0] in ("flockw", "setlkw"):	# blocking, interrupted by SIGALRM after 1 s
+            class Alarm(Exception):
+                pass
+            def on_alarm(sig, frame):
+                raise Alarm()
+            signal.signal(signal.SIGALRM, on_alarm)
+            signal.alarm(1)
+            try:
+                if a[0] == "flockw":
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                else:
+                    fcntl.fcntl(fd, fcntl.F_SETLKW, flk(a[1], int(a[2]), int(a[3])))
+                print(a[0], "OK", flush=True)
+            except Alarm:
+                print(a[0], "EINTR", flush=True)
+            signal.alarm(0)
         elif a[0] == "pwrite":	# pwrite:OFF:BYTE:LEN
             n = os.pwrite(fd, bytes([int(a[2], 0)]) * int(a[3]), int(a[1]))
             print("pwrite", a[1], "OK" if n == int(a[3]) else "SHORT", flush=True)
@@ -540,6 +556,17 @@ step5() {
 	out=$(TMO=10 on 3 '$H $M/lk/fl r flock:sh' 2>&1) || true
 	[[ $out == *"flock EAGAIN"* || $out == *"flock EWOULDBLOCK"* ]] ||
 		{ bad "host3: shared flock while host1 holds exclusive: '$out'"; rc=1; }
+	# a blocking flock and F_SETLKW waiting for host1 end when their
+	# process gets a signal (FUSE INTERRUPT), leaving nothing queued
+	out=$(holder 1 rw1 "$T/m1/lk/rec" rw setlk:w:0:10)
+	[[ $out == *"setlk 0 OK"* ]] || { bad "host1: fcntl lock for the interrupt check: $out"; return 1; }
+	out=$(TMO=20 on 2 '$H $M/lk/fl r flockw; $H $M/lk/rec rw setlkw:w:5:1' 2>&1) || true
+	[[ $out == *"flockw EINTR"*"setlkw EINTR"* ]] ||
+		{ bad "host2: blocking flock/F_SETLKW interrupted by a signal: $(tr '\n' ' ' <<<"$out")"; rc=1; }
+	holder_stop rw1
+	if hexec 1 "$VMFSCTL" locks --json | grep -q '"waiting"'; then
+		bad "host2's interrupted lock requests stayed queued: $(hexec 1 "$VMFSCTL" locks)"; rc=1
+	fi
 	holder_stop fl1
 	wait_for 20 "host2's flock after host1's holder exited" \
 		sh -c "'$VC' exec 2 flock -n '$T/m2/lk/fl' true" ||

@@ -2,7 +2,8 @@
 # Cluster-wide POSIX record locks and flock (fs/plock.c) on a 3-host
 # cluster, driven by plock-probe (one lock table per process, as one
 # vmfs-mount has): byte locks conflict exactly across hosts, read locks
-# share, long ranges lock the whole file, F_SETLKW waits for the holder,
+# share, long ranges lock the whole file, F_SETLKW waits for the holder
+# (and an interrupted wait ends with EINTR),
 # flock SH/EX, owners on one host conflict, a killed holder's locks go,
 # QEMU's image-locking pattern, and EIO without a lease.
 set -euo pipefail
@@ -87,6 +88,17 @@ probe 2 "w 100 100 =ok; u 100 100 =ok"
 touch "$T/go4b"
 bgwait c
 bgwait a
+
+echo "# 4c. an interrupted F_SETLKW / blocking flock (FUSE INTERRUPT) fails with EINTR, nothing left queued"
+bgprobe a 1 "w 100 100 =ok; fx =ok; touch $T/a4c; waitfile $T/go4c"
+waitfile a4c
+probe 2 'intr 0.5; W 100 100 =EINTR; intr 0.5; fX =EINTR; intr 0.5; R 90 200 =EINTR; g w 100 100 =wrlck 100 100 pid 0'
+if hexec 1 "$VMFSCTL" locks --json --lockspace "$LS" | grep -q '"waiting"'; then
+	die "an interrupted request stayed queued: $(hexec 1 "$VMFSCTL" locks --lockspace "$LS")"
+fi
+touch "$T/go4c"
+bgwait a
+probe 2 'W 100 100 =ok; fX =ok; u 100 100 =ok; fu =ok'
 
 echo "# 5. flock: SH shared across hosts, EX exclusive, blocking EX waits"
 bgprobe a 1 "fs =ok; touch $T/a5; waitfile $T/go5b; fu =ok"
