@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "spare.h"
 
 int64_t alloc_rg_of(const struct vol *v, uint64_t b)
 {
@@ -93,11 +94,16 @@ static uint32_t take_run(struct vol *v, struct vmfs_rg *rg, uint32_t first, uint
 int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
 		 uint64_t *start, uint32_t *got)
 {
-	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	struct vmfs_rg *rg;
 	int64_t grg = goal ? alloc_rg_of(v, goal) : -1;
 	uint32_t first_rg = grg >= 0 ? (uint32_t)grg : v->rg_pref;
 	int rc = -ENOSPC;
 
+	if (v->spare_mode) {	/* a caller's bug: spare.h */
+		log_err("data blocks wanted without the allocator lock");
+		return -EAGAIN;
+	}
+	rg = malloc(sizeof(*rg));
 	if (!rg)
 		return -ENOMEM;
 	if (want == 0)
@@ -141,8 +147,14 @@ out:
 
 int free_blocks(struct vol *v, uint64_t start, uint32_t len)
 {
-	struct vmfs_rg *rg = malloc(sizeof(*rg));
+	struct vmfs_rg *rg;
 	int rc = 0;
+
+	if (v->spare_mode) {	/* a caller's bug: spare.h */
+		log_err("data blocks freed without the allocator lock");
+		return -EAGAIN;
+	}
+	rg = malloc(sizeof(*rg));
 
 	if (!rg)
 		return -ENOMEM;
@@ -274,6 +286,9 @@ int alloc_mblk(struct vol *v, uint64_t *addr)
 	uint32_t got;
 	int rc;
 
+	if (v->spare_mode)
+		return spare_pop(v, addr);
+
 	if (v->chunk_hint) {
 		rc = chunk_take(v, v->chunk_hint, addr);
 		if (rc != -ENOSPC)
@@ -326,6 +341,10 @@ int free_mblk(struct vol *v, uint64_t addr)
 	struct mbuf *mb;
 	int rc;
 
+	if (v->spare_mode) {
+		free(c);
+		return spare_push(v, addr);
+	}
 	if (!c)
 		return -ENOMEM;
 	rc = chunk_load(v, b, &mb, c);

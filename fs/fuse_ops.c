@@ -29,6 +29,7 @@
 #include "file.h"
 #include "inode.h"
 #include "log.h"
+#include "spare.h"
 #include "vmfs/dlm.h"
 
 #define VT_SIZE 4096
@@ -98,90 +99,168 @@ static bool vnode_last(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t
 	return last;
 }
 
-static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens);
-
-/* Drop lookups/opens; when the vnode is unused and the inode unlinked,
- * free the inode.  Called without vol.mu and without cluster locks: the
- * last put takes the inode's and the allocator's (it may free). */
-static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+/* Drop lookups/opens from the vnode of ino; free the vnode when nothing
+ * uses it any more.  With vmu.  True if it was freed. */
+static bool vnode_count_down(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
 {
-	struct lkset ls;
-	bool locked = false;
+	struct vnode *vn = vnode_find_locked(c, ino), **pp;
 
-	lks_init(&ls);
-	if (c->lk.cluster && vnode_last(c, ino, lookups, opens)) {
-		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
-		locked = lks_lock(c, &ls) == 0;
-	}
-	if (c->lk.cluster && !locked) {
-		/* Not the last use, or no locks (fenced): only count. */
-		struct vnode *vn, **pp;
-
-		pthread_mutex_lock(&c->vmu);
-		vn = vnode_find_locked(c, ino);
-		if (vn) {
-			vn->nlookup -= lookups < vn->nlookup ? lookups : vn->nlookup;
-			vn->nopen -= opens < vn->nopen ? opens : vn->nopen;
-			if (vn->nlookup == 0 && vn->nopen == 0) {
-				pp = &c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
-				while (*pp != vn)
-					pp = &(*pp)->next;
-				*pp = vn->next;
-				pthread_rwlock_destroy(&vn->rw);
-				free(vn);
-			}
-		}
-		pthread_mutex_unlock(&c->vmu);
-		return;
-	}
-	vnode_put_locked(c, ino, lookups, opens);
-	lks_unlock(c, &ls);
+	if (!vn)
+		return false;
+	vn->nlookup -= lookups < vn->nlookup ? lookups : vn->nlookup;
+	vn->nopen -= opens < vn->nopen ? opens : vn->nopen;
+	if (vn->nlookup || vn->nopen)
+		return false;
+	pp = &c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
+	while (*pp != vn)
+		pp = &(*pp)->next;
+	*pp = vn->next;
+	pthread_rwlock_destroy(&vn->rw);
+	free(vn);
+	return true;
 }
 
-/* vnode_put() for a caller that holds EX on the inode and the allocator
- * (or runs single-host). */
-static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+/* Does the inode own blocks besides its own mblk?  Then freeing it needs
+ * the allocator lock (spare mode cannot free data blocks). */
+static bool owns_blocks(const struct vmfs_inode *in)
 {
-	struct vnode *vn, **pp;
-	bool gone = false;
+	return S_ISDIR(in->mode) || (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE));
+}
+
+/* The end of an unlinked inode nothing here uses any more, listed on this
+ * host's orphan list: freed, with the allocator lock (have_alloc) or in
+ * spare mode (spare.h: its mblk becomes a spare) when it owns no blocks;
+ * else it stays listed (unmount or recovery frees it).  Only the host that
+ * unlinked it listed it; any other host's last reference is a stale one
+ * (that host freed it already).  With vol.mu and EX on ino. */
+static void orphan_end(struct fsctx *c, uint64_t ino, bool have_alloc)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in || c->v->error || vol_inode_get(c->v, ino, in) || in->nlink != 0 ||
+	    orphan_listed(c->v, ino) != 1 ||
+	    (!have_alloc && (owns_blocks(in) || !spare_ok(c->v)))) {
+		free(in);
+		return;
+	}
+	c->v->spare_mode = !have_alloc;
+	rc = orphan_del(c->v, ino);	/* first: a spare of this mblk is listed again */
+	if (!rc)
+		rc = inode_free(c->v, ino);
+	c->v->spare_mode = false;
+	if (!rc && have_alloc && c->lk.cluster)
+		rc = spare_rebalance(c->v);
+	if (rc)
+		log_err("freeing unlinked inode %llu: %s", (unsigned long long)ino,
+			vmfs_strerror(rc));
+	free(in);
+}
+
+/* spare_ok() for choosing an operation's locks, before vol.mu. */
+static bool spares_ok(struct fsctx *c)
+{
+	bool ok;
+
+	pthread_mutex_lock(&c->v->mu);
+	ok = spare_ok(c->v);
+	pthread_mutex_unlock(&c->v->mu);
+	return ok;
+}
+
+/* Would orphan_end() need the allocator lock?  With vol.mu. */
+static bool orphan_end_needs_alloc(struct fsctx *c, uint64_t ino)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	bool need = true;
+
+	if (in && c->lk.cluster && spare_ok(c->v) && !vol_inode_get(c->v, ino, in))
+		need = owns_blocks(in);
+	free(in);
+	return need;
+}
+
+/* vnode_put() for a caller that holds EX on the inode (and on the
+ * allocator if have_alloc), or runs single-host. */
+static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens,
+			     bool have_alloc)
+{
+	bool gone;
 
 	pthread_mutex_lock(&c->v->mu);
 	pthread_mutex_lock(&c->vmu);
-	vn = vnode_find_locked(c, ino);
-	if (vn) {
-		vn->nlookup -= lookups < vn->nlookup ? lookups : vn->nlookup;
-		vn->nopen -= opens < vn->nopen ? opens : vn->nopen;
-		if (vn->nlookup == 0 && vn->nopen == 0) {
-			pp = &c->vt[(ino * 0x9E3779B97F4A7C15ull >> 40) % c->vsize];
-			while (*pp != vn)
-				pp = &(*pp)->next;
-			*pp = vn->next;
-			pthread_rwlock_destroy(&vn->rw);
-			free(vn);
-			gone = true;
-		}
-	}
+	gone = vnode_count_down(c, ino, lookups, opens);
 	pthread_mutex_unlock(&c->vmu);
-	if (gone && !c->v->error) {
-		struct vmfs_inode *in = malloc(sizeof(*in));
+	if (gone)
+		orphan_end(c, ino, have_alloc);
+	pthread_mutex_unlock(&c->v->mu);
+}
 
-		/* Only the host that unlinked it while it was in use here listed
-		 * it as its orphan; any other host's last reference is a stale
-		 * one (that host freed it already). */
-		if (in && !vol_inode_get(c->v, ino, in) && in->nlink == 0 &&
-		    orphan_listed(c->v, ino) == 1) {
-			int rc = inode_free(c->v, ino);
+/* Drop lookups/opens (FORGET, release).  Called without vol.mu and without
+ * cluster locks.  Only the last use of an inode this host listed as its
+ * orphan ends something, and only that one takes the inode's lock (and
+ * the allocator's, when it cannot become a spare); every other put only
+ * counts, with no lock-manager traffic (the kernel forgets inodes all the
+ * time).  The check and the count are one step under vol.mu, as is an
+ * unlink's "in use here? then orphan" (drop_link), so neither can slip
+ * between the other's. */
+static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
+{
+	struct lkset ls;
+	bool need_alloc;
 
-			if (!rc)
-				rc = orphan_del(c->v, ino);
-			if (rc)
-				log_err("freeing unlinked inode %llu: %s", (unsigned long long)ino,
-					vmfs_strerror(rc));
-		}
-		free(in);
+	if (!c->lk.cluster) {
+		vnode_put_locked(c, ino, lookups, opens, true);
+		return;
+	}
+	pthread_mutex_lock(&c->v->mu);
+	if (!vnode_last(c, ino, lookups, opens) || orphan_listed(c->v, ino) == 0) {
+		pthread_mutex_lock(&c->vmu);
+		(void)vnode_count_down(c, ino, lookups, opens);
+		pthread_mutex_unlock(&c->vmu);
+		pthread_mutex_unlock(&c->v->mu);
+		return;
+	}
+	need_alloc = orphan_end_needs_alloc(c, ino);
+	pthread_mutex_unlock(&c->v->mu);
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	if (need_alloc)
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	if (lks_lock(c, &ls)) {
+		/* Fenced: only count; whoever recovers this slot frees its
+		 * orphans. */
+		pthread_mutex_lock(&c->vmu);
+		(void)vnode_count_down(c, ino, lookups, opens);
+		pthread_mutex_unlock(&c->vmu);
+		return;
+	}
+	vnode_put_locked(c, ino, lookups, opens, need_alloc);
+	lks_unlock(c, &ls);
+}
+
+static bool vnode_in_use(struct fsctx *c, uint64_t ino);
+
+/* After an unlink without the allocator lock left an inode nothing uses on
+ * the orphan list (drop_link: it owns blocks, or no spare room): end it
+ * now, under its lock and the allocator's. */
+static void orphan_reap(struct fsctx *c, uint64_t ino)
+{
+	struct lkset ls;
+
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	if (lks_lock(c, &ls))
+		return;		/* fenced: recovery frees it */
+	pthread_mutex_lock(&c->v->mu);
+	if (!vnode_in_use(c, ino)) {
+		orphan_end(c, ino, true);
+		if (vol_maybe_commit(c->v))
+			log_err("inode %llu: commit after freeing it failed", (unsigned long long)ino);
 	}
 	pthread_mutex_unlock(&c->v->mu);
+	lks_unlock(c, &ls);
 }
 
 /* The vnode of an open file (it exists until the last release). */
@@ -419,7 +498,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 		pthread_rwlock_wrlock(&vn->rw);
 		rc = file_truncate(c->v, ino, (uint64_t)attr->st_size);
 		pthread_rwlock_unlock(&vn->rw);
-		vnode_put_locked(c, ino, 0, 1);
+		vnode_put_locked(c, ino, 0, 1, true);
 		if (rc)
 			goto unlock;
 	}
@@ -470,6 +549,7 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 	uint32_t gid = fc->gid;
 	struct lkset ls;
 	uint64_t dummy;
+	bool spare;
 	int rc;
 
 	lks_init(&ls);
@@ -483,12 +563,24 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
+	/* Without the allocator lock when the spare mblks do (spare.h). */
+	spare = c->lk.cluster && !S_ISDIR(mode) && spares_ok(c);
+again:
 	lks_want(&ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	if (!spare)
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
 	rc = lks_lock(c, &ls);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&c->v->mu);
+	if (spare && !spare_ok(c->v)) {	/* another thread took them */
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+		lks_init(&ls);
+		spare = false;
+		goto again;
+	}
+	c->v->spare_mode = spare;
 	rc = c->v->error;
 	if (!rc)
 		rc = get_dir(c->v, parent, dir);
@@ -521,10 +613,14 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 		dir->nlink++;
 		rc = vol_inode_put(c->v, dir);
 	}
+	c->v->spare_mode = false;
+	if (!rc && !spare && c->lk.cluster)
+		rc = spare_rebalance(c->v);
 	if (!rc)
 		rc = vol_maybe_commit(c->v);
 	rc = count_lookup(c, rc, out->h.self, opens);
 unlock:
+	c->v->spare_mode = false;
 	pthread_mutex_unlock(&c->v->mu);
 	/* Hold the new inode's lock before any other host can learn its
 	 * number (the directory is still ours), so what we cached of it is
@@ -679,7 +775,12 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 
 /* Drop one link of child; list it as an orphan at nlink 0 (it is freed at
  * the last forget/release, or at the next mount after a crash). */
-static int drop_link(struct fsctx *c, struct vmfs_inode *child)
+/* Drop a link of child.  Its last link: still in use here, it goes on the
+ * orphan list (the last vnode_put ends it); else it is freed, with the
+ * allocator lock (have_alloc) or in spare mode when it owns no blocks;
+ * else it goes on the orphan list and *reap says the caller must end it
+ * with orphan_reap() once its locks are released. */
+static int drop_link(struct fsctx *c, struct vmfs_inode *child, bool have_alloc, bool *reap)
 {
 	int rc;
 
@@ -693,7 +794,10 @@ static int drop_link(struct fsctx *c, struct vmfs_inode *child)
 		return rc;
 	if (vnode_in_use(c, child->h.self))
 		return orphan_add(c->v, child->h.self);
-	return inode_free(c->v, child->h.self);
+	if (have_alloc || !owns_blocks(child))
+		return inode_free(c->v, child->h.self);
+	*reap = true;
+	return orphan_add(c->v, child->h.self);
 }
 
 static int dir_is_empty(const struct vmfs_inode *dir)
@@ -743,6 +847,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 {
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *ch = malloc(sizeof(*ch));
+	bool spare, reap = false;
 	struct lkset ls;
 	uint64_t ino;
 	int rc;
@@ -752,7 +857,12 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		rc = -ENOMEM;
 		goto out;
 	}
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	/* Without the allocator lock when the spare mblks do (spare.h);
+	 * a file that owns blocks is then freed by orphan_reap(). */
+	spare = c->lk.cluster && !isdir && spares_ok(c);
+again:
+	if (!spare)
+		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
 	rc = lookup_locked(c, to_disk(c, parent), name, VMFS_LK_EX, VMFS_LK_EX, &ls, &ino);
 	if (rc)
 		goto out;
@@ -764,6 +874,14 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		}
 	}
 	pthread_mutex_lock(&c->v->mu);
+	if (spare && !spare_ok(c->v)) {	/* another thread used them */
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+		lks_init(&ls);
+		spare = false;
+		goto again;
+	}
+	c->v->spare_mode = spare;
 	rc = c->v->error;
 	if (!rc)
 		rc = get_dir(c->v, to_disk(c, parent), dir);
@@ -784,11 +902,16 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		rc = vol_inode_put(c->v, dir);
 	}
 	if (!rc)
-		rc = drop_link(c, ch);
+		rc = drop_link(c, ch, !spare, &reap);
+	c->v->spare_mode = false;
+	if (!rc && !spare && c->lk.cluster)
+		rc = spare_rebalance(c->v);
 	if (!rc)
 		rc = vol_maybe_commit(c->v);
 	pthread_mutex_unlock(&c->v->mu);
 	lks_unlock(c, &ls);
+	if (!rc && reap)
+		orphan_reap(c, ino);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(dir);
@@ -905,7 +1028,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	struct vmfs_inode *src = malloc(sizeof(*src)), *dst = malloc(sizeof(*dst));
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *tmp = malloc(sizeof(*tmp));
 	struct lkset ls;
-	bool sdir;
+	bool sdir, reap = false;	/* never set: rename holds the allocator lock */
 	int rc;
 
 	lks_init(&ls);
@@ -1017,7 +1140,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	if (!rc && dino) {
 		rc = vol_inode_get(v, dino, dst);
 		if (!rc)
-			rc = drop_link(c, dst);
+			rc = drop_link(c, dst, true, &reap);
 	}
 	if (!rc)
 		rc = vol_maybe_commit(v);

@@ -32,14 +32,20 @@ unsigned char inode_dtype(uint32_t mode)
 int inode_alloc(struct vol *v, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent,
 		struct vmfs_inode *out)
 {
-	struct mbuf *mb;
 	uint64_t addr;
-	int64_t t = (int64_t)now_ns();
 	int rc = alloc_mblk(v, &addr);
 
 	if (rc)
 		return rc;
-	rc = mc_new(v, addr, &mb);
+	return inode_init_at(v, addr, mode, uid, gid, parent, out);
+}
+
+int inode_init_at(struct vol *v, uint64_t addr, uint32_t mode, uint32_t uid, uint32_t gid,
+		  uint64_t parent, struct vmfs_inode *out)
+{
+	struct mbuf *mb;
+	int64_t t = (int64_t)now_ns();
+	int rc = mc_new(v, addr, &mb);
 	if (rc)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -47,7 +53,7 @@ int inode_alloc(struct vol *v, uint32_t mode, uint32_t uid, uint32_t gid, uint64
 	out->mode = mode;
 	out->uid = uid;
 	out->gid = gid;
-	out->nlink = S_ISDIR(mode) ? 2 : 1;
+	out->nlink = S_ISDIR(mode) ? 2 : mode ? 1 : 0;
 	out->atime_ns = out->mtime_ns = out->ctime_ns = out->btime_ns = t;
 	out->parent = parent;
 	out->igen = (uint64_t)t;

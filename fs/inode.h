@@ -16,6 +16,10 @@ struct xmap {
 
 int inode_alloc(struct vol *v, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent,
 		struct vmfs_inode *out) __attribute__((warn_unused_result));
+/* A fresh inode in the already allocated mblk addr (written whole).  Mode
+ * 0 makes a spare (nlink 0, see spare.h). */
+int inode_init_at(struct vol *v, uint64_t addr, uint32_t mode, uint32_t uid, uint32_t gid,
+		  uint64_t parent, struct vmfs_inode *out) __attribute__((warn_unused_result));
 /* Release everything the inode owns (data, extent blocks, directory
  * blocks) and its own mblk. */
 int inode_free(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));

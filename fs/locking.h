@@ -7,7 +7,9 @@
  *   "m<ino>"   an inode's metadata: attributes, extent map, directory
  *              contents (PR to read, EX to change)
  *   "a"        the allocator: every resource group's bitmap and the
- *              meta-chunk headers (EX to allocate or free)
+ *              meta-chunk headers (EX to allocate or free; creates and
+ *              deletes of files without blocks use this host's spare
+ *              mblks instead, spare.h)
  *   "s<slot>"  a host slot: heartbeat, journal, orphan list (EX by the
  *              owner for the whole mount; survivors recover a dead owner's
  *              slot while the lock manager still holds its lock for it).

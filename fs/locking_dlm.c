@@ -54,6 +54,7 @@ struct dlm_be {
 	void *arg;
 	atomic_int lease_ok;
 	atomic_bool alloc_fresh;	/* next use of "a" follows a handover */
+	atomic_uint handovers[5];	/* per vmfs_lk_kind: locks given up */
 	_Atomic uint64_t alloc_since;	/* ms: when this host got "a" */
 	pthread_t tid;
 	int wake[2];			/* pipe: stop the event thread */
@@ -102,6 +103,8 @@ static int flush(void *ctx, const char *ls, const char *res, int held, int wante
 	rc = b->lk->blocking ? b->lk->blocking(b->lk->blocking_arg, kind, id) : 0;
 	if (rc == 0 && kind == VMFS_LK_ALLOC)
 		atomic_store(&b->alloc_fresh, true);
+	if (rc == 0 && (unsigned)kind < 5)
+		atomic_fetch_add(&b->handovers[kind], 1);
 	if (rc < 0) {
 		log_debug("lock %s wanted %s by another host: flush deferred (%d)", res,
 			  vmfs_dlm_mode_name(wanted), rc);
@@ -261,6 +264,10 @@ static void dlm_fini(void *be)
 			log_warn("cannot wake the lock event thread");
 		pthread_join(b->tid, NULL);
 	}
+	log_info("metadata locks handed over to other hosts: %u inode, %u allocator, "
+		 "%u rename, %u slot", atomic_load(&b->handovers[VMFS_LK_INODE]),
+		 atomic_load(&b->handovers[VMFS_LK_ALLOC]), atomic_load(&b->handovers[VMFS_LK_RENAME]),
+		 atomic_load(&b->handovers[VMFS_LK_SLOT]));
 	/* Release (flushing first) every cached lock, so other hosts need not
 	 * wait for the lock manager to notice we are gone. */
 	if (b->h) {

@@ -310,6 +310,21 @@ out:
 	return rc;
 }
 
+int orphan_room(struct vol *v)
+{
+	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct mbuf *mb;
+	int rc;
+
+	if (!o)
+		return -ENOMEM;
+	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
+	if (!rc)
+		rc = (int)(VMFS_ORPHAN_MAX - o->count);
+	free(o);
+	return rc;
+}
+
 int orphan_listed(struct vol *v, uint64_t ino)
 {
 	struct vmfs_orphan *o = malloc(sizeof(*o));

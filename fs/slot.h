@@ -61,6 +61,8 @@ int orphan_add(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
 int orphan_del(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
 /* 1 if ino is on this host's orphan list, 0 if not, or an error. */
 int orphan_listed(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
+/* Free entries left in this host's orphan list, or a negative error. */
+int orphan_room(struct vol *v) __attribute__((warn_unused_result));
 /* Free every inode listed by slot and empty the list. */
 int orphan_process(struct vol *v, uint32_t slot) __attribute__((warn_unused_result));
 

@@ -70,6 +70,10 @@ struct vol {
 	/* allocator hints: protected by mu */
 	uint32_t rg_pref;	/* first RG this host tries */
 	uint64_t chunk_hint;	/* mblk of a chunk header that had free slots */
+	/* spare mblks of this host (spare.h): protected by mu */
+	uint64_t spare[128];
+	unsigned nspare;
+	bool spare_mode;	/* this operation runs without "a": use them */
 	/* statistics */
 	uint64_t free_blocks;	/* sum of RG free counts, protected by mu */
 	bool free_stale;	/* another host may have changed them: recount */

@@ -107,6 +107,11 @@ done
 run_hosts "1 host, cluster" "$N" 1 | tee "$T/r1"
 run_hosts "3 hosts, cluster" $((N / 3)) 1 2 3 | tee "$T/r3"
 umount_all 1 2 3
+# what the hosts handed each other (each mount logs it at unmount)
+for i in 1 2 3; do
+	grep -h "handed over to other hosts" "$T/mount-h$i.log" | tail -n 1 |
+		sed "s/.*hosts: /host$i handed over: /" || true
+done
 "$FSCK" "$DISK" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out" >&2; die "fsck after the benchmark"; }
 awk 'FNR == 1 { t[FILENAME] = $(NF - 1) }
      END { printf "3 hosts vs 1 host (cluster): %.2fx   cluster vs local (1 host): %.2fx\n",
