@@ -53,6 +53,9 @@
 #include "dlm/rsm.h"
 #include "dlm/ipc_proto.h"
 
+/* SCHED_RR priority by default: the lowest real-time one, below corosync's
+ * 99 (main.c, set_priority()). */
+#define DLMD_DEFAULT_PRIORITY 1
 #define DLMD_DEFAULT_CPG_NAME "vmfs-dlm"
 #define DLMD_BLACKBOX_SIZE (4 * 1024 * 1024)
 #define DLMD_RECONNECT_MS 1000		/* corosync reconnect period */

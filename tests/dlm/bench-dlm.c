@@ -1,8 +1,10 @@
 /* bench-dlm — lock manager benchmarks and their raw-CPG baseline.
  *
- *   bench-dlm cpg-rtt N          agreed multicast to own delivery, N times
+ *   bench-dlm cpg-rtt N [US]     agreed multicast to own delivery, N times
  *   bench-dlm cpg-member SEC     join the bench CPG group and stay SEC s
- *   bench-dlm lock-rtt N         uncontended EX acquire (+ release), N times
+ *   bench-dlm lock-rtt N [US]    uncontended EX acquire (+ release), N times
+ *                                (US: idle microseconds before each, as
+ *                                bench-transfer leaves before a handoff)
  *   bench-dlm cached-rtt N       cache_get + cache_put of one cached EX lock,
  *                                N times (after one miss, not measured)
  *   bench-dlm pingpong SEC RES   acquire/release RES in a loop for SEC s
@@ -99,7 +101,7 @@ static int cpg_join_bench(cpg_handle_t *h)
 	return 0;
 }
 
-static int bench_cpg_rtt(int n)
+static int bench_cpg_rtt(int n, int idle_us)
 {
 	unsigned long long *lat = calloc((size_t)n, sizeof(*lat));
 	char payload[128] = "bench";
@@ -113,9 +115,12 @@ static int bench_cpg_rtt(int n)
 	usleep(200000);	/* let the join settle */
 	for (int i = 0; i < n; i++) {
 		int want = delivered + 1;
-		unsigned long long t0 = now_us();
+		unsigned long long t0;
 		cs_error_t err;
 
+		if (idle_us > 0)
+			usleep((useconds_t)idle_us);
+		t0 = now_us();
 		while ((err = cpg_mcast_joined(h, CPG_TYPE_AGREED, &iov, 1)) == CS_ERR_TRY_AGAIN)
 			usleep(100);
 		if (err != CS_OK) {
@@ -171,7 +176,7 @@ static vmfs_dlm_t *open_or_die(void)
 	return h;
 }
 
-static int bench_lock_rtt(int n)
+static int bench_lock_rtt(int n, int idle_us)
 {
 	unsigned long long *acq = calloc((size_t)n, sizeof(*acq));
 	unsigned long long *cyc = calloc((size_t)n, sizeof(*cyc));
@@ -183,9 +188,13 @@ static int bench_lock_rtt(int n)
 	snprintf(res, sizeof(res), "rtt-%d", (int)getpid());
 	for (int i = 0; i < n; i++) {
 		struct vmfs_dlm_lksb lk;
-		unsigned long long t0 = now_us();
-		int rc = vmfs_dlm_lock(h, "bench", res, VMFS_DLM_EX, 0, NULL, 10000, &lk);
+		unsigned long long t0;
+		int rc;
 
+		if (idle_us > 0)
+			usleep((useconds_t)idle_us);
+		t0 = now_us();
+		rc = vmfs_dlm_lock(h, "bench", res, VMFS_DLM_EX, 0, NULL, 10000, &lk);
 		if (rc < 0) {
 			fprintf(stderr, "bench-dlm: lock: %s\n", vmfs_dlm_strerror(rc));
 			return 1;
@@ -327,19 +336,19 @@ static int bench_throughput(int sec, int threads)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "cpg-rtt") == 0)
-		return bench_cpg_rtt(atoi(argv[2]));
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "cpg-rtt") == 0)
+		return bench_cpg_rtt(atoi(argv[2]), argc == 4 ? atoi(argv[3]) : 0);
 	if (argc == 3 && strcmp(argv[1], "cpg-member") == 0)
 		return bench_cpg_member(atoi(argv[2]));
-	if (argc == 3 && strcmp(argv[1], "lock-rtt") == 0)
-		return bench_lock_rtt(atoi(argv[2]));
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "lock-rtt") == 0)
+		return bench_lock_rtt(atoi(argv[2]), argc == 4 ? atoi(argv[3]) : 0);
 	if (argc == 3 && strcmp(argv[1], "cached-rtt") == 0)
 		return bench_cached_rtt(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "pingpong") == 0)
 		return bench_pingpong(atoi(argv[2]), argv[3]);
 	if (argc == 4 && strcmp(argv[1], "throughput") == 0)
 		return bench_throughput(atoi(argv[2]), atoi(argv[3]));
-	fprintf(stderr, "usage: bench-dlm cpg-rtt N | cpg-member SEC | lock-rtt N |"
+	fprintf(stderr, "usage: bench-dlm cpg-rtt N [IDLE_US] | cpg-member SEC | lock-rtt N [IDLE_US] |"
 		" cached-rtt N | pingpong SEC RES | throughput SEC THREADS\n");
 	return 2;
 }
