@@ -134,7 +134,11 @@ int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 void vmfs_precopy_free(struct vmfs_precopy *m);
 
 /* Register guest RAM before run; size a multiple of the page size.  The
- * destination registers the same regions in the same order. */
+ * destination registers the same regions in the same order; there a
+ * background thread then faults the region in (MADV_POPULATE_WRITE, contents
+ * kept) so the kernel's page zeroing is done before the source connects,
+ * not on the receive path: the region must stay mapped until
+ * vmfs_precopy_free(), which stops and joins that thread. */
 int vmfs_precopy_add_region(struct vmfs_precopy *m, uint64_t gpa, uint64_t size,
 			    void *host) __attribute__((warn_unused_result));
 /* Source: a JSON object describing the VM, checked by the destination's

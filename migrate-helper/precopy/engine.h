@@ -106,6 +106,11 @@ struct vmfs_precopy {
 	atomic_int fd;			/* -1 when no run; cancel shuts it down */
 	atomic_int lane_fd[MIG_MAX_LANES]; /* lanes >= 1: -1 or open; ditto */
 	atomic_int past_go;		/* source: GO sent, cancel no longer applies */
+	/* Destination: threads faulting the regions in ahead of the source
+	 * (engine.c, prefault_thread); stop makes them quit early. */
+	pthread_t *prefault;
+	unsigned nprefault;
+	atomic_int prefault_stop;
 
 	pthread_mutex_t lock;		/* protects stats and error */
 	struct mig_stats st;

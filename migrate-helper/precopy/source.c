@@ -536,11 +536,27 @@ static void set_guard(struct vmfs_precopy *m, const char *why)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* Auto-converge: one more step of throttle (20%, up to 90%); true if the
+ * VMM applied it. */
+static bool throttle_up(struct vmfs_precopy *m, unsigned *throttle)
+{
+	if (!m->p.auto_converge || !m->ops.throttle || *throttle >= 90)
+		return false;
+	*throttle = *throttle + 20 > 90 ? 90 : *throttle + 20;
+	if (m->ops.throttle(m->opaque, *throttle))
+		return false;
+	pthread_mutex_lock(&m->lock);
+	m->st.throttle = *throttle;
+	pthread_mutex_unlock(&m->lock);
+	return true;
+}
+
 /* Pre-copy rounds until converged; 0 = switch over now. */
 static int precopy(struct vmfs_precopy *m, struct src_run *s)
 {
-	uint64_t dirty, best = UINT64_MAX, bw, remaining;
-	unsigned stalled = 0, throttle = 0;
+	uint64_t dirty, best = UINT64_MAX, bw, remaining, sent;
+	unsigned stalled = 0, throttle = 0, hot = 0;
+	bool raised;
 	int rc;
 
 	/* Round 1 sends everything: mark every page. */
@@ -552,33 +568,37 @@ static int precopy(struct vmfs_precopy *m, struct src_run *s)
 	m->active_start_ms = s->last_sync_ms = now_mono_ms();
 	atomic_store(&m->active_bytes, 0);
 	for (s->round = 1;; s->round++) {
+		sent = s->round_bytes_total;
 		rc = do_round(m, s, &dirty);
 		if (rc)
 			return rc;
+		sent = s->round_bytes_total - sent;
 		pthread_mutex_lock(&m->lock);
 		bw = m->st.bandwidth;
 		remaining = m->st.remaining;
 		pthread_mutex_unlock(&m->lock);
 		if (remaining <= bw * m->p.downtime_ms / 1000)
 			return 0;
+		/* Converging, but slowly: each round leaves dirty / sent of
+		 * the one before, so the rounds (and the bytes sent again)
+		 * grow as 1 / (1 - ratio).  Like QEMU's auto-converge
+		 * (throttle-trigger-threshold 50), throttle when the guest
+		 * dirtied more than half of what two rounds running sent.
+		 * bench-migrate.sh, 512 MiB at 50 MiB/s on a loaded host: a
+		 * ratio of ~0.74 took 18 rounds and 5x the RAM on the wire. */
+		hot = dirty * PAGE * 2 > sent ? hot + 1 : 0;
+		raised = hot >= 2 && throttle_up(m, &throttle);
+		if (raised)
+			hot = 0;
 		if (remaining < best) {
 			best = remaining;
 			stalled = 0;
 		} else {
 			stalled++;
-			if (m->p.auto_converge && m->ops.throttle && throttle < 90) {
-				throttle += 20;
-				if (throttle > 90)
-					throttle = 90;
-				if (m->ops.throttle(m->opaque, throttle) == 0) {
-					pthread_mutex_lock(&m->lock);
-					m->st.throttle = throttle;
-					pthread_mutex_unlock(&m->lock);
-					/* Give the throttle a chance before the
-					 * no-progress guard counts. */
-					stalled = 0;
-				}
-			}
+			/* Give the throttle a chance before the no-progress
+			 * guard counts (one step per round). */
+			if (raised || throttle_up(m, &throttle))
+				stalled = 0;
 		}
 		if (s->round >= m->p.max_rounds)
 			set_guard(m, "max_rounds");
