@@ -20,11 +20,15 @@
  *   trusted.vmfs.incoming = VM    (root, destination of a live migration)
  *                                 queue this host's claim on the file's open
  *                                 lock for VM; removing it withdraws the claim
+ *   trusted.vmfs.return = VM      (root, source of a live migration) queue
+ *                                 the return claim of the file open here
+ *                                 (openlock_return_arm); read: its state
  *   trusted.vmfs.id (read only)   "<volume UUID>/i<ino>": the file's identity
  *                                 on every host, also its open lock's name */
 #define VMFS_XATTR_MULTIWRITER "user.vmfs.multiwriter"
 #define VMFS_XATTR_ID "trusted.vmfs.id"
 #define VMFS_XATTR_INCOMING "trusted.vmfs.incoming"
+#define VMFS_XATTR_RETURN "trusted.vmfs.return"
 
 /* An inode the kernel knows about.  Refcounted by lookups (nlookup, FUSE
  * forget) and opens (nopen); freed from the table when both reach 0, and
@@ -64,6 +68,12 @@ struct fsctx {
 	int nrq;
 	bool rstop, rrunning;
 };
+
+/* FUSE worker threads (mount.c) and the kernel's limit on asynchronous
+ * requests in flight (op_init): a little above the workers, so a worker
+ * that finishes finds the next request already queued. */
+#define VMFS_FUSE_WORKERS 16
+#define VMFS_FUSE_MAX_BACKGROUND (VMFS_FUSE_WORKERS * 2)
 
 extern const struct fuse_lowlevel_ops vmfs_fuse_ops;
 

@@ -95,7 +95,11 @@ static int flush(void *ctx, const char *ls, const char *res, int held, int wante
 
 	if (vmfs_lk_parse(res, &kind, &id))
 		return 0;	/* not ours: nothing cached under it */
-	if (kind == VMFS_LK_ALLOC && !atomic_load(&b->alloc_fresh) &&
+	/* Only an EX hold waits out its time.  A shared one must give way at
+	 * once: two hosts holding "a" PR and both converting to EX each wait
+	 * for the other, and the library breaks that tie by having one give
+	 * way, which it will not do after a failed (deferred) flush. */
+	if (kind == VMFS_LK_ALLOC && held == VMFS_DLM_EX && !atomic_load(&b->alloc_fresh) &&
 	    now_ms() - atomic_load(&b->alloc_since) < ALLOC_HOLD_MS) {
 		retry_add(b, res);	/* the hold time is not over */
 		return -EAGAIN;

@@ -367,8 +367,8 @@ int main(int argc, char **argv)
 	cfg = fuse_loop_cfg_create();
 	if (!cfg)
 		goto out;
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 16);	/* no thread churn under load */
+	fuse_loop_cfg_set_max_threads(cfg, VMFS_FUSE_WORKERS);
+	fuse_loop_cfg_set_idle_threads(cfg, VMFS_FUSE_WORKERS);	/* no thread churn under load */
 	rc = fuse_session_loop_mt(se, cfg) ? 1 : 0;
 out:
 	if (ctx_ok)

@@ -14,10 +14,32 @@
  *             into HELD (granted) or FENCED (refused/cancelled with opens
  *             attached) or drops it (refused, no opens).
  *   FENCED    lost without our release (LOST callback, or an INCOMING that
- *             failed with opens attached): out of the table, sticky; lives
- *             until its last ref closes.  New opens of the ino take a new
- *             lock.
+ *             failed with opens attached): out of the table, sticky (but
+ *             see RETURN below); lives until its last ref closes.  New
+ *             opens of the ino take a new lock.
  *   (gone)    released at last close / unprepare, freed.
+ *
+ * RETURN claim (openlock_return_arm(), the source of a live migration): a
+ * second lock-manager request of a HELD EX lock, same mode, tagged
+ * VMFS_HANDOFF_RETURN_TAG + VM, queued behind the lock itself (ret_armed,
+ * ret_out).
+ * It waits there while we hold the file, and behind the destination once
+ * the handoff's TRANSFER moved our lock away (LOST, reason TRANSFERRED:
+ * the lock becomes FENCED with lost_xfer set).  When it is granted (the
+ * destination's lock transferred back to it, or released because the
+ * destination closed or died) and the lock is FENCED *by that transfer*,
+ * the lock is re-armed: the grant becomes its lksb, fenced is cleared and
+ * it goes back into the table, so the handles opened under it (the paused
+ * VM's, which did no I/O in between) may write again.  In every other
+ * case a granted return claim is released at once.  It is cancelled at the
+ * last close, by openlock_return_drop(), or when the tab goes away.
+ *
+ *   event \ lock        HELD (armed)          FENCED, lost_xfer      FENCED, other
+ *   return granted      release it (**)       RE-ARM -> HELD         release it
+ *   return refused      disarm                disarm                 disarm
+ *   last close          cancel, unlock        cancel, free later     cancel
+ *   drop                cancel                cancel                 cancel
+ *   (**) cannot happen for EX: our own lock stands in front of it.
  *
  *   event \ state      HELD                 INCOMING               FENCED
  *   open (covered)     attach               attach (any mode)      (not in table)
@@ -39,8 +61,19 @@
  *       cancel) and calls from inside a callback never run callbacks, so
  *       they may be made with t->mu held.
  *   I3  An ol_lock is freed only when it is out of the table, has no refs,
- *       is not busy and no completion() for it is outstanding (async_out).
- *   I4  fenced is sticky: nothing clears it, and check() reports -EIO.
+ *       is not busy, no completion() for it is outstanding (async_out,
+ *       ret_out) and it is off t->returns (I5).
+ *   I4  fenced is sticky: check() reports -EIO; the ONLY thing that
+ *       clears it is the grant of the lock's own armed return claim after
+ *       the lock was transferred away (lost_xfer).  A lock lost for any
+ *       other reason (purge after this host was fenced, cluster reset,
+ *       daemon gone) or an INCOMING that failed is never re-armed, and
+ *       neither is a lock whose lkid moved again since (only the LOST of
+ *       lksb.lkid sets lost_xfer; any other fence clears it), nor one
+ *       whose host lost its lease after the transfer (on_lease clears it).
+ *   I5  A lock with an armed or outstanding return claim is on t->returns
+ *       (ret_listed) until the claim's outcome arrived and it is disarmed;
+ *       that list, not the table, is how drop and free find FENCED ones.
  *
  * Why not the lock cache (vmfs_dlm_cache_*): a cached lock is released on
  * demand, so a migration destination's queued request would take the disk
@@ -63,11 +96,20 @@
 #include <unistd.h>
 
 #include "vmfs/dlm.h"
+#include "vmfs/handoff.h"
 #include "log.h"
 
 #define OL_BUCKETS 256		/* hash buckets (open files of one mount) */
 #define OL_LOST_RING 16		/* LOST events for lkids not yet in the table */
 #define OL_QUEUE_WAIT_MS 10000	/* prepare/unprepare: wait for the daemon's answer */
+
+/* The argument of an asynchronous request: which of the lock's two
+ * requests a completion is for. */
+enum ol_req { OL_REQ_INCOMING, OL_REQ_RETURN };
+struct ol_cb {
+	enum ol_req kind;		/* constant */
+	struct ol_lock *l;		/* constant */
+};
 
 struct ol_lock {
 	struct openlock_tab *t;		/* constant */
@@ -87,6 +129,16 @@ struct ol_lock {
 	bool async_out;			/* completion() to come (I3); under t->mu */
 	bool prepared;			/* between prepare and unprepare; under t->mu */
 	char vm[VMFS_DLM_TAG_MAX + 1];	/* prepare's tag; constant while prepared */
+	struct ol_cb cb_in, cb_ret;	/* completion arguments; constant */
+	/* return claim (RETURN above) */
+	uint64_t ret_lkid;		/* stored by the library once queued; atomic loads */
+	bool ret_armed;			/* wanted: between arm and drop/close; under t->mu */
+	bool ret_out;			/* its completion() to come (I3); under t->mu */
+	bool ret_listed;		/* on t->returns (I5); under t->mu */
+	bool lost_xfer;			/* fenced by the TRANSFER of lksb.lkid (I4); under t->mu */
+	bool ret_back;			/* re-armed by it; reported until drop/arm; under t->mu */
+	struct ol_lock *ret_next;	/* t->returns chain; under t->mu */
+	char ret_vm[VMFS_DLM_TAG_MAX + 1];	/* under t->mu */
 };
 
 struct ol_ref {
@@ -104,6 +156,7 @@ struct openlock_tab {
 	bool lease_ok;			/* under mu */
 	bool dead;			/* daemon connection lost, sticky; under mu */
 	struct ol_lock *bucket[OL_BUCKETS];	/* under mu */
+	struct ol_lock *returns;	/* locks with a return claim (I5); under mu */
 	uint64_t lost_ring[OL_LOST_RING];	/* under mu */
 	unsigned lost_next;		/* under mu */
 };
@@ -236,7 +289,8 @@ static void cond_wait_ms(struct openlock_tab *t, long ms)
 /* I3. */
 static void lock_maybe_free(struct ol_lock *l)
 {
-	if (!l->in_table && !l->refs && !l->busy && !l->async_out)
+	if (!l->in_table && !l->refs && !l->busy && !l->async_out && !l->ret_out &&
+	    !l->ret_listed)
 		free(l);
 }
 
@@ -248,6 +302,8 @@ static struct ol_lock *lock_new(struct openlock_tab *t, uint64_t ino)
 		return NULL;
 	l->t = t;
 	l->ino = ino;
+	l->cb_in = (struct ol_cb){ .kind = OL_REQ_INCOMING, .l = l };
+	l->cb_ret = (struct ol_cb){ .kind = OL_REQ_RETURN, .l = l };
 	snprintf(l->res, sizeof(l->res), "i%" PRIu64, ino);
 	return l;
 }
@@ -311,7 +367,15 @@ static void on_lost(void *ctx, uint64_t lkid, int reason)
 	pthread_mutex_lock(&t->mu);
 	l = tab_find_lkid(t, lkid);
 	if (l) {
+		/* I4: only the transfer of the lock itself may be undone by its
+		 * return claim, and only if nothing else fenced it before. */
+		l->lost_xfer = !l->fenced && reason == VMFS_DLM_LOST_TRANSFERRED &&
+			       lkid == l->lksb.lkid;
 		lock_fence(t, l, lost_reason(reason));
+		if (l->ret_armed && l->lost_xfer)
+			log_info("ls %s: inode %" PRIu64 ": return claim for '%s' (lkid %" PRIu64
+				 ") now waits behind the new holder", t->ls, l->ino, l->ret_vm,
+				 __atomic_load_n(&l->ret_lkid, __ATOMIC_ACQUIRE));
 		lock_maybe_free(l);
 	} else {
 		t->lost_ring[t->lost_next++ % OL_LOST_RING] = lkid;
@@ -329,18 +393,144 @@ static void on_lease(void *ctx, int valid)
 			 "is back", t->ls);
 	else if (valid && !t->lease_ok)
 		log_warn("ls %s: cluster lease regained", t->ls);
+	/* I4: a lease lost while a return claim waits may have cost this
+	 * host its locks (purge): what the claim would bring back is not
+	 * known to be the lock the handoff took, so it re-arms nothing. */
+	for (struct ol_lock *l = t->returns; !valid && l; l = l->ret_next)
+		l->lost_xfer = false;
 	t->lease_ok = valid != 0;
 	pthread_mutex_unlock(&t->mu);
 }
 
+/* --- return claims (RETURN in the header comment; all under t->mu) ------- */
+
+static void ret_list_add(struct openlock_tab *t, struct ol_lock *l)
+{
+	if (l->ret_listed)
+		return;
+	l->ret_next = t->returns;
+	t->returns = l;
+	l->ret_listed = true;
+}
+
+/* I5: off the list once disarmed and its outcome is in. */
+static void ret_list_settle(struct openlock_tab *t, struct ol_lock *l)
+{
+	struct ol_lock **p;
+
+	if (!l->ret_listed || l->ret_armed || l->ret_out || l->ret_back)
+		return;
+	for (p = &t->returns; *p; p = &(*p)->ret_next) {
+		if (*p == l) {
+			*p = l->ret_next;
+			break;
+		}
+	}
+	l->ret_next = NULL;
+	l->ret_listed = false;
+}
+
+static struct ol_lock *ret_find(struct openlock_tab *t, uint64_t ino)
+{
+	for (struct ol_lock *l = t->returns; l; l = l->ret_next)
+		if (l->ino == ino && (l->ret_armed || l->ret_back))
+			return l;
+	return NULL;
+}
+
+/* Withdraw l's return claim: asynchronous (I2), its completion() settles
+ * it (a grant that wins the race is released there: ret_armed is false). */
+static void ret_cancel(struct openlock_tab *t, struct ol_lock *l)
+{
+	uint64_t lkid = __atomic_load_n(&l->ret_lkid, __ATOMIC_ACQUIRE);
+
+	l->ret_armed = false;
+	l->ret_back = false;
+	if (l->ret_out && lkid && !t->dead) {
+		int rc = vmfs_dlm_cancel(t->h, lkid);
+
+		if (rc < 0 && rc != VMFS_DLM_ENOLOCK)
+			log_warn("ls %s: inode %" PRIu64 ": cannot cancel the return claim (lkid %"
+				 PRIu64 "): %s", t->ls, l->ino, lkid, vmfs_dlm_strerror(rc));
+	}
+	ret_list_settle(t, l);
+}
+
+/* Is there another lock of l's inode in the table (I1)? */
+static bool ino_taken(struct openlock_tab *t, const struct ol_lock *l)
+{
+	struct ol_lock *o = tab_find(t, l->ino);
+
+	return o && o != l;
+}
+
+/* The return claim's outcome.  Granted: re-arm l if (and only if) I4
+ * allows, else give the grant back at once. */
+static void ret_completion(struct openlock_tab *t, struct ol_lock *l,
+			   const struct vmfs_dlm_lksb *lksb)
+{
+	struct vmfs_dlm_lksb grant = *lksb;
+	const char *no = NULL;
+
+	l->ret_out = false;
+	if (lksb->status != 0) {
+		if (l->ret_armed)
+			log_warn("ls %s: inode %" PRIu64 ": return claim for '%s' ended: %s", t->ls,
+				 l->ino, l->ret_vm, vmfs_dlm_strerror(lksb->status));
+		l->ret_armed = false;
+		ret_list_settle(t, l);
+		return;
+	}
+	if (!l->ret_armed)
+		no = "withdrawn";
+	else if (!l->fenced)
+		no = "the file's own lock is still held";
+	else if (!l->lost_xfer)
+		no = "the file's lock was lost for another reason than a transfer";
+	else if (!l->refs)
+		no = "no handle is left to re-arm";
+	else if (lost_early(t, lksb->lkid))
+		no = "lost as soon as granted";
+	else if (ino_taken(t, l))
+		no = "the file was opened again under a new lock";
+	l->ret_armed = false;
+	ret_list_settle(t, l);
+	if (no) {
+		log_info("ls %s: inode %" PRIu64 ": return claim for '%s' granted (lkid %" PRIu64
+			 "), released again: %s", t->ls, l->ino, l->ret_vm, lksb->lkid, no);
+		/* From a callback this only waits for the daemon's
+		 * acceptance, so t->mu may be held (I2). */
+		(void)vmfs_dlm_unlock(t->h, &grant, 0);
+		return;
+	}
+	log_warn("ls %s: inode %" PRIu64 ": the lock came back to this host for '%s' (lkid %"
+		 PRIu64 " epoch %" PRIu64 " -> lkid %" PRIu64 " epoch %" PRIu64 "): its %u "
+		 "handle(s) fenced by the transfer may write again", t->ls, l->ino, l->ret_vm,
+		 l->lksb.lkid, l->lksb.epoch, lksb->lkid, lksb->epoch, l->refs);
+	l->lksb = *lksb;
+	l->fenced = false;
+	l->lost_xfer = false;
+	l->ret_back = true;
+	ret_list_add(t, l);
+	tab_insert(t, l);
+}
+
 /* prepare's request was granted (handoff TRANSFER, or the file was free)
- * or ended (cancelled, refused, daemon gone). */
+ * or ended (cancelled, refused, daemon gone); or a return claim's. */
 static void on_completion(void *arg, const struct vmfs_dlm_lksb *lksb)
 {
-	struct ol_lock *l = arg;
+	struct ol_cb *c = arg;
+	struct ol_lock *l = c->l;
 	struct openlock_tab *t = l->t;
 
 	pthread_mutex_lock(&t->mu);
+	if (c->kind == OL_REQ_RETURN) {
+		ret_completion(t, l, lksb);
+		pthread_cond_broadcast(&t->cond);
+		lock_maybe_free(l);
+		pthread_mutex_unlock(&t->mu);
+		return;
+	}
 	l->async_out = false;
 	l->pending = false;
 	if (lksb->status == 0) {
@@ -602,6 +792,19 @@ void openlock_tab_free(struct openlock_tab *t)
 	/* From here on the calls below run callbacks in this thread; none of
 	 * ours must see the table being taken apart. */
 	vmfs_dlm_set_callbacks(t->h, &none, NULL);
+	/* Return claims: withdrawn (closing the handle would drop them too);
+	 * the fenced locks that only this list knows go with them. */
+	while (t->returns) {
+		struct ol_lock *l = t->returns;
+
+		t->returns = l->ret_next;
+		if (l->ret_out && !t->dead)
+			(void)vmfs_dlm_cancel(t->h, __atomic_load_n(&l->ret_lkid,
+								 __ATOMIC_ACQUIRE));
+		l->ret_listed = l->ret_out = l->ret_armed = l->ret_back = false;
+		if (!l->in_table)
+			free(l);
+	}
 	/* Release what is held; closing the handle would too (the daemon
 	 * drops a client's locks), this only makes it explicit. */
 	for (size_t i = 0; i < OL_BUCKETS; i++) {
@@ -836,6 +1039,11 @@ void openlock_close(struct ol_ref *r)
 	l->nopen[r->mode]--;
 	l->refs--;
 	free(r);
+	/* The last handle: the VM is gone from this host, so is its claim to
+	 * the file (cancelled before the lock is released, or it would be
+	 * granted in its place). */
+	if (!l->refs && (l->ret_armed || l->ret_back))
+		ret_cancel(t, l);
 	if (l->in_table && !t->dead)
 		lock_settle(t, l);
 	lock_maybe_free(l);
@@ -878,7 +1086,8 @@ int openlock_prepare(struct openlock_tab *t, uint64_t ino, const char *vm)
 	l->prepared = l->pending = l->async_out = true;
 	tab_insert(t, l);
 	/* Asynchronous: runs no callback, so t->mu may stay held (I2). */
-	ret = vmfs_dlm_lock_async(t->h, t->ls, l->res, VMFS_DLM_EX, 0, vm, l, &l->async_lkid);
+	ret = vmfs_dlm_lock_async(t->h, t->ls, l->res, VMFS_DLM_EX, 0, vm, &l->cb_in,
+				  &l->async_lkid);
 	if (ret < 0) {
 		l->async_out = false;
 		tab_remove(t, l);
@@ -950,6 +1159,131 @@ int openlock_unprepare(struct openlock_tab *t, uint64_t ino)
 		lock_settle(t, l);
 	lock_maybe_free(l);
 out:
+	pthread_mutex_unlock(&t->mu);
+	return ret;
+}
+
+/* The source's return claim (RETURN in the header comment). */
+int openlock_return_arm(struct openlock_tab *t, uint64_t ino, const char *vm)
+{
+	char tag[VMFS_DLM_TAG_MAX + 1];
+	struct ol_lock *l;
+	int ret;
+
+	if (!vm || !*vm || strlen(vm) > VMFS_HANDOFF_RETURN_VM_MAX)
+		return -EINVAL;
+	snprintf(tag, sizeof(tag), "%s%s", VMFS_HANDOFF_RETURN_TAG, vm);
+	pthread_mutex_lock(&t->mu);
+	if (t->dead || !t->lease_ok) {
+		ret = -EIO;
+		goto out;
+	}
+	l = tab_find_idle(t, ino);
+	/* A granted incoming claim is this host's lock like any other (the VM
+	 * that came here leaves again); a pending one is not ours yet. */
+	if (!l || !l->refs || l->pending) {
+		log_warn("ls %s: inode %" PRIu64 ": no return claim for '%s': %s", t->ls, ino, vm,
+			 !l || !l->refs ? "the file is not open on this host" :
+			 "it waits for an incoming VM's handoff here");
+		ret = -ENOENT;
+		goto out;
+	}
+	if (l->ret_armed) {
+		ret = strcmp(l->ret_vm, vm) == 0 ? 0 : -EBUSY;
+		goto out;
+	}
+	l->ret_back = false;	/* a previous migration's, superseded */
+	if (l->lksb.mode != VMFS_DLM_EX) {
+		/* a shared lock's claim would be granted at once beside it;
+		 * and only exclusive locks are handed over */
+		log_warn("ls %s: inode %" PRIu64 ": no return claim for '%s': the file is open %s "
+			 "here, not exclusive", t->ls, ino, vm, mode_words(l->lksb.mode));
+		ret = -EINVAL;
+		goto out;
+	}
+	/* The previous claim's cancel still on its way: its completion must
+	 * not be taken for the new one's. */
+	l->busy = true;
+	for (int waited = 0; l->ret_out && waited < OL_QUEUE_WAIT_MS; waited += 10)
+		cond_wait_ms(t, 10);
+	if (l->ret_out) {
+		lock_unbusy(t, l);
+		ret = -ETIMEDOUT;
+		goto out;
+	}
+	snprintf(l->ret_vm, sizeof(l->ret_vm), "%s", vm);
+	__atomic_store_n(&l->ret_lkid, 0, __ATOMIC_RELEASE);
+	l->ret_armed = l->ret_out = true;
+	ret_list_add(t, l);
+	/* Asynchronous: runs no callback, so t->mu may stay held (I2). */
+	ret = vmfs_dlm_lock_async(t->h, t->ls, l->res, l->lksb.mode, 0, tag, &l->cb_ret,
+				  &l->ret_lkid);
+	if (ret < 0) {
+		l->ret_armed = l->ret_out = false;
+		ret_list_settle(t, l);
+		lock_unbusy(t, l);
+		ret = map_err(ret, ino, NULL, 0);
+		goto out;
+	}
+	/* A give-back looks the claim up in the cluster table: return once
+	 * it is there. */
+	for (int waited = 0; l->ret_out && waited < OL_QUEUE_WAIT_MS &&
+	     !__atomic_load_n(&l->ret_lkid, __ATOMIC_ACQUIRE); waited += 10)
+		cond_wait_ms(t, 10);
+	lock_unbusy(t, l);
+	if (l->ret_armed && __atomic_load_n(&l->ret_lkid, __ATOMIC_ACQUIRE)) {
+		log_info("ls %s: inode %" PRIu64 ": return claim for '%s' queued (lkid %" PRIu64
+			 ") behind lkid %" PRIu64, t->ls, ino, vm,
+			 __atomic_load_n(&l->ret_lkid, __ATOMIC_ACQUIRE), l->lksb.lkid);
+		ret = 0;
+	} else {
+		if (l->ret_armed)
+			ret_cancel(t, l);
+		ret = -EIO;	/* refused, or not queued in time */
+	}
+	lock_maybe_free(l);
+out:
+	pthread_mutex_unlock(&t->mu);
+	return ret;
+}
+
+int openlock_return_drop(struct openlock_tab *t, uint64_t ino)
+{
+	struct ol_lock *l;
+	int ret = 0;
+
+	pthread_mutex_lock(&t->mu);
+	l = ret_find(t, ino);
+	if (!l) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ret_cancel(t, l);
+	/* Wait for its outcome, so that "dropped" means nothing of it is
+	 * left in the cluster (ret_out keeps l alive meanwhile, I3). */
+	for (int waited = 0; l->ret_out && !t->dead && waited < OL_QUEUE_WAIT_MS; waited += 10)
+		cond_wait_ms(t, 10);
+	if (l->ret_out && !t->dead)
+		ret = -ETIMEDOUT;
+	lock_maybe_free(l);
+out:
+	pthread_mutex_unlock(&t->mu);
+	return ret;
+}
+
+int openlock_return_state(struct openlock_tab *t, uint64_t ino, char *buf, size_t len)
+{
+	struct ol_lock *l;
+	int ret = 0;
+
+	pthread_mutex_lock(&t->mu);
+	l = ret_find(t, ino);
+	if (!l)
+		ret = -ENODATA;
+	else if (l->ret_back)
+		snprintf(buf, len, "returned %s", l->ret_vm);
+	else
+		snprintf(buf, len, "%s %s", l->fenced ? "waiting" : "armed", l->ret_vm);
 	pthread_mutex_unlock(&t->mu);
 	return ret;
 }

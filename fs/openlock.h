@@ -33,6 +33,18 @@
  * If nobody holds the file when it is prepared, the request is granted at
  * once and kept: the file was free, so the incoming VM simply owns it
  * (refusing would fail a migration over a disk the source had closed).
+ *
+ * Return claim (source of a live migration): openlock_return_arm() (driven
+ * by the xattr "trusted.vmfs.return" = VM name, on a file open here for
+ * write) queues a second request at the held mode (EX), tagged
+ * "return:VM", behind this host's own lock.  After the handoff moved the
+ * lock to the destination it waits behind the destination's; when it is
+ * granted (the destination gave the lock back by a TRANSFER, or released
+ * it: closed the file, or died) the handles fenced by that transfer are
+ * re-armed: a new epoch, writes allowed again.  Handles fenced for any
+ * other reason (this host purged, cluster reset, daemon lost) never are.
+ * It is cancelled by openlock_return_drop(), and at the last close;
+ * openlock_return_state() (getxattr) says where it stands.
  * Open and fenced states, and the invariants, are described in openlock.c.
  *
  * Threads: every function may be called from any FUSE worker; the table
@@ -81,5 +93,22 @@ int openlock_prepare(struct openlock_tab *t, uint64_t ino, const char *vm)
  * unless handles use it, in which case it lives until their last close.
  * 0, -ENOENT (not prepared), -ETIMEDOUT (the daemon did not answer), -EIO. */
 int openlock_unprepare(struct openlock_tab *t, uint64_t ino);
+
+/* Queue the return claim of the file ino open here (held EX), for VM vm
+ * (1..VMFS_HANDOFF_RETURN_VM_MAX bytes); returns once the cluster queued
+ * it.  0 (also: already armed for the same vm), -ENOENT (not open here, or
+ * an incoming VM's claim not handed over yet), -EINVAL (bad name; the file is not held
+ * exclusive), -EBUSY (armed for another VM), -ETIMEDOUT, -EIO. */
+int openlock_return_arm(struct openlock_tab *t, uint64_t ino, const char *vm)
+	__attribute__((warn_unused_result));
+/* Withdraw it and wait for the cluster's answer (a grant that wins the
+ * race is released, nothing is re-armed).  0, -ENOENT (none armed),
+ * -ETIMEDOUT. */
+int openlock_return_drop(struct openlock_tab *t, uint64_t ino);
+/* Where it stands, as one line in buf: "armed VM" (queued behind this
+ * host's lock), "waiting VM" (the lock was transferred away; the handles
+ * are fenced), "returned VM" (it was granted: the handles were re-armed;
+ * reported until the next arm or drop).  0, or -ENODATA (none). */
+int openlock_return_state(struct openlock_tab *t, uint64_t ino, char *buf, size_t len);
 
 #endif

@@ -164,6 +164,72 @@ int vmfs_handoff_commit_ldisks(vmfs_dlm_t *h, struct vmfs_handoff_ldisk *disks, 
 			       char *why, size_t why_len)
 	__attribute__((warn_unused_result));
 
+/* --- Additions (append-only): giving the disks back ----------------------
+ *
+ * The point of no return of a migration is the destination's
+ * acknowledgement that it resumed, which comes AFTER the handoff.  If it
+ * does not come, the VM resumes on the source, which must own its disks
+ * again.  So before the pause the source arms a *return claim* on each
+ * disk file (vmfs_handoff_return_arm(): setxattr VMFS_HANDOFF_XATTR_RETURN =
+ * VM on the source's mount, fs/openlock.h): the mount queues an EX request
+ * tagged VMFS_HANDOFF_RETURN_TAG + VM behind its own lock.  After the
+ * handoff it waits behind the destination's lock; vmfs_handoff_giveback()
+ * moves the destination's locks to these claims with ONE TRANSFER_SET
+ * (conditional on the destination's epochs), and the source's mount
+ * re-arms the handles the handoff fenced.  A destination that closed the
+ * file or died (its lock released or purged) gives it back by itself: the
+ * claim is simply granted.  After a successful migration, or when the VM
+ * stops, the claims are dropped (vmfs_handoff_return_drop(); the mount
+ * also drops them at the file's last close on the source).
+ *
+ * The tag differs from the VM's own (destination claims are tagged VM):
+ * a return claim waiting on the source is never taken for a prepare. */
+#define VMFS_HANDOFF_XATTR_RETURN "trusted.vmfs.return"	/* as fs/fuse_ops.h */
+#define VMFS_HANDOFF_RETURN_TAG "return:"
+#define VMFS_HANDOFF_RETURN_VM_MAX \
+	(VMFS_DLM_TAG_MAX - (int)(sizeof(VMFS_HANDOFF_RETURN_TAG) - 1))
+
+/* Arm the return claims of vm (at most VMFS_HANDOFF_RETURN_VM_MAX bytes)
+ * on the n disk files paths[] (on vmfs mounts of this host, open here for
+ * write by the VM).  All or nothing: on failure the ones armed are
+ * dropped again.  0, or a negative errno with why: -ENOTSUP (a file is not
+ * on a clustered vmfs mount), -ENOENT (not open here), -EBUSY (armed for
+ * another VM), -EINVAL, -EIO. */
+int vmfs_handoff_return_arm(const char *vm, const char *const *paths, size_t n,
+			    char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+/* Drop them (none armed is not an error).  0 or the first error. */
+int vmfs_handoff_return_drop(const char *const *paths, size_t n);
+
+/* Where the return claim on path stands (the mount's answer: "armed VM",
+ * "waiting VM", "returned VM"; see fs/openlock.h) into buf.  0, -ENODATA
+ * (none), or a negative errno. */
+int vmfs_handoff_return_state(const char *path, char *buf, size_t len);
+
+/* Give the disks back: every return claim tagged VMFS_HANDOFF_RETURN_TAG +
+ * vm waiting on host `me`, and on each of those resources the one EX lock
+ * granted on another host (the destination's), moved with ONE
+ * vmfs_dlm_transfer_set() conditional on the epochs read now.  moved (may
+ * be NULL) is what the handoff moved (vmfs_handoff_lookup_any() entries):
+ * then each of those disks must be back or come back, and the holder must
+ * still be the lock the handoff created (d.to_lkid), else nothing moves.
+ * A disk whose claim was granted already (the destination let go) counts
+ * as back.  out (capacity cap, may be NULL) receives the transfers made
+ * (from = the destination's lock, to = the return claim); *n_out their
+ * count.  0 when every disk is back (or moves back now); otherwise
+ * nothing moved: VMFS_HANDOFF_ENOPREPARE (a disk has no return claim),
+ * VMFS_HANDOFF_EAMBIGUOUS (several holders, or one recovering: its host
+ * died and the claim is granted once recovery ends), VMFS_HANDOFF_ENOSOURCE
+ * (the holder is not the lock the handoff created), or the lock
+ * manager's refusal.  Retries the lookup twice when an epoch changed
+ * between the lookup and the transfer (VMFS_DLM_ESTALE). */
+int vmfs_handoff_giveback(vmfs_dlm_t *h, const char *vm, const char *me,
+			  const struct vmfs_handoff_ldisk *moved, size_t n_moved,
+			  struct vmfs_handoff_ldisk *out, size_t cap, size_t *n_out,
+			  char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,17 +27,23 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #include <json-c/json.h>
 
 #include "vmfs/handoff.h"
+
+/* The identity of a file on a vmfs mount ("<volume UUID>/i<ino>"), as
+ * fs/fuse_ops.h VMFS_XATTR_ID. */
+#define VMFSDISK_ID_XATTR "trusted.vmfs.id"
 
 enum slot_state { SL_SENT = 0, SL_WAITING, SL_GRANTED, SL_FAILED };
 
@@ -871,5 +877,289 @@ int vmfs_handoff_commit_ldisks(vmfs_dlm_t *h, struct vmfs_handoff_ldisk *disks, 
 	/* the new epochs, per disk: read_epochs() finds a lock by its lkid */
 	for (size_t i = 0; i < n; i++)
 		read_epochs(h, disks[i].ls, &disks[i].d, 1);
+	return 0;
+}
+
+/* --- giving the disks back (return claims) --------------------------------
+ *
+ * The claims are the source mount's (fs/openlock.h): armed and dropped
+ * through its xattr, so they live and die with the file's open lock there.
+ * Only the give-back itself is a lock-manager call of ours: ONE
+ * TRANSFER_SET from the destination's locks to those claims (H1 for the
+ * way back). */
+
+/* Is path a file on a clustered vmfs mount?  (Its identity xattr exists
+ * only there; a trusted.* xattr set elsewhere would be stored, not acted
+ * on.) */
+static int on_vmfs(const char *path, char *why, size_t len)
+{
+	char id[2 * VMFS_DLM_NAME_MAX + 2];
+
+	if (getxattr(path, VMFSDISK_ID_XATTR, id, sizeof(id)) >= 0)
+		return 0;
+	if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP) {
+		say(why, len, "%s is not a file on a vmfs mount: no return claim", path);
+		return -ENOTSUP;
+	}
+	say(why, len, "%s: %s", path, strerror(errno));
+	return -errno;
+}
+
+int vmfs_handoff_return_arm(const char *vm, const char *const *paths, size_t n,
+			    char *why, size_t why_len)
+{
+	int rc = 0;
+	size_t i;
+
+	say(why, why_len, "ok");
+	if (!vm || !*vm || strlen(vm) > VMFS_HANDOFF_RETURN_VM_MAX || !paths || !n ||
+	    n > VMFS_HANDOFF_DISKS_MAX) {
+		say(why, why_len, "bad arguments (a VM name of 1 to %d bytes, 1 to %d disks)",
+		    VMFS_HANDOFF_RETURN_VM_MAX, VMFS_HANDOFF_DISKS_MAX);
+		return -EINVAL;
+	}
+	for (i = 0; i < n; i++) {
+		rc = on_vmfs(paths[i], why, why_len);
+		if (rc < 0)
+			break;
+		if (setxattr(paths[i], VMFS_HANDOFF_XATTR_RETURN, vm, strlen(vm), 0) == 0)
+			continue;
+		rc = -errno;
+		switch (errno) {
+		case ENOENT:
+			say(why, why_len, "%s: not open for write on this host (the mount has no "
+			    "lock to queue a return claim behind)", paths[i]);
+			break;
+		case EBUSY:
+			say(why, why_len, "%s: a return claim for another VM is armed", paths[i]);
+			break;
+		case EINVAL:
+			say(why, why_len, "%s: not held exclusive here, or a bad VM name", paths[i]);
+			break;
+		case EOPNOTSUPP:
+			say(why, why_len, "%s: the vmfs mount has no lock manager (-o cluster)",
+			    paths[i]);
+			rc = -ENOTSUP;
+			break;
+		default:
+			say(why, why_len, "%s: setxattr %s: %s", paths[i], VMFS_HANDOFF_XATTR_RETURN,
+			    strerror(errno));
+			break;
+		}
+		break;
+	}
+	if (rc < 0)
+		(void)vmfs_handoff_return_drop(paths, i);
+	return rc;
+}
+
+int vmfs_handoff_return_drop(const char *const *paths, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; paths && i < n; i++)
+		if (removexattr(paths[i], VMFS_HANDOFF_XATTR_RETURN) < 0 && errno != ENOENT &&
+		    errno != ENODATA && !rc)
+			rc = -errno;
+	return rc;
+}
+
+int vmfs_handoff_return_state(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!path || !buf || len < 2)
+		return -EINVAL;
+	n = getxattr(path, VMFS_HANDOFF_XATTR_RETURN, buf, len - 1);
+	if (n < 0)
+		return errno == ENOENT ? -ENODATA : -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* One disk of a give-back, as found in the table. */
+struct gb_disk {
+	struct vmfs_handoff_ldisk x;	/* from = the holder, to = our claim */
+	bool back;			/* our claim is granted already */
+};
+
+/* The return claims of tag on host me and their holders.  0 or an error
+ * (why says which disk). */
+static int gb_lookup(json_object *table, const char *tag, const char *me, struct gb_disk *g,
+		     size_t *n_out, char *why, size_t len)
+{
+	json_object *lss = jarr(table, "lockspaces");
+	size_t n = 0;
+
+	for (size_t i = 0; lss && i < json_object_array_length(lss); i++) {
+		json_object *lsp = json_object_array_get_idx(lss, i), *res = jarr(lsp, "resources");
+		const char *ls = jstr(lsp, "name");
+
+		for (size_t j = 0; res && j < json_object_array_length(res); j++) {
+			json_object *r = json_object_array_get_idx(res, j), *locks = jarr(r, "locks");
+			json_object *claim = NULL, *holder = NULL;
+			int holders = 0;
+			bool back = false;
+
+			for (size_t k = 0; locks && k < json_object_array_length(locks); k++) {
+				json_object *l = json_object_array_get_idx(locks, k);
+				bool mine = strcmp(jstr(l, "host"), me) == 0 &&
+					    strcmp(jstr(l, "tag"), tag) == 0;
+
+				if (strcmp(jstr(l, "queue"), "waiting") == 0) {
+					if (mine)
+						claim = l;
+					continue;
+				}
+				if (mine) {
+					back = true;	/* granted: the lock is ours again */
+					claim = l;
+					continue;
+				}
+				if (strcmp(jstr(l, "host"), me) == 0) {
+					/* this host's own lock (the mount's, for the
+					 * VM's opens): nothing was handed over */
+					back = true;
+					continue;
+				}
+				holders++;
+				holder = l;
+			}
+			if (!claim)
+				continue;
+			if (n == VMFS_HANDOFF_DISKS_MAX) {
+				say(why, len, "more than %d return claims tagged %s",
+				    VMFS_HANDOFF_DISKS_MAX, tag);
+				return VMFS_HANDOFF_ETOOMANY;
+			}
+			memset(&g[n], 0, sizeof(g[n]));
+			snprintf(g[n].x.ls, sizeof(g[n].x.ls), "%s", ls);
+			snprintf(g[n].x.d.res, sizeof(g[n].x.d.res), "%s", jstr(r, "name"));
+			g[n].x.d.to_lkid = ju64(claim, "lkid");
+			snprintf(g[n].x.d.to_host, sizeof(g[n].x.d.to_host), "%s", me);
+			g[n].back = back;
+			if (!back) {
+				if (holders != 1) {
+					say(why, len, "%s/%s: %d holders in front of the return claim "
+					    "(expected the destination's lock alone)", ls,
+					    jstr(r, "name"), holders);
+					return VMFS_HANDOFF_EAMBIGUOUS;
+				}
+				if (jbool(holder, "recovering") ||
+				    strcmp(jstr(holder, "queue"), "granted") != 0 ||
+				    strcmp(jstr(holder, "mode"), "EX") != 0) {
+					say(why, len, "%s/%s: its holder on %s is %s: the return claim "
+					    "is granted when that settles", ls, jstr(r, "name"),
+					    jstr(holder, "host"), jbool(holder, "recovering") ?
+					    "recovering (its host left)" : "not a settled EX lock");
+					return VMFS_HANDOFF_EAMBIGUOUS;
+				}
+				g[n].x.d.from_lkid = ju64(holder, "lkid");
+				g[n].x.d.from_epoch = ju64(holder, "epoch");
+				snprintf(g[n].x.d.from_host, sizeof(g[n].x.d.from_host), "%s",
+					 jstr(holder, "host"));
+			}
+			n++;
+		}
+	}
+	*n_out = n;
+	return 0;
+}
+
+/* Check the claims found against what the handoff moved. */
+static int gb_match(const struct gb_disk *g, size_t n, const struct vmfs_handoff_ldisk *moved,
+		    size_t n_moved, char *why, size_t len)
+{
+	for (size_t i = 0; i < n_moved; i++) {
+		const struct vmfs_handoff_ldisk *m = &moved[i];
+		size_t k;
+
+		for (k = 0; k < n; k++)
+			if (!strcmp(g[k].x.ls, m->ls) && !strcmp(g[k].x.d.res, m->d.res))
+				break;
+		if (k == n) {
+			say(why, len, "%s/%s: moved to %s by the handoff but has no return claim here",
+			    m->ls, m->d.res, m->d.to_host);
+			return VMFS_HANDOFF_ENOPREPARE;
+		}
+		if (!g[k].back && g[k].x.d.from_lkid != m->d.to_lkid) {
+			say(why, len, "%s/%s: held by lkid %" PRIu64 " on %s, not by the lock the "
+			    "handoff created (lkid %" PRIu64 " on %s)", m->ls, m->d.res,
+			    g[k].x.d.from_lkid, g[k].x.d.from_host, m->d.to_lkid, m->d.to_host);
+			return VMFS_HANDOFF_ENOSOURCE;
+		}
+	}
+	return 0;
+}
+
+int vmfs_handoff_giveback(vmfs_dlm_t *h, const char *vm, const char *me,
+			  const struct vmfs_handoff_ldisk *moved, size_t n_moved,
+			  struct vmfs_handoff_ldisk *out, size_t cap, size_t *n_out,
+			  char *why, size_t why_len)
+{
+	struct gb_disk g[VMFS_HANDOFF_DISKS_MAX];
+	struct vmfs_dlm_transfer t[VMFS_HANDOFF_DISKS_MAX];
+	char tag[VMFS_DLM_TAG_MAX + 1];
+	size_t n = 0, nt = 0;
+	int rc = 0;
+
+	say(why, why_len, "ok");
+	if (n_out)
+		*n_out = 0;
+	if (!h || !vm || !*vm || strlen(vm) > VMFS_HANDOFF_RETURN_VM_MAX || !me || !*me ||
+	    (n_moved && !moved) || n_moved > VMFS_HANDOFF_DISKS_MAX) {
+		say(why, why_len, "bad arguments");
+		return -EINVAL;
+	}
+	snprintf(tag, sizeof(tag), "%s%s", VMFS_HANDOFF_RETURN_TAG, vm);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		json_object *table = NULL;
+
+		rc = query_locks(h, NULL, &table, why, why_len);
+		if (rc < 0)
+			return rc;
+		rc = gb_lookup(table, tag, me, g, &n, why, why_len);
+		json_object_put(table);
+		if (rc == 0)
+			rc = gb_match(g, n, moved, n_moved, why, why_len);
+		if (rc < 0)
+			return rc;
+		if (n == 0) {
+			say(why, why_len, "no return claim tagged %s on %s", tag, me);
+			return VMFS_HANDOFF_ENOPREPARE;
+		}
+		nt = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (g[i].back)
+				continue;
+			t[nt].from = g[i].x.d.from_lkid;
+			t[nt].from_epoch = g[i].x.d.from_epoch;
+			t[nt].to = g[i].x.d.to_lkid;
+			nt++;
+		}
+		if (nt == 0)
+			break;
+		/* H1, H2 on the way back: one message, conditional on the
+		 * destination's epochs as read just now. */
+		rc = vmfs_dlm_transfer_set(h, t, nt);
+		if (rc != VMFS_DLM_ESTALE && rc != VMFS_DLM_ENOLOCK)
+			break;
+	}
+	if (rc < 0) {
+		say(why, why_len, "the lock manager refused the give-back: %s",
+		    vmfs_handoff_strerror(rc));
+		return rc;
+	}
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (g[i].back)
+			continue;
+		if (out && k < cap)
+			out[k] = g[i].x;
+		k++;
+	}
+	if (n_out)
+		*n_out = nt;
+	say(why, why_len, "%zu disk lock%s moved back, %zu back already", nt, nt == 1 ? "" : "s",
+	    n - nt);
 	return 0;
 }

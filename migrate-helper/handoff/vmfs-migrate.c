@@ -13,6 +13,11 @@
  *       the source VM's handles carry.
  *   vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]
  *       destination: ends this host's prepare of NAME; ownership stays.
+ *       source, after a handoff the destination did not acknowledge: gives
+ *       the disks back to this host's return claims (one TRANSFER_SET).
+ *   vmfs-migrate return arm --vm NAME PATH... | drop PATH... | state PATH...
+ *       source: the return claims on the VM's disk files (the way back
+ *       after a handoff; include/vmfs/handoff.h).
  *   vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host H]
  *       what handoff would move, without moving it.
  *   vmfs-migrate qemu [--vm] NAME --source-qmp A --dest-qmp A --uri URI ...
@@ -81,6 +86,7 @@ static void usage(FILE *f)
 		"       vmfs-migrate handoff [--vm] NAME [--lockspace LS] [--from-host HOST]\n"
 		"                            [--epoch RES=EPOCH ...]\n"
 		"       vmfs-migrate abort [--vm] NAME [--lockspace LS] [--timeout SEC]\n"
+		"       vmfs-migrate return arm --vm NAME PATH... | drop PATH... | state PATH...\n"
 		"       vmfs-migrate status [--vm] NAME [--lockspace LS] [--from-host HOST] [PATH...]\n"
 		"       vmfs-migrate qemu [--vm] NAME --source-qmp ADDR --dest-qmp ADDR --uri URI\n"
 		"                         [OPTIONS...]   ('vmfs-migrate qemu --help')\n"
@@ -964,6 +970,33 @@ static bool is_prepare_process(pid_t pid)
 	return strcmp(comm, PROGRAM) == 0;
 }
 
+/* abort on the source: 1 when the disks were given back (or were back),
+ * 0 when there is no return claim of vm here, -1 on failure. */
+static int giveback(vmfs_dlm_t *h, const char *vm, const char *me)
+{
+	struct vmfs_handoff_ldisk d[VMFS_HANDOFF_DISKS_MAX];
+	char why[512];
+	size_t n = 0;
+	int rc;
+
+	if (strlen(vm) > VMFS_HANDOFF_RETURN_VM_MAX)
+		return 0;
+	rc = vmfs_handoff_giveback(h, vm, me, NULL, 0, d, VMFS_HANDOFF_DISKS_MAX, &n, why,
+				   sizeof(why));
+	if (rc == VMFS_HANDOFF_ENOPREPARE)
+		return 0;
+	if (rc < 0) {
+		err("cannot give the disks of %s back to %s: %s", vm, me, why);
+		return -1;
+	}
+	for (size_t i = 0; i < n && i < VMFS_HANDOFF_DISKS_MAX; i++)
+		printf("given back %s/%s: %s -> %s (lkid %" PRIu64 " -> %" PRIu64 ")\n", d[i].ls,
+		       d[i].d.res, d[i].d.from_host, d[i].d.to_host, d[i].d.from_lkid,
+		       d[i].d.to_lkid);
+	printf("aborted: %s's disks are back on %s (%s)\n", vm, me, why);
+	return 1;
+}
+
 static int cmd_abort(int argc, char **argv)
 {
 	struct pending_scan s;
@@ -988,8 +1021,18 @@ static int cmd_abort(int argc, char **argv)
 	if (connect_dlm(&h))
 		return EXIT_FAIL;
 	rc = vmfs_dlm_local_node(h, &nodeid, me);
-	if (rc == 0)
-		rc = scan(h, &a, me, &s);
+	if (rc < 0) {
+		err("cannot ask vmfs-dlmd for this host's name: %s", vmfs_dlm_strerror(rc));
+		goto out;
+	}
+	/* The source after a handoff that was not acknowledged: its return
+	 * claims wait behind the destination's locks.  Give the disks back. */
+	rc = giveback(h, a.vm, me);
+	if (rc != 0) {
+		ret = rc > 0 ? EXIT_OK : EXIT_FAIL;
+		goto out;
+	}
+	rc = scan(h, &a, me, &s);
 	if (rc < 0) {
 		err("cannot read the lock table: %s", vmfs_dlm_strerror(rc));
 		goto out;
@@ -1039,6 +1082,83 @@ out:
 	return ret;
 }
 
+/* --- return claims (source) ------------------------------------------------ */
+
+static int cmd_return(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *vm = NULL, *what;
+	char why[512];
+	int c, rc, ret = EXIT_OK;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	what = argv[1];
+	optind = 1;
+	while ((c = getopt_long(argc - 1, argv + 1, "v:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			vm = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	argc -= optind + 1;
+	argv += optind + 1;
+	if (argc < 1 || argc > VMFS_HANDOFF_DISKS_MAX) {
+		err("return %s: give 1 to %d disk file paths", what, VMFS_HANDOFF_DISKS_MAX);
+		return EXIT_USAGE;
+	}
+	if (strcmp(what, "arm") == 0) {
+		if (!vm || !*vm || strlen(vm) > VMFS_HANDOFF_RETURN_VM_MAX) {
+			err("return arm: --vm NAME is required, 1 to %d bytes",
+			    VMFS_HANDOFF_RETURN_VM_MAX);
+			return EXIT_USAGE;
+		}
+		rc = vmfs_handoff_return_arm(vm, (const char *const *)argv, (size_t)argc, why,
+					     sizeof(why));
+		if (rc < 0) {
+			err("return arm of %s: %s", vm, why);
+			return EXIT_FAIL;
+		}
+		printf("armed %s on %d disk%s\n", vm, argc, argc == 1 ? "" : "s");
+	} else if (strcmp(what, "drop") == 0) {
+		rc = vmfs_handoff_return_drop((const char *const *)argv, (size_t)argc);
+		if (rc < 0) {
+			err("return drop: %s", strerror(-rc));
+			return EXIT_FAIL;
+		}
+		printf("dropped\n");
+	} else if (strcmp(what, "state") == 0) {
+		for (int i = 0; i < argc; i++) {
+			rc = vmfs_handoff_return_state(argv[i], why, sizeof(why));
+			if (rc == -ENODATA) {
+				printf("%s: none\n", argv[i]);
+			} else if (rc < 0) {
+				err("%s: %s", argv[i], strerror(-rc));
+				ret = EXIT_FAIL;
+			} else {
+				printf("%s: %s\n", argv[i], why);
+			}
+		}
+	} else {
+		err("return: arm, drop or state, not '%s'", what);
+		return EXIT_USAGE;
+	}
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -1067,6 +1187,8 @@ int main(int argc, char **argv)
 		return cmd_abort(argc - 1, argv + 1);
 	if (strcmp(cmd, "qemu") == 0)
 		return vmfs_migrate_qemu(argc - 1, argv + 1);
+	if (strcmp(cmd, "return") == 0)
+		return cmd_return(argc - 1, argv + 1);
 	err("unknown command '%s'", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

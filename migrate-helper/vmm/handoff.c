@@ -8,7 +8,10 @@
  * is one lock-manager message.  So everything but that message happens
  * before the pause, on the migration thread:
  *
- *   migrate_start        open a vmfs_dlm handle, learn this host's name
+ *   migrate_start        open a vmfs_dlm handle, learn this host's name;
+ *                        arm the return claim on the VM's disk file
+ *                        (vmfs_handoff_return_arm: the mount queues a
+ *                        request behind its own lock, see below)
  *   every pre-copy round look the VM's handoff up (vmfs_handoff_lookup_any:
  *                        the destination's prepared claims tagged NAME and,
  *                        on each of their resources, the lock granted on
@@ -21,11 +24,23 @@
  *                        and retries once, paying a lookup in the pause only
  *                        in that rare case (or when the last lookup found
  *                        nothing prepared yet).
- *   abort                the locks are the destination's now; there is no
- *                        way to take them back from here (see
- *                        handoff_abort), as with `vmfs-migrate abort` on the
- *                        source, which finds nothing of its own to cancel.
- *   end of the migration close the handle; log what moved.
+ *   abort                (the destination did not acknowledge) give the
+ *                        disks back: ONE vmfs_dlm_transfer_set() from the
+ *                        destination's locks to the return claims
+ *                        (vmfs_handoff_giveback), then wait until the mount
+ *                        re-armed the VM's handles; the guest resumes here
+ *                        owning its disks.
+ *   end of the migration drop the return claim; close the handle; log what
+ *                        moved.
+ *
+ * The return claim is what makes the handoff undoable: a transfer needs a
+ * request of this host waiting on each disk, and only the mount holding the
+ * file can queue one (it is the lock's owner; fs/openlock.h).  It costs one
+ * lock-manager message before the pause and one after the migration;
+ * nothing in the pause.  Without it (the disk is not a file on a clustered
+ * vmfs mount, or the mount refused) the migration goes on as before and a
+ * failure after the handoff leaves the disks with the destination (said in
+ * the log).
  *
  * The commit is vmfs_dlm_transfer_set() itself, not
  * vmfs_handoff_commit_ldisks(): that one also reads the new epochs back
@@ -67,6 +82,8 @@ struct vmm_handoff {
 	char why[384];			/* its reason when it failed */
 	uint64_t lookup_at;		/* when (monotonic us) */
 	bool moved;			/* the transfer of this migration succeeded */
+	bool ret_armed;			/* the return claim on cfg.disk is armed */
+	bool ret_keep;			/* give-back failed: the claim outlives the migration */
 
 	/* the last switchover, for status; under v->mig_lock */
 	const char *mode;		/* "in-process", "exec" */
@@ -105,6 +122,65 @@ static void set_result(struct vmm *v, const char *mode, uint64_t hook_us, unsign
 	pthread_mutex_unlock(&v->mig_lock);
 }
 
+/* The return claim on the VM's disk (see the top of this file).  0 also
+ * when there is none to arm (no disk, not on vmfs); x->why on failure. */
+static int return_arm(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	const char *disk = v->cfg.disk;
+	int rc;
+
+	if (!disk)
+		return 0;
+	rc = vmfs_handoff_return_arm(v->cfg.name, &disk, 1, x->why, sizeof(x->why));
+	if (rc == -ENOTSUP) {
+		log_info("vm %s: %s: the disk cannot be given back after a handoff", v->cfg.name,
+			 x->why);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	x->ret_armed = true;
+	log_debug("vm %s: return claim armed on %s", v->cfg.name, disk);
+	return 0;
+}
+
+static void return_drop(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	const char *disk = v->cfg.disk;
+	int rc;
+
+	if (!x->ret_armed)
+		return;
+	x->ret_armed = false;
+	rc = vmfs_handoff_return_drop(&disk, 1);
+	if (rc < 0)
+		log_warn("vm %s: cannot drop the return claim on %s: %s (it goes at the file's "
+			 "last close)", v->cfg.name, disk, strerror(-rc));
+}
+
+/* After a give-back: wait (bounded) until the mount re-armed the VM's
+ * handles, so that the guest's first write after the resume finds them
+ * writable.  true when it did. */
+static bool return_wait(struct vmm *v, int ms)
+{
+	const char *disk = v->cfg.disk;
+	char st[128] = "";
+
+	for (int waited = 0;; waited += 5) {
+		if (vmfs_handoff_return_state(disk, st, sizeof(st)) == 0 &&
+		    strncmp(st, "returned ", 9) == 0)
+			return true;
+		if (waited >= ms)
+			break;
+		usleep(5000);
+	}
+	log_err("vm %s: %s: the mount did not re-arm the disk within %d ms (return claim: %s)",
+		v->cfg.name, disk, ms, st[0] ? st : "none");
+	return false;
+}
+
 int handoff_begin(struct vmm *v, char *err, size_t errlen)
 {
 	struct vmm_handoff *x;
@@ -129,7 +205,15 @@ int handoff_begin(struct vmm *v, char *err, size_t errlen)
 	x->lookup_rc = 1;
 	x->lookup_at = 0;
 	x->moved = false;
+	x->ret_armed = false;
+	x->ret_keep = false;	/* a kept claim is armed again (same VM) just below */
 	snprintf(x->why, sizeof(x->why), "not looked up yet");
+	rc = return_arm(v);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot arm the return claim on the disk (the way back if "
+			 "the destination fails after the handoff): %s", x->why);
+		return rc;
+	}
 	if (!v->cfg.handoff_inproc)
 		return 0;
 	rc = vmfs_dlm_open("vmfs-vmm", &x->h);
@@ -137,6 +221,7 @@ int handoff_begin(struct vmm *v, char *err, size_t errlen)
 		x->h = NULL;
 		snprintf(err, errlen, "--handoff: cannot connect to vmfs-dlmd: %s (is it running "
 			 "on this host?)", vmfs_dlm_strerror(rc));
+		return_drop(v);
 		return rc;
 	}
 	rc = vmfs_dlm_local_node(x->h, &nodeid, x->me);
@@ -145,6 +230,7 @@ int handoff_begin(struct vmm *v, char *err, size_t errlen)
 			 vmfs_dlm_strerror(rc));
 		vmfs_dlm_close(x->h);
 		x->h = NULL;
+		return_drop(v);
 		return rc;
 	}
 	return 0;
@@ -277,33 +363,80 @@ int handoff_switchover(struct vmm *v)
 }
 
 /* After a successful switchover the destination did not acknowledge; the
- * guest resumes here.  --handoff-exec: PROG abort NAME, as before.  In
- * process: the disk locks were moved to the destination's claims and there
- * is nothing to give back with: a transfer needs a request of this host
- * waiting on each disk, and the mount does not queue a claim on a file
- * that is open here (it is: this VM's disk).  `vmfs-migrate abort` run
- * here does nothing either (it cancels prepares of the host it runs on).
- * So say plainly what state the VM is in: its writes to those disks get
- * EIO (the fencing epochs, DESIGN.md decision 4) until it is stopped and
- * started where the locks are, and the destination keeps the locks. */
+ * guest resumes here as soon as this returns, so the disks must be ours
+ * again first.  In process: vmfs_handoff_giveback() moves the destination's
+ * locks (the ones the handoff created, conditional on their epochs) to the
+ * return claims in ONE transfer; if the destination let go meanwhile (it
+ * closed the file or died) a claim is simply granted.  --handoff-exec:
+ * PROG abort NAME, which does the same (vmfs-migrate abort on the source).
+ * Then wait until the mount re-armed the handles the handoff fenced.
+ * Without a return claim there is no way back: say plainly that the VM's
+ * writes fail with EIO (the fencing epochs, DESIGN.md decision 4) until it
+ * is stopped and started where the locks are. */
 void handoff_abort(struct vmm *v)
 {
 	struct vmm_handoff *x = v->handoff;
+	struct vmfs_handoff_ldisk back[VMFS_HANDOFF_DISKS_MAX];
+	char why[384];
+	size_t n = 0;
+	uint64_t t0 = now_us(), hook_us;
+	unsigned in_pause;
+	int rc;
 
 	if (v->cfg.handoff_exec && !v->cfg.handoff_inproc) {
-		if (run_hook(v, "abort"))
+		if (run_hook(v, "abort")) {
 			log_err("vm %s: could not return the disks to this host", v->cfg.name);
+			if (x)
+				x->ret_keep = x->ret_armed;	/* as in process, below */
+		}
+		else if (x && x->ret_armed && return_wait(v, 5000))
+			log_warn("vm %s: the destination did not acknowledge; the disks are back "
+				 "(%s abort, %" PRIu64 " us)", v->cfg.name, v->cfg.handoff_exec,
+				 now_us() - t0);
 		return;
 	}
 	if (!x || !x->moved)
 		return;
-	for (size_t i = 0; i < x->n; i++)
-		log_err("vm %s: disk lock %s/%s stays with %s (lkid %" PRIu64 "): this host's "
-			"writes to it are fenced", v->cfg.name, x->d[i].ls, x->d[i].d.res,
-			x->d[i].d.to_host, x->d[i].d.to_lkid);
-	log_err("vm %s: the destination did not acknowledge after the handoff; the VM "
-		"resumes here without its disks: stop it and start it on %s", v->cfg.name,
-		x->n ? x->d[0].d.to_host : "the destination");
+	if (!x->ret_armed) {
+		for (size_t i = 0; i < x->n; i++)
+			log_err("vm %s: disk lock %s/%s stays with %s (lkid %" PRIu64 "): this "
+				"host's writes to it are fenced", v->cfg.name, x->d[i].ls,
+				x->d[i].d.res, x->d[i].d.to_host, x->d[i].d.to_lkid);
+		log_err("vm %s: the destination did not acknowledge after the handoff and there "
+			"is no return claim; the VM resumes here without its disks: stop it and "
+			"start it on %s", v->cfg.name, x->n ? x->d[0].d.to_host : "the destination");
+		return;
+	}
+	/* the switchover's figures stay what they were */
+	pthread_mutex_lock(&v->mig_lock);
+	hook_us = x->hook_us;
+	in_pause = x->lookups_in_pause;
+	pthread_mutex_unlock(&v->mig_lock);
+	rc = vmfs_handoff_giveback(x->h, v->cfg.name, x->me, x->d, x->n, back,
+				   VMFS_HANDOFF_DISKS_MAX, &n, why, sizeof(why));
+	if (rc < 0) {
+		log_err("vm %s: the destination did not acknowledge; giving the disks back "
+			"failed: %s.  The return claim stays: the disks come back when %s lets "
+			"go of them; until then this host's writes are fenced (EIO)", v->cfg.name,
+			why, x->n ? x->d[0].d.to_host : "the destination");
+		x->ret_keep = true;	/* handoff_end leaves it queued */
+		set_result(v, "in-process", hook_us, in_pause,
+			   "moved %zu disk lock%s to %s; no ack; give-back failed: %s", x->n,
+			   x->n == 1 ? "" : "s", x->n ? x->d[0].d.to_host : "?", why);
+		return;
+	}
+	for (size_t i = 0; i < n && i < VMFS_HANDOFF_DISKS_MAX; i++)
+		log_info("vm %s: give-back %s/%s: %s -> %s, lkid %" PRIu64 " (epoch %" PRIu64
+			 ") -> %" PRIu64, v->cfg.name, back[i].ls, back[i].d.res,
+			 back[i].d.from_host, back[i].d.to_host, back[i].d.from_lkid,
+			 back[i].d.from_epoch, back[i].d.to_lkid);
+	if (return_wait(v, 5000))
+		log_warn("vm %s: the destination did not acknowledge after the handoff; the "
+			 "disks are back (%s, %" PRIu64 " us): the VM resumes here", v->cfg.name,
+			 why, now_us() - t0);
+	x->moved = false;	/* undone */
+	set_result(v, "in-process", hook_us, in_pause,
+		   "no ack from the destination: disks given back (%s)", why);
 }
 
 void handoff_end(struct vmm *v)
@@ -326,6 +459,17 @@ void handoff_end(struct vmm *v)
 		log_info("vm %s: handed over %zu disk lock%s in one transfer, %" PRIu64
 			 " us in the pause", v->cfg.name, x->n, x->n == 1 ? "" : "s", us);
 	}
+	/* The migration is over either way: on success the claim would give
+	 * the file back to this host (and re-arm handles of a VM that left)
+	 * when the destination closes it; on failure the lock is ours.  Only
+	 * a failed give-back keeps it: it is the way the disk comes back when
+	 * the destination's locks are released (its host recovered); it goes
+	 * at the file's last close here, or with the next migration. */
+	if (x->ret_keep)
+		log_warn("vm %s: the return claim on %s stays queued until the destination "
+			 "releases the disk", v->cfg.name, v->cfg.disk);
+	else
+		return_drop(v);
 	if (x->h) {
 		vmfs_dlm_close(x->h);
 		x->h = NULL;
@@ -364,6 +508,7 @@ void handoff_free(struct vmm *v)
 {
 	if (!v->handoff)
 		return;
+	v->handoff->ret_keep = false;	/* the VM goes, and its claim with it */
 	handoff_end(v);
 	free(v->handoff);
 	v->handoff = NULL;

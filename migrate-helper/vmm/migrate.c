@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,11 +188,34 @@ static void *announce_thread(void *arg)
 	return NULL;
 }
 
+/* Test-only fault (VMFS_VMM_TEST_FAULT, vmfs-vmm(8)): the destination fails
+ * after the handoff, before its acknowledgement - the window the source's
+ * give-back covers.  "dest-resume-kill": die at once (SIGKILL, no cleanup);
+ * "dest-resume-stall": never resume nor answer (until killed). */
+static void test_fault_resume(struct vmm *v)
+{
+	const char *f = getenv("VMFS_VMM_TEST_FAULT");
+
+	if (!f || !*f)
+		return;
+	if (!strcmp(f, "dest-resume-kill")) {
+		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: dying before the resume", v->cfg.name, f);
+		raise(SIGKILL);
+	} else if (!strcmp(f, "dest-resume-stall")) {
+		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: stalling before the resume", v->cfg.name,
+			 f);
+		for (;;)
+			pause();
+	}
+}
+
 static int cb_resume_dest(void *opaque)
 {
 	struct vmm *v = opaque;
 	struct vmfs_bootinfo *bi = (void *)(v->ram + GUEST_BOOTINFO_GPA);
 	pthread_t t;
+
+	test_fault_resume(v);
 
 	/* Tells the guest it moved; it then verifies its memory. */
 	__atomic_add_fetch(&bi->resume_count, 1, __ATOMIC_SEQ_CST);
@@ -484,6 +508,8 @@ static int apply_kv(struct vmfs_precopy_params *p, char *kv)
 		p->auto_converge = x != 0;
 	else if (!strcmp(kv, "connections") && x >= 1 && x <= 16)
 		p->connections = (unsigned)x;
+	else if (!strcmp(kv, "io-timeout-ms") && x >= 500 && x <= 600000)
+		p->io_timeout_ms = (unsigned)x;
 	else
 		return -EINVAL;
 	return 0;
@@ -516,7 +542,7 @@ int migrate_start(struct vmm *v, const char *args, char *err, size_t errlen)
 				   sizeof(job->port))) {
 		snprintf(err, errlen, "usage: migrate HOST:PORT [downtime-ms=N] "
 			 "[max-bandwidth=BYTES] [max-rounds=N] [max-time-ms=N] [force=0|1] "
-			 "[auto-converge=0|1] [connections=1..16]");
+			 "[auto-converge=0|1] [connections=1..16] [io-timeout-ms=N]");
 		rc = -EINVAL;
 		goto out;
 	}
