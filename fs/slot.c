@@ -390,6 +390,8 @@ int orphan_process(struct vol *v, uint32_t slot)
 	o->count = 0;
 	vmfs_orphan_encode(o, mb->data);
 	mc_dirty(v, mb);
+	if ((int)slot == v->slot)
+		v->nspare = 0;	/* the spares (spare.h) were on that list: freed */
 	rc = vol_commit(v);
 out:
 	free(o);

@@ -69,8 +69,3 @@ int spare_rebalance(struct vol *v)
 	}
 	return rc;
 }
-
-void spare_forget(struct vol *v)
-{
-	v->nspare = 0;
-}

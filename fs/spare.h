@@ -28,7 +28,8 @@
  * them as orphans.  Nobody else can reach a spare: it has no name and its
  * mblk is marked used.  The pool in memory (vol.spare) mirrors the
  * spares listed on disk; it starts empty at mount, when the list of this
- * slot has just been processed.  Functions need vol.mu held and change
+ * slot has just been processed, and orphan_process() of this slot (unmount)
+ * empties it with the list.  Functions need vol.mu held and change
  * metadata through the running transaction. */
 #ifndef VMFS_FS_SPARE_H
 #define VMFS_FS_SPARE_H
@@ -50,7 +51,5 @@ int spare_rebalance(struct vol *v) __attribute__((warn_unused_result));
 /* alloc_mblk()/free_mblk() in spare mode. */
 int spare_pop(struct vol *v, uint64_t *addr) __attribute__((warn_unused_result));
 int spare_push(struct vol *v, uint64_t addr) __attribute__((warn_unused_result));
-/* Forget the pool (unmount: the orphan list is processed next). */
-void spare_forget(struct vol *v);
 
 #endif
