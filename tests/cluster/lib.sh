@@ -148,7 +148,7 @@ wait_for() {
 			echo "FAIL: $TEST_NAME: timed out after ${timeout}s waiting for $what" >&2
 			return 1
 		fi
-		sleep 0.5
+		sleep 0.2
 	done
 }
 
