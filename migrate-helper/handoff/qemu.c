@@ -27,11 +27,17 @@
  * requests; ownership stays with the source.  Exit 1.
  *
  * Failure after the commit (the destination did not take over): the locks
- * are the destination's and the source's epochs are stale, so the source
- * guest must not run; QEMU resumes it when a migration fails, so it is
- * stopped again.  The guest is then stopped on both sides and needs a
- * person (giving the locks back is not implemented: vmfs-migrate(8) BUGS).
- * Exit 4.
+ * are the destination's and the source's epochs are stale.  If the source
+ * host armed return claims on the VM's disk files before the migration
+ * (`vmfs-migrate return arm` there: only a process on the source host can,
+ * and this one may run on the destination), the disks are given back to
+ * them (vmfs_handoff_giveback(), one TRANSFER_SET, or nothing to move if
+ * the dead destination released its lock), the source mount re-arms the
+ * handles the handoff fenced, and the source guest goes on: QEMU resumed
+ * it itself when the migration failed, or it stopped on an I/O error in
+ * the moment before the give-back (werror=stop) and gets a `cont`.  Exit
+ * 1, as any rollback.  Without return claims the source guest must not
+ * run; it is stopped again and needs a person.  Exit 4.
  *
  * Two forms of disks, told apart by the lock table (not by an option):
  *
@@ -693,7 +699,95 @@ static int fail_before_handoff(struct run *r)
 	return EXIT_FAIL;
 }
 
-/* After the handoff: the source must not run (stale epochs); stop it. */
+/* After a failed switchover: the disks back to the source host's return
+ * claims (qemu.c head comment).  0 when they are back, -1 (said why) when
+ * they stay with the destination. */
+static int give_back(struct run *r)
+{
+	struct vmfs_handoff_ldisk back[VMFS_HANDOFF_DISKS_MAX];
+	const char *src = r->disks[0].d.from_host;
+	char why[512];
+	size_t n = 0;
+	int rc;
+
+	if (strlen(r->o.vm) > VMFS_HANDOFF_RETURN_VM_MAX) {
+		note(r, "no give-back: the VM name is over %d bytes, too long for a return claim",
+		     VMFS_HANDOFF_RETURN_VM_MAX);
+		return -1;
+	}
+	rc = vmfs_handoff_giveback(r->h, r->o.vm, src, r->disks, r->n_disks, back,
+				   VMFS_HANDOFF_DISKS_MAX, &n, why, sizeof(why));
+	if (rc == VMFS_HANDOFF_ENOPREPARE) {
+		note(r, "no give-back: %s armed no return claim for %s (run 'vmfs-migrate return "
+		     "arm --vm %s PATH...' there before migrating)", src, r->o.vm, r->o.vm);
+		return -1;
+	}
+	if (rc < 0) {
+		note(r, "cannot give the disks of %s back to %s: %s", r->o.vm, src, why);
+		return -1;
+	}
+	for (size_t i = 0; i < n && i < VMFS_HANDOFF_DISKS_MAX; i++)
+		note(r, "given back %s/%s: %s -> %s", back[i].ls, back[i].d.res,
+		     back[i].d.from_host, back[i].d.to_host);
+	note(r, "the disks of %s are back on %s (%s)", r->o.vm, src, why);
+	return 0;
+}
+
+/* Whether the source QEMU may have handed the guest over: its migration
+ * completed (the destination got everything and may have run the guest and
+ * written to its disks: the source's copy is then stale and must not run,
+ * give-back or not), or its state cannot be read.  A migration still
+ * waiting at the pause is cancelled first; one that is ending is waited for. */
+static bool source_may_have_switched(struct run *r)
+{
+	char why[512];
+	uint64_t deadline = now_ms() + CANCEL_TIMEOUT_MS;
+
+	while (!r->src.eof && now_ms() < deadline) {
+		json_object *m = NULL;
+		const char *s;
+		bool done;
+
+		if (qmp_exec(&r->src, "query-migrate", NULL, &m, why, sizeof(why)))
+			break;
+		s = jstr(m, "status", "");
+		if (strcmp(s, "completed") == 0) {
+			json_object_put(m);
+			return true;
+		}
+		done = strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+		if (strcmp(s, "pre-switchover") == 0 &&
+		    qmp_exec(&r->src, "migrate_cancel", NULL, NULL, why, sizeof(why)))
+			note(r, "%s", why);
+		json_object_put(m);
+		if (done)
+			return false;
+		usleep(100 * 1000);
+	}
+	return true;
+}
+
+/* The source guest after the give-back: running again.  QEMU restarts it
+ * when a migration fails; a write in the moment between that and the
+ * give-back failed with EIO, which stops a guest whose drives have
+ * werror=stop ("io-error"): `cont` retries it, now on re-armed handles. */
+static void resume_source(struct run *r, char *st, size_t st_len)
+{
+	char why[512];
+	uint64_t deadline = now_ms() + CANCEL_TIMEOUT_MS;
+
+	while (!r->src.eof && run_state(&r->src, st, st_len, why, sizeof(why)) == 0 &&
+	       strcmp(st, "running") != 0 && r->was_running && now_ms() < deadline) {
+		/* still migrating: QEMU has not ended the failed migration yet */
+		if (strcmp(st, "finish-migrate") != 0 &&
+		    qmp_exec(&r->src, "cont", NULL, NULL, why, sizeof(why)))
+			note(r, "cont on the source: %s", why);
+		usleep(100 * 1000);
+	}
+}
+
+/* After the handoff: give the disks back and let the source run on, or,
+ * without return claims, stop it (stale epochs). */
 static int fail_after_handoff(struct run *r)
 {
 	char why[512], st[32] = "?";
@@ -709,6 +803,13 @@ static int fail_after_handoff(struct run *r)
 			"'vmfs-migrate handoff %s'\n", r->o.vm,
 			r->n_disks ? r->disks[0].d.from_host : "the source", r->o.vm);
 		return EXIT_SPLIT;
+	}
+	if (!r->src.eof && !source_may_have_switched(r) && give_back(r) == 0) {
+		r->result = "given-back";
+		resume_source(r, st, sizeof(st));
+		note(r, "migration of %s failed after the handoff; the disks were given back and "
+		     "the source guest is %s", r->o.vm, st);
+		return EXIT_FAIL;
 	}
 	if (!r->src.eof && run_state(&r->src, st, sizeof(st), why, sizeof(why)) == 0 &&
 	    strcmp(st, "running") == 0 && qmp_exec(&r->src, "stop", NULL, NULL, why, sizeof(why)) == 0)
@@ -957,6 +1058,31 @@ static int follow(struct run *r)
 	}
 }
 
+/* Test-only fault (VMFS_MIGRATE_TEST_FAULT, vmfs-migrate(8)):
+ * "dest-quit-after-handoff" makes the destination QEMU quit right after the
+ * handoff, before migrate-continue: a destination lost in the window that
+ * only the give-back closes. */
+static void test_fault(struct run *r)
+{
+	const char *f = getenv("VMFS_MIGRATE_TEST_FAULT");
+	char why[512];
+	uint64_t deadline = now_ms() + QMP_TIMEOUT_MS;
+
+	if (!f || strcmp(f, "dest-quit-after-handoff") != 0)
+		return;
+	note(r, "VMFS_MIGRATE_TEST_FAULT=%s: the destination QEMU quits", f);
+	if (qmp_exec(&r->dst, "quit", NULL, NULL, why, sizeof(why)) && !r->dst.eof)
+		note(r, "quit: %s", why);
+	while (!r->dst.eof && now_ms() < deadline) {
+		json_object *o;
+
+		if (qmp_fill(&r->dst, 100) < 0)
+			break;
+		while ((o = qmp_take_line(&r->dst)))
+			json_object_put(o);	/* the SHUTDOWN event */
+	}
+}
+
 /* The pause: the guest is stopped on the source.  Move the locks, then let
  * QEMU switch over.  Returns the exit status. */
 static int switchover(struct run *r)
@@ -985,6 +1111,13 @@ static int switchover(struct run *r)
 		     r->disks[i].d.epoch);
 	note(r, "handed over %s: %zu disk lock%s in %" PRIu64 " ms", r->o.vm, r->n_disks,
 	     r->n_disks == 1 ? "" : "s", r->handoff_ms);
+	test_fault(r);
+	/* a destination that died while the locks moved: give them back
+	 * while the source still waits at the pause, images active */
+	if (qmp_drain(&r->dst) < 0) {
+		snprintf(r->error, sizeof(r->error), "the destination QEMU went away at the handoff");
+		return fail_after_handoff(r);
+	}
 	json_object *a = json_object_new_object();
 
 	json_object_object_add(a, "state", json_object_new_string("pre-switchover"));

@@ -15,7 +15,12 @@
 #   c. a second guest (its own image): nothing prepared -> refused before
 #      starting; the destination QEMU killed during the migration -> the
 #      guest runs on host1 with its lock (same epoch, nothing queued) and
-#      still writes to its image.
+#      still writes to its image;
+#   d. vm2 again, its return claim armed on host1 (vmfs-migrate return arm),
+#      the destination QEMU quits right after the handoff
+#      (VMFS_MIGRATE_TEST_FAULT): the disk is given back, the migration ends
+#      with exit 1 as any rollback, vm2 runs on host1 and writes through the
+#      handle the handoff had fenced.
 set -euo pipefail
 QEMU=$(command -v qemu-system-x86_64 || command -v qemu-system-i386) || {
 	echo "SKIP: test-qemu-vmfs: QEMU (qemu-system-x86) is not installed" >&2; exit 77; }
@@ -132,7 +137,8 @@ prepare() {
 migrate() {
 	local name=$1 src=$2 dst=$3 port=$4
 	shift 4
-	hexec 2 "$MIG" qemu "$name" --source-qmp "$T/$src.qmp" \
+	# shellcheck disable=SC2086 # MIG_ENV: VAR=VALUE words for env
+	hexec 2 env ${MIG_ENV:-} "$MIG" qemu "$name" --source-qmp "$T/$src.qmp" \
 		--dest-qmp "$T/$dst.qmp" --uri "tcp:$H2:$port" "$@" \
 		>"$T/mig-$name-$port.out" 2>"$T/mig-$name-$port.err"
 }
@@ -267,6 +273,39 @@ set -e
 [[ $rc == 3 ]] || fail_with "$T/prep-vm2.out" "prepare exited $rc after the failed migration (expected 3)"
 check_vm2_home "destination killed"
 ! locks_of "$RES2" | grep -q '^waiting' || die "a claim is left on $RES2: $(locks_of "$RES2")"
+
+echo "# [${SECONDS}s] 4b. the destination QEMU quits right after the handoff: the disk comes back"
+hexec 1 "$MIG" return arm --vm vm2 "$T/m1/vm2.img" >"$T/ret-vm2.out" 2>&1 ||
+	fail_with "$T/ret-vm2.out" "return arm on host1"
+[[ $(locks_of "$RES2" | grep -c "^waiting host1 .* return:vm2\$") == 1 ]] ||
+	die "no return claim of vm2 in the lock table: $(locks_of "$RES2" | tr '\n' ';')"
+prepare vm2 "$T/m2/vm2.img"
+prep3=$prep
+guest 2 vm2-in "$T/m2/vm2.img" -incoming defer || fail_with "$T/vm2-in.log" "destination QEMU vm2-in"
+set +e
+MIG_ENV=VMFS_MIGRATE_TEST_FAULT=dest-quit-after-handoff migrate vm2 vm2 vm2-in 4447 --json; rc=$?
+set -e
+cat "$T/mig-vm2-4447.err"
+[[ $rc == 1 ]] || fail_with "$T/mig-vm2-4447.out" "give-back after the handoff: exit $rc, not 1"
+python3 -c '
+import json,sys
+s=json.loads(sys.argv[1])
+assert s["result"]=="given-back" and s["handed_over"], s' "$(cat "$T/mig-vm2-4447.out")" ||
+	die "unexpected summary: $(cat "$T/mig-vm2-4447.out")"
+grep -q "the disks of vm2 are back on host1" "$T/mig-vm2-4447.err" || die "no give-back said"
+wait "$prep3" || true
+# the lock is host1's again (the return claim, a new epoch), nothing waits,
+# and host1's QEMU runs and writes through the handle the handoff fenced
+wait_for 10 "vm2 running on host1 (given back)" status_is vm2 running || die "vm2 is $(qstatus vm2) on host1"
+read -r q h e2 tag <<<"$(locks_of "$RES2")"
+[[ $q == granted && $h == host1 && $(locks_of "$RES2" | wc -l) == 1 ]] ||
+	die "$RES2 is not host1's alone after the give-back: $(locks_of "$RES2")"
+out=$(qio vm2 'write -P 0x44 8k 4k')
+[[ $out == *"wrote 4096/4096"* ]] || die "vm2 cannot write on host1 after the give-back: $out"
+hexec 1 "$MIG" return drop "$T/m1/vm2.img" >/dev/null || die "return drop on host1"
+before=$(locks_of "$RES2")
+check_vm2_home "given back"
+info "given back: $RES2 granted to host1 again (epoch $e2, $tag)"
 
 echo "# [${SECONDS}s] 5. the source QEMU quits; host2's guest keeps its lock"
 pid=$(cat "$T/vm1.pid")
