@@ -441,16 +441,10 @@ step_locks() {
 	fi
 	hexec 1 "$VMFSCTL" locks --lockspace "$LS" "$RES" | show
 	# The switchover hook vmfs-vmm runs on host1: vmfs-migrate on this
-	# lockspace.  It runs inside the VM's downtime, so call the program
-	# itself rather than the build tree's libtool wrapper (a shell script
-	# that costs about half a second here); installed, there is no wrapper.
-	local mig=$MIGRATE lib=
-	if LD_LIBRARY_PATH=$BUILD/dlm/.libs "$BUILD/migrate-helper/.libs/vmfs-migrate" --version \
-		>/dev/null 2>&1; then
-		mig=$BUILD/migrate-helper/.libs/vmfs-migrate lib=$BUILD/dlm/.libs
-	fi
-	printf '#!/bin/sh\nexport LD_LIBRARY_PATH=%s\nexec %s "$1" "$2" --lockspace %s\n' \
-		"$lib" "$mig" "$LS" >"$OUT/handoff-hook"
+	# lockspace.  (The build tree's programs are real executables, not
+	# libtool wrappers: a wrapper's shell would add half a second to the
+	# VM's downtime.)
+	printf '#!/bin/sh\nexec %s "$1" "$2" --lockspace %s\n' "$MIGRATE" "$LS" >"$OUT/handoff-hook"
 	chmod +x "$OUT/handoff-hook"
 }
 

@@ -28,124 +28,20 @@
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
-B=${VMFS_BUILDDIR:-$VMFS_SRCDIR}
-VMM=$B/migrate-helper/vmfs-vmm
-MIG=$B/migrate-helper/vmfs-migrate
-GUESTS=$B/migrate-helper/guests
-DISKCHECK=$B/tests/migrate/disk-check
-MKFS=$B/fs/vmfs-mkfs
-MOUNT=$B/fs/vmfs-mount
+. "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/migrate/cluster-vmm-lib.sh"
 HOPS=${VMFS_CLUSTER_MIGRATE_HOPS:-20}
 FAULTS=${VMFS_CLUSTER_MIGRATE_FAULTS:-1}
 NET=${VMFS_CLUSTER_MIGRATE_NET:-cluster}
 RAM=${VMFS_CLUSTER_MIGRATE_RAM:-32}
 [[ $HOPS =~ ^[1-9][0-9]*$ ]] || die "VMFS_CLUSTER_MIGRATE_HOPS must be a positive number"
 [[ $NET == cluster || $NET == mig ]] || die "VMFS_CLUSTER_MIGRATE_NET must be cluster or mig"
-if [[ ! -e /dev/fuse ]] || ! command -v fusermount3 >/dev/null; then
-	echo "SKIP: $TEST_NAME: needs /dev/fuse and fusermount3" >&2
-	exit 77
-fi
-for f in "$VMM" "$MIG" "$MKFS" "$MOUNT" "$DISKCHECK" "$GUESTS/guest.bin" "$GUESTS/guest-native.so"; do
-	[[ -e $f ]] || die "not built: $f"
-done
-
 VM=vm1
 MAC=52:54:00:5e:00:01
-MNT=/run/vmfs/vol		# in each host's own /run
-DISKF=$MNT/$VM.img		# the same path on every host, each through its mount
 VMOPTS="--ram $RAM --cpus 2 --dirty-rate 4096 --work-mib $((RAM / 2)) --verify-ram"
-printf 'vmfs-cluster-migrate-key-%s\n' "$RANDOM$RANDOM" >"$T/key"
-
-# Everything this test starts runs inside a host, so "down" kills it; first
-# stop the hypervisors and unmount cleanly (a clean unmount frees the slot).
-_vn_cleanup() {
-	local rc=$? f i
-	trap - EXIT
-	set +e	# a failing step of the cleanup must not skip the rest
-	for f in "$T"/*.sock; do
-		[[ -S $f ]] && timeout 5 "$VMM" --client "$f" stop >/dev/null 2>&1
-	done
-	if [[ ${_CLUSTER_STARTED:-0} == 1 ]]; then
-		for i in 1 2 3; do
-			timeout 30 "$VC" exec "$i" sh -c "mountpoint -q $MNT && fusermount3 -u $MNT" \
-				>/dev/null 2>&1 || true
-		done
-	fi
-	if ((rc != 0)); then
-		for f in "$T"/*.log "$T"/*.out; do
-			[[ -f $f ]] && { echo "---- $f (tail)"; tail -n 15 "$f"; } >&2
-		done
-	fi
-	(exit "$rc")
-	_cluster_cleanup
-}
-trap _vn_cleanup EXIT
-
-# The switchover hook: vmfs-migrate itself, not the libtool wrapper (it runs
-# inside the VM's downtime; see scripts/demo.sh).  handoff NAME with no
-# --lockspace looks in every lockspace, the volume's included.
-mig=$MIG libs=
-if LD_LIBRARY_PATH=$B/dlm/.libs "$B/migrate-helper/.libs/vmfs-migrate" --version >/dev/null 2>&1; then
-	mig=$B/migrate-helper/.libs/vmfs-migrate libs=$B/dlm/.libs
-fi
-cat >"$T/hook" <<EOF
-#!/bin/sh
-echo "== \$(date +%T.%N) \$(hostname): \$*" >>"$T/hook.log"
-LD_LIBRARY_PATH=$libs exec "$mig" "\$@" 2>>"$T/hook.log" >>"$T/hook.log"
-EOF
-chmod +x "$T/hook"
-
-# JSON helpers (one python3 per call).
-cat >"$T/j.py" <<'EOF'
-import json, sys
-cmd = sys.argv[1]
-if cmd == "locks":	# "queue host" of every lock on LS/RES in vmfsctl locks --json
-    d = json.load(sys.stdin)
-    for ls in d.get("lockspaces", []):
-        if ls.get("name") != sys.argv[2]:
-            continue
-        for r in ls.get("resources", []):
-            if r.get("name") == sys.argv[3]:
-                for l in r.get("locks", []):
-                    print(l.get("queue"), l.get("host"), l.get("epoch"))
-elif cmd == "field":	# a top-level field (or migration.FIELD)
-    d = json.load(sys.stdin)
-    for k in sys.argv[2].split("."):
-        d = (d or {}).get(k)
-    print("" if d is None else d)
-EOF
-jpy() { python3 "$T/j.py" "$@"; }
+HOOK=(--handoff-exec "$T/hook")	# vmfs-migrate handoff/abort, the exec path
+VMM_EXTRA=(--announce-if vm0)
 
 # ------------------------------------------------------------------ helpers
-
-# vmm I TAG ARGS...: vmfs-vmm in host I; $T/TAG.{sock,serial,log,out,pid}
-vmm() {
-	local i=$1 tag=$2 n=0
-	shift 2
-	rm -f "$T/$tag.sock" "$T/$tag.pid"
-	# shellcheck disable=SC2086,SC2016 # VMOPTS: a list of words; $$ and $@: the inner sh's
-	hexec "$i" sh -c 'echo $$ >"$0"; exec "$@"' "$T/$tag.pid" "$VMM" --accel thread \
-		--image "$GUESTS/guest.bin" --native-guest "$GUESTS/guest-native.so" $VMOPTS \
-		--disk "$DISKF" --name "$VM" --mac "$MAC" --announce-if vm0 \
-		--psk-file "$T/key" --handoff-exec "$T/hook" --ctrl "$T/$tag.sock" \
-		--serial "$T/$tag.serial" --log-file "$T/$tag.log" "$@" >"$T/$tag.out" 2>&1 &
-	until [[ -S $T/$tag.sock ]]; do
-		if [[ -s $T/$tag.pid ]] && ! kill -0 "$(cat "$T/$tag.pid")" 2>/dev/null; then
-			cat "$T/$tag.out" >&2
-			die "vmfs-vmm $tag on host$i exited at start (above)"
-		fi
-		((++n < 300)) || die "timed out waiting for the control socket of $tag (host$i)"
-		sleep 0.1
-	done
-}
-ctl() { "$VMM" --client "$T/$1.sock" "${@:2}"; }
-st() { ctl "$1" status 2>/dev/null | jpy field "$2"; }
-state_is() { [[ $(st "$1" state) == "$2" ]]; }
-mig_is() { [[ $(st "$1" migration.status) == "$2" ]]; }
-# gone, or a zombie (exited; the reaper may be slow, tests/cluster/README.md)
-vmm_dead() { [[ $(ps -o stat= -p "$(cat "$T/$1.pid")" 2>/dev/null) != [^Z]* ]]; }
-ticks() { grep -c 'vmfs-guest: tick' "$T/$1.serial" 2>/dev/null || true; }
-more_ticks() { (($(ticks "$1") > $2)); }
 
 # still_running TAG WHAT: the VM of TAG runs and its guest ticks on.
 still_running() {
@@ -156,66 +52,17 @@ still_running() {
 	! grep -q 'verify FAILED' "$T/$1.serial" || die "$2: the guest's memory check failed"
 }
 
-# The disk's open lock: lockspace (volume UUID) and resource i<ino>.
-lock_id() {
-	hexec 1 python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.vmfs.id").decode())' \
-		"$DISKF"
-}
-# locks_on: "queue host epoch" lines of the disk's lock (as host 3 sees it)
-locks_on() { hexec 3 "$VMFSCTL" locks --json | jpy locks "$LS" "$RES"; }
-# only_holder I: host I alone holds the disk's lock, granted; nothing waits.
-only_holder() {
-	local l
-	l=$(locks_on)
-	[[ $(wc -l <<<"$l") == 1 && $l == "granted host$1 "* ]]
-}
-assert_holder() {
-	wait_for 20 "$2: the disk lock held by host$1 alone" only_holder "$1" ||
-		die "$2: disk lock $LS/$RES: $(locks_on | tr '\n' ';')"
-}
 fdb_is() { [[ $("$VC" fdb "$MAC" 2>/dev/null) == "h$1vm" ]]; }
 
-# prepare D TAG: vmfs-migrate prepare on host D, in the background
-prepare() {
-	hexec "$1" "$MIG" prepare --vm "$VM" "$DISKF" >"$T/prep-$2.out" 2>&1 &
-	PREP_PID=$!
-	wait_for 30 "prepare on host$1 ($2)" grep -q "^prepared $VM" "$T/prep-$2.out" ||
-		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate prepare on host$1 failed"; }
-}
-# abort_prepare D TAG: vmfs-migrate abort on host D; the prepare exits 3
-abort_prepare() {
-	local rc=0
-	hexec "$1" "$MIG" abort "$VM" >>"$T/prep-$2.out" 2>&1 ||
-		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate abort on host$1 failed"; }
-	wait "$PREP_PID" || rc=$?
-	[[ $rc == 3 ]] || { cat "$T/prep-$2.out" >&2; die "prepare ($2) exited $rc after the abort, not 3"; }
-}
 dest_addr() { "$VC" addr "$1" "${2:-$NET}"; }
-
-# incoming D TAG [NET]: destination vmfs-vmm on host D; sets PORT
-incoming() {
-	vmm "$1" "$2" --incoming "$(dest_addr "$1" "${3:-$NET}"):0"
-	PORT=$(st "$2" incoming_port)
-	[[ -n $PORT && $PORT != 0 ]] || die "no incoming port on $2"
-}
+INCOMING_NET=$NET
 
 # ------------------------------------------------------------------ setup
 
 cluster_up 3 --disk-size 2G --mignet
 SW=$VMFS_CLUSTER_ID-sw		# the switch namespace (tests/cluster/README.md)
 info "[${SECONDS}s] vmfs-mkfs, vmfs-mount -o cluster on host1 and host2"
-hexec 1 "$MKFS" --label vn "$DISK" >"$T/mkfs.out" 2>&1 || { cat "$T/mkfs.out" >&2; die "vmfs-mkfs failed"; }
-for i in 1 2; do
-	hexec "$i" mkdir -p "$MNT"
-	hexec "$i" "$MOUNT" -o cluster "$DISK" "$MNT" || die "host$i: vmfs-mount -o cluster failed"
-done
-hexec 1 truncate -s 64M "$DISKF" || die "cannot create $DISKF on host1"
-hexec 2 test -f "$DISKF" || die "host2 does not see $DISKF"
-IFS=/ read -r LS RES <<<"$(lock_id)"
-[[ -n $LS && $RES == i* ]] || die "bad trusted.vmfs.id on $DISKF: $LS/$RES"
-[[ $(hexec 2 python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.vmfs.id").decode())' \
-	"$DISKF") == "$LS/$RES" ]] || die "trusted.vmfs.id differs between host1 and host2"
-info "disk $DISKF: open lock $LS/$RES"
+vn_volume vn 64M
 
 info "[${SECONDS}s] guest $VM on host1 (${RAM} MiB, thread accelerator)"
 vmm 1 vm-0
@@ -271,13 +118,6 @@ hop() {
 		"lock $(locks_on | tr '\n' ' ');" \
 		"test: prepare $((p1 - p0)) s, incoming $((p2 - p1)) s, migrate $((p3 - p2)) s," \
 		"guest checks $((p4 - p3)) s, lock $((p5 - p4)) s, fdb $((SECONDS - p5)) s"
-}
-
-# stop_vmm TAG: stop a (postmigrate) vmfs-vmm and wait until it is gone
-stop_vmm() {
-	ctl "$1" stop >/dev/null 2>&1 || true
-	wait_for 20 "$1 to exit" vmm_dead "$1"
-	rm -f "$T/$1.sock"
 }
 
 # Hop 1, with the fencing check: a process on host1 opened the disk O_RDWR
@@ -374,7 +214,7 @@ if [[ $FAULTS == 1 ]]; then
 	tc -n "$SW" qdisc replace dev "h${OTHER}mig" root tbf rate "${RAM}mbit" burst 65536 \
 		latency 50ms
 	prepare "$OTHER" f-sckill
-	incoming "$OTHER" f-sckill mig
+	INCOMING_NET=mig incoming "$OTHER" f-sckill
 	h0=$(grep -c '^== .*handoff' "$T/hook.log" || true)
 	ctl "$SRC" migrate "$(dest_addr "$OTHER" mig):$PORT" max-rounds=1 force=1 downtime-ms=1 \
 		>/dev/null
@@ -414,7 +254,7 @@ if [[ $FAULTS == 1 ]]; then
 	# bounded so that a hang fails here, saying so.
 	info "[${SECONDS}s] fault: migration link to host$OTHER cut during pre-copy"
 	prepare "$OTHER" f-cut
-	incoming "$OTHER" f-cut mig
+	INCOMING_NET=mig incoming "$OTHER" f-cut
 	ctl "$SRC" migrate "$(dest_addr "$OTHER" mig):$PORT" max-bandwidth=1000000 >/dev/null
 	wait_for 20 "pre-copy" mig_is "$SRC" active
 	sleep 1

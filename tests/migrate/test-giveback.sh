@@ -25,131 +25,11 @@
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
-B=${VMFS_BUILDDIR:-$VMFS_SRCDIR}
-VMM=$B/migrate-helper/vmfs-vmm
-MIG=$B/migrate-helper/vmfs-migrate
-GUESTS=$B/migrate-helper/guests
-DISKCHECK=$B/tests/migrate/disk-check
-MKFS=$B/fs/vmfs-mkfs
-MOUNT=$B/fs/vmfs-mount
-if [[ ! -e /dev/fuse ]] || ! command -v fusermount3 >/dev/null; then
-	echo "SKIP: $TEST_NAME: needs /dev/fuse and fusermount3" >&2
-	exit 77
-fi
-for f in "$VMM" "$MIG" "$MKFS" "$MOUNT" "$DISKCHECK" "$GUESTS/guest.bin" "$GUESTS/guest-native.so"; do
-	[[ -e $f ]] || die "not built: $f"
-done
+. "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/migrate/cluster-vmm-lib.sh"
 
 VM=vm1
 MAC=52:54:00:5e:00:03
-MNT=/run/vmfs/vol		# in each host's own /run
-DISKF=$MNT/$VM.img
 VMOPTS="--ram 16 --cpus 1 --dirty-rate 2048 --work-mib 8 --verify-ram"
-printf 'vmfs-giveback-key-%s\n' "$RANDOM$RANDOM" >"$T/key"
-
-_gb_cleanup() {
-	local rc=$? f i
-	trap - EXIT
-	set +e
-	for f in "$T"/*.pid; do
-		[[ -s $f ]] && kill -KILL "$(cat "$f")" 2>/dev/null
-	done
-	sleep 0.2
-	if [[ ${_CLUSTER_STARTED:-0} == 1 ]]; then
-		for i in 1 2; do
-			timeout 30 "$VC" exec "$i" sh -c "mountpoint -q $MNT && fusermount3 -u $MNT" \
-				>/dev/null 2>&1 || true
-		done
-	fi
-	if ((rc != 0)); then
-		for f in "$T"/*.log "$T"/*.out; do
-			[[ -f $f ]] && { echo "---- $f (tail)"; tail -n 20 "$f"; } >&2
-		done
-	fi
-	(exit "$rc")
-	_cluster_cleanup
-}
-trap _gb_cleanup EXIT
-
-cat >"$T/j.py" <<'EOF'
-import json, sys
-cmd = sys.argv[1]
-if cmd == "locks":	# "queue host tag" of every lock on LS/RES
-    d = json.load(sys.stdin)
-    for ls in d.get("lockspaces", []):
-        if ls.get("name") != sys.argv[2]:
-            continue
-        for r in ls.get("resources", []):
-            if r.get("name") == sys.argv[3]:
-                for l in r.get("locks", []):
-                    print(l.get("queue"), l.get("host"), l.get("tag") or "-")
-elif cmd == "field":	# FIELD or A.B.C
-    d = json.load(sys.stdin)
-    for k in sys.argv[2].split("."):
-        d = (d or {}).get(k)
-    print("" if d is None else d)
-EOF
-jpy() { python3 "$T/j.py" "$@"; }
-
-# vmm I TAG [VAR=VALUE...] -- ARGS...: vmfs-vmm on host I with the hook
-# $HOOK (--handoff, or --handoff-exec PROG)
-HOOK=(--handoff)
-vmm() {
-	local i=$1 tag=$2 n=0 envs=()
-	shift 2
-	while [[ $1 != -- ]]; do envs+=("$1"); shift; done
-	shift
-	rm -f "$T/$tag.sock" "$T/$tag.pid"
-	# shellcheck disable=SC2086,SC2016 # VMOPTS: words; $$ and $@: the inner sh's
-	hexec "$i" env "${envs[@]}" sh -c 'echo $$ >"$0"; exec "$@"' "$T/$tag.pid" "$VMM" \
-		--accel thread --image "$GUESTS/guest.bin" --native-guest "$GUESTS/guest-native.so" \
-		$VMOPTS --disk "$DISKF" --name "$VM" --mac "$MAC" --psk-file "$T/key" "${HOOK[@]}" \
-		--ctrl "$T/$tag.sock" --serial "$T/$tag.serial" --log-file "$T/$tag.log" "$@" \
-		>"$T/$tag.out" 2>&1 &
-	until [[ -S $T/$tag.sock ]]; do
-		if [[ -s $T/$tag.pid ]] && ! kill -0 "$(cat "$T/$tag.pid")" 2>/dev/null; then
-			cat "$T/$tag.out" >&2
-			die "vmfs-vmm $tag on host$i exited at start (above)"
-		fi
-		((++n < 300)) || die "timed out waiting for the control socket of $tag (host$i)"
-		sleep 0.1
-	done
-}
-ctl() { "$VMM" --client "$T/$1.sock" "${@:2}"; }
-st() { ctl "$1" status 2>/dev/null | jpy field "$2"; }
-state_is() { [[ $(st "$1" state) == "$2" ]]; }
-mig_is() { [[ $(st "$1" migration.status) == "$2" ]]; }
-vmm_dead() { ! kill -0 "$(cat "$T/$1.pid")" 2>/dev/null; }
-ticks() { grep -c 'vmfs-guest: tick' "$T/$1.serial" 2>/dev/null || true; }
-more_ticks() { (($(ticks "$1") > $2)); }
-locks_on() { hexec 3 "$VMFSCTL" locks --json | jpy locks "$LS" "$RES"; }
-only_holder() {
-	local l
-	l=$(locks_on)
-	[[ $(wc -l <<<"$l") == 1 && $l == "granted host$1 "* ]]
-}
-assert_holder() {
-	wait_for 20 "$2: the disk lock held by host$1 alone" only_holder "$1" ||
-		die "$2: disk lock $LS/$RES: $(locks_on | tr '\n' ';')"
-}
-prepare() {
-	hexec "$1" "$MIG" prepare --vm "$VM" "$DISKF" >"$T/prep-$2.out" 2>&1 &
-	PREP_PID=$!
-	wait_for 30 "prepare on host$1 ($2)" grep -q "^prepared $VM" "$T/prep-$2.out" ||
-		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate prepare on host$1 failed"; }
-}
-incoming() {
-	local i=$1 tag=$2
-	shift 2
-	vmm "$i" "$tag" "$@" -- --incoming "$("$VC" addr "$i"):0"
-	PORT=$(st "$tag" incoming_port)
-	[[ -n $PORT && $PORT != 0 ]] || die "no incoming port on $tag"
-}
-stop_vmm() {
-	ctl "$1" stop >/dev/null 2>&1 || true
-	wait_for 20 "$1 to exit" vmm_dead "$1"
-	rm -f "$T/$1.sock" "$T/$1.pid"
-}
 
 # after_fault WHAT [TAG HOST]: the VM (TAG, default vm-0) runs on in HOST
 # (default 1) owning its disk, with no disk error, its records going on.
@@ -175,28 +55,9 @@ after_fault() {
 # ------------------------------------------------------------------ setup
 
 cluster_up 3 --disk-size 1G
-hexec 1 "$MKFS" --label gb "$DISK" >"$T/mkfs.out" 2>&1 || { cat "$T/mkfs.out" >&2; die "vmfs-mkfs failed"; }
-for i in 1 2; do
-	hexec "$i" mkdir -p "$MNT"
-	hexec "$i" "$MOUNT" -o cluster "$DISK" "$MNT" || die "host$i: vmfs-mount -o cluster failed"
-done
-hexec 1 truncate -s 16M "$DISKF" || die "cannot create $DISKF on host1"
-IFS=/ read -r LS RES <<<"$(hexec 1 python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.vmfs.id").decode())' "$DISKF")"
-[[ -n $LS && $RES == i* ]] || die "bad trusted.vmfs.id on $DISKF: $LS/$RES"
-info "disk $DISKF: open lock $LS/$RES"
-# The --handoff-exec hook of step 5: vmfs-migrate itself, not its libtool
-# wrapper.
-mig=$MIG libs=
-if LD_LIBRARY_PATH=$B/dlm/.libs "$B/migrate-helper/.libs/vmfs-migrate" --version >/dev/null 2>&1; then
-	mig=$B/migrate-helper/.libs/vmfs-migrate libs=$B/dlm/.libs
-fi
-cat >"$T/hook" <<EOF
-#!/bin/sh
-LD_LIBRARY_PATH=$libs exec "$mig" "\$@" >>"$T/hook.log" 2>&1
-EOF
-chmod +x "$T/hook"
+vn_volume gb 16M
 
-vmm 1 vm-0 --
+vmm 1 vm-0
 wait_for 30 "guest ticks" grep -q 'vmfs-guest: tick' "$T/vm-0.serial"
 assert_holder 1 "guest started"
 
@@ -239,7 +100,7 @@ info "[${SECONDS}s] 3. vmfs-migrate return / abort on the source"
 hexec 1 "$MIG" return state "$DISKF" | grep -q ': none$' || die "a return claim is left after the faults"
 hexec 1 "$MIG" return arm --vm "$VM" "$DISKF" >"$T/ret.out" 2>&1 || { cat "$T/ret.out" >&2; die "return arm failed"; }
 hexec 1 "$MIG" return state "$DISKF" | grep -q ": armed $VM\$" || die "return state does not say armed"
-[[ $(locks_on | grep -c "^waiting host1 return:$VM\$") == 1 ]] || die "no return claim in the lock table: $(locks_on | tr '\n' ';')"
+[[ $(locks_on | grep -c "^waiting host1 return:$VM ") == 1 ]] || die "no return claim in the lock table: $(locks_on | tr '\n' ';')"
 hexec 1 "$MIG" abort "$VM" >"$T/abort.out" 2>&1 || { cat "$T/abort.out" >&2; die "abort on the source with nothing handed off failed"; }
 grep -q "back on host1" "$T/abort.out" || die "abort did not say the disks are here: $(cat "$T/abort.out")"
 if hexec 2 "$MIG" return arm --vm "$VM" "$DISKF" >"$T/ret2.out" 2>&1; then
