@@ -12,19 +12,7 @@
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
-[[ -c /dev/fuse ]] || { echo "SKIP: $TEST_NAME: /dev/fuse missing" >&2; exit 77; }
-command -v fusermount3 >/dev/null || { echo "SKIP: $TEST_NAME: fusermount3 missing" >&2; exit 77; }
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-command -v "$PY" >/dev/null || { echo "SKIP: $TEST_NAME: python3 missing" >&2; exit 77; }
-dlmd_built || die "vmfs-dlmd is not built"
-B=${VMFS_BUILDDIR:-$VMFS_SRCDIR}
-MOUNT=$B/fs/vmfs-mount
-MKFS=$B/fs/vmfs-mkfs
-FSCK=$B/fs/vmfs-fsck
-for p in "$MOUNT" "$MKFS" "$FSCK"; do
-	[[ -x $p ]] || die "$p is not built"
-done
+need_vmfs
 N=${VMFS_BENCH_FILES:-10000}
 
 # meta.py DIR COUNT GO: wait for file GO, then create (empty, O_CREAT|O_EXCL),

@@ -14,19 +14,9 @@
 set -euo pipefail
 . "${VMFS_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/lib.sh"
 skip_unless_root_and_tools
-[[ -c /dev/fuse ]] || { echo "SKIP: $TEST_NAME: /dev/fuse missing" >&2; exit 77; }
-command -v fusermount3 >/dev/null || { echo "SKIP: $TEST_NAME: fusermount3 missing" >&2; exit 77; }
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-command -v "$PY" >/dev/null || { echo "SKIP: $TEST_NAME: python3 missing" >&2; exit 77; }
-dlmd_built || die "vmfs-dlmd is not built"
-B=${VMFS_BUILDDIR:-$VMFS_SRCDIR}
-MOUNT=$B/fs/vmfs-mount
-MKFS=$B/fs/vmfs-mkfs
-MIG=${VMFS_MIGRATE:-$B/migrate-helper/vmfs-migrate}
-for p in "$MOUNT" "$MKFS" "$MIG" "$VMFSCTL"; do
-	[[ -x $p ]] || die "$p is not built"
-done
+need_vmfs
+MIG=${VMFS_MIGRATE:-${VMFS_BUILDDIR:-$VMFS_SRCDIR}/migrate-helper/vmfs-migrate}
+[[ -x $MIG ]] || die "$MIG is not built"
 
 # w.py PATH ACK BASE MODE: open PATH O_RDWR and write 4 KiB records
 # "rec <BASE+i>" at record BASE+i, each followed by fsync; after each
