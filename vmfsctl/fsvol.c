@@ -7,87 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include "log.h"
+#include "mountinfo.h"
 #include "vmfsctl.h"
-
-#define VMFS_FSTYPE "fuse.vmfs"
-
-/* mountinfo escapes blanks and backslashes in paths as \ooo; undo it in
- * place. */
-static void unescape(char *s)
-{
-	char *d = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*d++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*d++ = *s;
-		}
-	}
-	*d = '\0';
-}
-
-/* Look through this namespace's vmfs mounts for the one with device number
- * dev (when by_dev) or with source src.  On a match the mount's source and
- * mount point are strdup'ed into *src_out and *mp_out.  Returns 1 when
- * found, 0 when not, or -errno. */
-static int find_mount(bool by_dev, dev_t dev, const char *src, char **src_out, char **mp_out)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int rc = 0;
-
-	if (!f)
-		return -errno;
-	while (rc == 0 && getline(&line, &cap, f) > 0) {
-		char *save = NULL, *field[6], *fstype, *source, *tok;
-		unsigned maj, min;
-		int i;
-
-		line[strcspn(line, "\n")] = '\0';
-		for (i = 0; i < 6; i++) {
-			field[i] = strtok_r(i ? NULL : line, " ", &save);
-			if (!field[i])
-				break;
-		}
-		if (i < 6)
-			continue;
-		/* optional fields end with a lone "-" */
-		while ((tok = strtok_r(NULL, " ", &save)) && strcmp(tok, "-") != 0)
-			;
-		fstype = strtok_r(NULL, " ", &save);
-		source = strtok_r(NULL, " ", &save);
-		if (!tok || !fstype || !source || strcmp(fstype, VMFS_FSTYPE) != 0)
-			continue;
-		unescape(source);
-		unescape(field[4]);
-		if (by_dev) {
-			if (sscanf(field[2], "%u:%u", &maj, &min) != 2 || makedev(maj, min) != dev)
-				continue;
-		} else if (strcmp(source, src) != 0) {
-			continue;
-		}
-		*src_out = strdup(source);
-		*mp_out = strdup(field[4]);
-		if (!*src_out || !*mp_out) {
-			free(*src_out);
-			free(*mp_out);
-			*src_out = *mp_out = NULL;
-			rc = -ENOMEM;
-		} else {
-			rc = 1;
-		}
-	}
-	free(line);
-	fclose(f);
-	return rc;
-}
 
 /* Library messages (vol_report_bad and friends) would repeat what the
  * commands print in their own words; keep only the critical ones. */
@@ -132,7 +55,7 @@ int fsvol_open(const char *arg, bool mount_only, struct fsvol *fv)
 		vmfsctl_err("%s: %s", arg, strerror(errno));
 		return VMFSCTL_EXIT_FAIL;
 	}
-	rc = find_mount(true, st.st_dev, NULL, &fv->device, &fv->mountpoint);
+	rc = vmfs_mountinfo_find(true, st.st_dev, NULL, &fv->device, &fv->mountpoint);
 	if (rc < 0) {
 		vmfsctl_err("cannot read /proc/self/mountinfo: %s", strerror(-rc));
 		goto out;
@@ -154,7 +77,7 @@ int fsvol_open(const char *arg, bool mount_only, struct fsvol *fv)
 		}
 		/* A device: also say where it is mounted, if it is. */
 		real = realpath(arg, NULL);
-		rc = find_mount(false, 0, real ? real : arg, &fv->device, &fv->mountpoint);
+		rc = vmfs_mountinfo_find(false, 0, real ? real : arg, &fv->device, &fv->mountpoint);
 		free(fv->device);
 		fv->device = strdup(arg);
 		if (!fv->device) {

@@ -4,79 +4,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "mountinfo.h"
 #include "ondisk.h"
 #include "vmfsdisk.h"
-
-#define VMFS_FSTYPE "fuse.vmfs"
 
 int vmfsdisk_is_path(const char *arg)
 {
 	return strchr(arg, '/') != NULL;
 }
 
-/* mountinfo escapes blanks and backslashes as \ooo; undo it in place. */
-static void unescape(char *s)
-{
-	char *d = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*d++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*d++ = *s;
-		}
-	}
-	*d = '\0';
-}
-
 /* The source (device) of the vmfs mount with device number dev: 1 found,
  * 0 not a vmfs mount, -errno. */
 static int mount_source(dev_t dev, char *src, size_t len)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int rc = 0;
+	char *s = NULL;
+	int rc = vmfs_mountinfo_find(true, dev, NULL, &s, NULL);
 
-	if (!f)
-		return -errno;
-	while (rc == 0 && getline(&line, &cap, f) > 0) {
-		char *save = NULL, *field[6], *fstype, *source, *tok;
-		unsigned maj, min;
-		int i;
-
-		line[strcspn(line, "\n")] = '\0';
-		for (i = 0; i < 6; i++) {
-			field[i] = strtok_r(i ? NULL : line, " ", &save);
-			if (!field[i])
-				break;
-		}
-		if (i < 6)
-			continue;
-		while ((tok = strtok_r(NULL, " ", &save)) && strcmp(tok, "-") != 0)
-			;
-		fstype = strtok_r(NULL, " ", &save);
-		source = strtok_r(NULL, " ", &save);
-		if (!tok || !fstype || !source || strcmp(fstype, VMFS_FSTYPE) != 0)
-			continue;
-		if (sscanf(field[2], "%u:%u", &maj, &min) != 2 || makedev(maj, min) != dev)
-			continue;
-		unescape(source);
-		snprintf(src, len, "%s", source);
-		rc = 1;
-	}
-	free(line);
-	fclose(f);
+	if (rc == 1)
+		snprintf(src, len, "%s", s);
+	free(s);
 	return rc;
 }
 
