@@ -273,67 +273,75 @@ void hb_stop(struct hb_thread *t)
 	t->running = false;
 }
 
-static int orphan_load(struct vol *v, uint32_t slot, struct mbuf **mbp, struct vmfs_orphan *o)
+/* The orphan list of slot: its cached block (*mbp) and a decoded copy
+ * (*op, malloc'ed: the list is too big for a stack; the caller frees it). */
+static int orphan_load(struct vol *v, uint32_t slot, struct mbuf **mbp, struct vmfs_orphan **op)
 {
 	uint64_t addr = vmfs_slot_addr(&v->sb, slot) + VMFS_SLOT_ORPHAN;
-	int rc = mc_get(v, addr, VMFS_T_ORPHAN, mbp);
+	struct vmfs_orphan *o = malloc(sizeof(*o));
+	int rc;
 
+	*op = NULL;
+	if (!o)
+		return -ENOMEM;
+	rc = mc_get(v, addr, VMFS_T_ORPHAN, mbp);
+	if (!rc) {
+		rc = vmfs_orphan_decode((*mbp)->data, addr, v->sb.uuid, o);
+		if (rc)
+			vol_report_bad(v, VMFS_T_ORPHAN, addr, rc);
+	}
 	if (rc)
-		return rc;
-	rc = vmfs_orphan_decode((*mbp)->data, addr, v->sb.uuid, o);
-	if (rc)
-		vol_report_bad(v, VMFS_T_ORPHAN, addr, rc);
+		free(o);
+	else
+		*op = o;
 	return rc;
+}
+
+/* Write o back into its block (committed with the next transaction). */
+static void orphan_store(struct vol *v, struct mbuf *mb, const struct vmfs_orphan *o)
+{
+	vmfs_orphan_encode(o, mb->data);
+	mc_dirty(v, mb);
 }
 
 int orphan_add(struct vol *v, uint64_t ino)
 {
-	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc;
+	int rc = orphan_load(v, (uint32_t)v->slot, &mb, &o);
 
-	if (!o)
-		return -ENOMEM;
-	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
 	if (rc)
-		goto out;
+		return rc;
 	if (o->count == VMFS_ORPHAN_MAX) {
 		/* fsck reclaims an unlisted orphan after a crash */
 		log_warn("orphan list full; inode %llu not listed", (unsigned long long)ino);
-		goto out;
+	} else {
+		o->ino[o->count++] = ino;
+		orphan_store(v, mb, o);
 	}
-	o->ino[o->count++] = ino;
-	vmfs_orphan_encode(o, mb->data);
-	mc_dirty(v, mb);
-out:
 	free(o);
-	return rc;
+	return 0;
 }
 
 int orphan_room(struct vol *v)
 {
-	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc;
+	int rc = orphan_load(v, (uint32_t)v->slot, &mb, &o);
 
-	if (!o)
-		return -ENOMEM;
-	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
-	if (!rc)
-		rc = (int)(VMFS_ORPHAN_MAX - o->count);
+	if (rc)
+		return rc;
+	rc = (int)(VMFS_ORPHAN_MAX - o->count);
 	free(o);
 	return rc;
 }
 
 int orphan_listed(struct vol *v, uint64_t ino)
 {
-	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc;
+	int rc = orphan_load(v, (uint32_t)v->slot, &mb, &o);
 
-	if (!o)
-		return -ENOMEM;
-	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
 	for (uint32_t i = 0; !rc && i < o->count; i++)
 		if (o->ino[i] == ino)
 			rc = 1;
@@ -343,37 +351,29 @@ int orphan_listed(struct vol *v, uint64_t ino)
 
 int orphan_del(struct vol *v, uint64_t ino)
 {
-	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc;
+	int rc = orphan_load(v, (uint32_t)v->slot, &mb, &o);
 
-	if (!o)
-		return -ENOMEM;
-	rc = orphan_load(v, (uint32_t)v->slot, &mb, o);
 	if (rc)
-		goto out;
+		return rc;
 	for (uint32_t i = 0; i < o->count; i++) {
 		if (o->ino[i] != ino)
 			continue;
 		o->ino[i] = o->ino[--o->count];
-		vmfs_orphan_encode(o, mb->data);
-		mc_dirty(v, mb);
+		orphan_store(v, mb, o);
 		break;
 	}
-out:
 	free(o);
-	return rc;
+	return 0;
 }
 
 int orphan_process(struct vol *v, uint32_t slot)
 {
-	struct vmfs_orphan *o = malloc(sizeof(*o));
+	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc;
+	int rc = orphan_load(v, slot, &mb, &o);
 
-	if (!o)
-		return -ENOMEM;
-	rc = orphan_load(v, slot, &mb, o);
 	if (rc || o->count == 0)
 		goto out;
 	for (uint32_t i = 0; i < o->count; i++) {
@@ -388,8 +388,7 @@ int orphan_process(struct vol *v, uint32_t slot)
 		log_info("slot %u: freed orphan inode %llu", slot, (unsigned long long)o->ino[i]);
 	}
 	o->count = 0;
-	vmfs_orphan_encode(o, mb->data);
-	mc_dirty(v, mb);
+	orphan_store(v, mb, o);
 	if ((int)slot == v->slot)
 		v->nspare = 0;	/* the spares (spare.h) were on that list: freed */
 	rc = vol_commit(v);

@@ -275,7 +275,7 @@ void mc_drop_clean_types(struct vol *v, uint32_t types)
 			struct mbuf *mb = *pp;
 			unsigned type = get_le16(mb->data + 4);
 
-			if (mb->dirty || (type < 32 && !(types & (1u << type)))) {
+			if (mb->dirty || (type < 32 && !(types & VMFS_MC_TYPE(type)))) {
 				pp = &mb->hnext;
 				continue;
 			}
