@@ -168,6 +168,24 @@ static bool spares_ok(struct fsctx *c)
 	return ok;
 }
 
+/* Just after taking vol.mu in an operation that planned (*spare) to run on
+ * the spare mblks without the allocator lock: spare mode on, true.  Or the
+ * spares went to another thread meanwhile: vol.mu and the operation's
+ * locks are released, *spare cleared, false: start again with the
+ * allocator lock. */
+static bool spare_mode_enter(struct fsctx *c, struct lkset *ls, bool *spare)
+{
+	if (*spare && !spare_ok(c->v)) {
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, ls);
+		lks_init(ls);
+		*spare = false;
+		return false;
+	}
+	c->v->spare_mode = *spare;
+	return true;
+}
+
 /* Would orphan_end() need the allocator lock?  With vol.mu. */
 static bool orphan_end_needs_alloc(struct fsctx *c, uint64_t ino)
 {
@@ -573,14 +591,8 @@ again:
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&c->v->mu);
-	if (spare && !spare_ok(c->v)) {	/* another thread took them */
-		pthread_mutex_unlock(&c->v->mu);
-		lks_unlock(c, &ls);
-		lks_init(&ls);
-		spare = false;
+	if (!spare_mode_enter(c, &ls, &spare))
 		goto again;
-	}
-	c->v->spare_mode = spare;
 	rc = c->v->error;
 	if (!rc)
 		rc = get_dir(c->v, parent, dir);
@@ -874,14 +886,8 @@ again:
 		}
 	}
 	pthread_mutex_lock(&c->v->mu);
-	if (spare && !spare_ok(c->v)) {	/* another thread used them */
-		pthread_mutex_unlock(&c->v->mu);
-		lks_unlock(c, &ls);
-		lks_init(&ls);
-		spare = false;
+	if (!spare_mode_enter(c, &ls, &spare))
 		goto again;
-	}
-	c->v->spare_mode = spare;
 	rc = c->v->error;
 	if (!rc)
 		rc = get_dir(c->v, to_disk(c, parent), dir);
