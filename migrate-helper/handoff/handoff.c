@@ -554,14 +554,11 @@ static void copy_out(const struct vmfs_handoff_disk *d, size_t n,
 		*n_out = n;
 }
 
-int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
-			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
-			char *why, size_t why_len)
+/* The common start of the lookups: "ok" in why, no disks out yet, and the
+ * arguments checked (-EINVAL, said in why). */
+static int lookup_start(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			size_t *n_out, char *why, size_t why_len)
 {
-	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
-	size_t n = 0;
-	int rc;
-
 	say(why, why_len, "ok");
 	if (n_out)
 		*n_out = 0;
@@ -571,6 +568,20 @@ int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const cha
 		say(why, why_len, "bad arguments");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int vmfs_handoff_lookup(vmfs_dlm_t *h, const char *vm, const char *ls, const char *from_host,
+			struct vmfs_handoff_disk *disks, size_t cap, size_t *n_out,
+			char *why, size_t why_len)
+{
+	struct vmfs_handoff_disk d[VMFS_HANDOFF_DISKS_MAX];
+	size_t n = 0;
+	int rc;
+
+	rc = lookup_start(h, vm, ls, from_host, n_out, why, why_len);
+	if (rc < 0)
+		return rc;
 	rc = lookup(h, vm, ls ? ls : VMFS_HANDOFF_DEFAULT_LS, from_host, d, &n, why, why_len);
 	if (rc == 0)
 		copy_out(d, n, disks, cap, n_out);
@@ -802,15 +813,9 @@ int vmfs_handoff_lookup_any(vmfs_dlm_t *h, const char *vm, const char *ls,
 	json_object *table = NULL, *lss;
 	int rc;
 
-	say(why, why_len, "ok");
-	if (n_out)
-		*n_out = 0;
-	if (!h || !vm || !*vm || strlen(vm) > VMFS_DLM_TAG_MAX ||
-	    (ls && (!*ls || strlen(ls) > VMFS_DLM_NAME_MAX)) ||
-	    (from_host && (!*from_host || strlen(from_host) > VMFS_DLM_NAME_MAX))) {
-		say(why, why_len, "bad arguments");
-		return -EINVAL;
-	}
+	rc = lookup_start(h, vm, ls, from_host, n_out, why, why_len);
+	if (rc < 0)
+		return rc;
 	rc = query_locks(h, ls, &table, why, why_len);
 	if (rc < 0)
 		return rc;
