@@ -34,6 +34,8 @@ struct tctx {
 	struct tctx *next;	/* diskio.ctxs, protected by diskio.mu */
 };
 
+struct abatch;
+
 struct diskio {
 	int fd;
 	enum diskio_mode mode;
@@ -45,6 +47,18 @@ struct diskio {
 	struct tctx *ctxs;	/* every thread's context, destroyed at close */
 	atomic_bool failed;	/* sticky: an I/O could not be cancelled */
 	atomic_bool fenced;	/* lease lost: no I/O at all (diskio_fence) */
+	/* asynchronous batches (diskio_submit) */
+	pthread_mutex_t amu;	/* protects the fields below up to acond */
+	bool astarted;		/* actx and the reaper exist */
+	bool aoff;		/* io_setup failed: diskio_submit says -EOPNOTSUPP */
+	bool astop;		/* diskio_close: the reaper ends once nothing is out */
+	int aout_n;		/* batches whose done has not returned yet */
+	struct abatch *aout;	/* batches out, oldest first (timeout scan) */
+	struct abatch *aout_tail;
+	pthread_cond_t acond;	/* aout_n reached 0 */
+	io_context_t actx;	/* shared by every submitter; reaped by areaper */
+	pthread_t areaper;
+	atomic_bool atainted;	/* an abandoned batch may still be in actx */
 };
 
 void *diskio_alloc(size_t len)
@@ -106,6 +120,269 @@ static struct tctx *tctx_get(struct diskio *d)
 	return t;
 }
 
+/* ---- asynchronous batches (diskio_submit) ----
+ *
+ * One kernel context for the whole mount and one reaper thread, both
+ * started with the first batch.  A batch is one allocation (its iocbs,
+ * its callback, its place in the list of batches out).  Its reference
+ * count `left` is the number of requests not completed plus one for the
+ * submitter, so whoever drops it to zero finishes the batch: normally the
+ * reaper, the submitter when part of the batch could not be submitted.
+ * A batch older than the I/O timeout is abandoned by the reaper's scan:
+ * done(-ETIMEDOUT), the device failed (as diskio_batch does when a cancel
+ * fails: io_cancel does not stop direct I/O), the batch and its buffers
+ * left to the kernel; later events for it are ignored. */
+#define ASYNC_DEPTH 512		/* the shared context's ring */
+#define REAP_EVENTS 64		/* completions per wake-up, at most */
+#define REAP_WAIT_MS 200	/* also the period of the timeout scan */
+
+struct abatch {
+	diskio_done_fn done;
+	void *arg;
+	atomic_int left;	/* see above */
+	atomic_int err;		/* first error */
+	atomic_bool abandoned;	/* timed out: the kernel's, never freed */
+	struct timespec deadline;
+	struct abatch *prev, *next;	/* diskio.aout, protected by diskio.amu */
+	int n;
+	struct iocb **cbp;
+	struct iocb cb[];
+};
+
+static void abatch_set_err(struct abatch *b, int err)
+{
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&b->err, &zero, err);
+}
+
+static void aout_unlink(struct diskio *d, struct abatch *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		d->aout = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	else
+		d->aout_tail = b->prev;
+	b->prev = b->next = NULL;
+}
+
+static void aout_done(struct diskio *d)
+{
+	pthread_mutex_lock(&d->amu);
+	if (--d->aout_n == 0)
+		pthread_cond_broadcast(&d->acond);
+	pthread_mutex_unlock(&d->amu);
+}
+
+/* Drop k references; the last one finishes the batch. */
+static void abatch_put(struct diskio *d, struct abatch *b, int k)
+{
+	if (atomic_fetch_sub(&b->left, k) != k || atomic_load(&b->abandoned))
+		return;
+	pthread_mutex_lock(&d->amu);
+	aout_unlink(d, b);
+	pthread_mutex_unlock(&d->amu);
+	b->done(b->arg, atomic_load(&b->err));
+	free(b);
+	aout_done(d);
+}
+
+static bool ts_passed(const struct timespec *dl, const struct timespec *now)
+{
+	return now->tv_sec > dl->tv_sec || (now->tv_sec == dl->tv_sec && now->tv_nsec >= dl->tv_nsec);
+}
+
+/* Abandon the batches out for longer than the I/O timeout. */
+static void async_expire(struct diskio *d)
+{
+	struct timespec now;
+	struct abatch *b;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (;;) {
+		pthread_mutex_lock(&d->amu);
+		b = d->aout;	/* oldest first: deadlines grow along the list */
+		if (b && ts_passed(&b->deadline, &now)) {
+			aout_unlink(d, b);
+			atomic_store(&b->abandoned, true);
+		} else {
+			b = NULL;
+		}
+		pthread_mutex_unlock(&d->amu);
+		if (!b)
+			return;
+		atomic_store(&d->atainted, true);
+		atomic_store(&d->failed, true);
+		b->done(b->arg, -ETIMEDOUT);
+		aout_done(d);
+	}
+}
+
+static void *reaper_main(void *arg)
+{
+	struct diskio *d = arg;
+	struct io_event ev[REAP_EVENTS];
+	struct timespec last, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &last);
+	for (;;) {
+		struct timespec ts = { 0, REAP_WAIT_MS * 1000000L };
+		int r = io_getevents(d->actx, 1, REAP_EVENTS, ev, &ts);
+		bool stop;
+
+		for (int i = 0; i < r; i++) {
+			struct abatch *b = ev[i].data;
+			long res = (long)ev[i].res;
+
+			if (atomic_load(&b->abandoned))
+				continue;	/* late: already answered -ETIMEDOUT */
+			if (res < 0)
+				abatch_set_err(b, (int)res);
+			else if ((size_t)res != ev[i].obj->u.c.nbytes)
+				abatch_set_err(b, -EIO);
+			abatch_put(d, b, 1);
+		}
+		if (r < 0 && r != -EINTR)
+			usleep(1000);	/* cannot happen with a valid context */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - last.tv_sec >= 1 || r <= 0) {
+			async_expire(d);
+			last = now;
+		}
+		pthread_mutex_lock(&d->amu);
+		stop = d->astop && d->aout_n == 0;
+		pthread_mutex_unlock(&d->amu);
+		if (stop)
+			return NULL;
+	}
+}
+
+/* The shared context and the reaper, once.  0 or -EOPNOTSUPP. */
+static int async_start(struct diskio *d)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&d->amu);
+	if (d->astarted || d->aoff)
+		goto out;
+	if (io_setup(ASYNC_DEPTH, &d->actx) < 0) {
+		d->aoff = true;		/* fs.aio-max-nr: the synchronous path stays */
+		goto out;
+	}
+	if (pthread_create(&d->areaper, NULL, reaper_main, d)) {
+		io_destroy(d->actx);
+		d->aoff = true;
+		goto out;
+	}
+	d->astarted = true;
+out:
+	if (d->aoff)
+		rc = -EOPNOTSUPP;
+	pthread_mutex_unlock(&d->amu);
+	return rc;
+}
+
+static void async_stop(struct diskio *d)
+{
+	bool started;
+
+	diskio_drain(d);
+	pthread_mutex_lock(&d->amu);
+	d->astop = true;
+	started = d->astarted;
+	pthread_mutex_unlock(&d->amu);
+	if (!started)
+		return;
+	pthread_join(d->areaper, NULL);
+	if (!atomic_load(&d->atainted))
+		io_destroy(d->actx);	/* would wait for abandoned requests */
+}
+
+void diskio_drain(struct diskio *d)
+{
+	pthread_mutex_lock(&d->amu);
+	while (d->aout_n > 0)
+		pthread_cond_wait(&d->acond, &d->amu);
+	pthread_mutex_unlock(&d->amu);
+}
+
+int diskio_submit(struct diskio *d, const struct diskio_req *reqs, int n, diskio_done_fn done,
+		  void *arg)
+{
+	struct abatch *b;
+	int submitted = 0, err = 0, rc;
+
+	if (n <= 0 || n > ASYNC_DEPTH)
+		return -EINVAL;
+	if (atomic_load(&d->failed) || atomic_load(&d->fenced))
+		return -EIO;
+	if (d->mode != DISKIO_AIO_DIRECT)
+		return -EOPNOTSUPP;
+	rc = async_start(d);
+	if (rc)
+		return rc;
+	b = calloc(1, sizeof(*b) + (size_t)n * (sizeof(struct iocb) + sizeof(struct iocb *)));
+	if (!b)
+		return -ENOMEM;
+	b->done = done;
+	b->arg = arg;
+	b->n = n;
+	b->cbp = (struct iocb **)(void *)(b->cb + n);
+	for (int i = 0; i < n; i++) {
+		if (reqs[i].write)
+			io_prep_pwrite(&b->cb[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
+		else
+			io_prep_pread(&b->cb[i], d->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
+		b->cb[i].data = b;
+		b->cbp[i] = &b->cb[i];
+	}
+	atomic_init(&b->left, n + 1);
+	clock_gettime(CLOCK_MONOTONIC, &b->deadline);
+	b->deadline.tv_sec += d->timeout_ms / 1000;
+	b->deadline.tv_nsec += (long)(d->timeout_ms % 1000) * 1000000L;
+	if (b->deadline.tv_nsec >= 1000000000L) {
+		b->deadline.tv_sec++;
+		b->deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&d->amu);
+	b->prev = d->aout_tail;
+	if (d->aout_tail)
+		d->aout_tail->next = b;
+	else
+		d->aout = b;
+	d->aout_tail = b;
+	d->aout_n++;
+	pthread_mutex_unlock(&d->amu);
+	while (submitted < n) {
+		int r = io_submit(d->actx, n - submitted, b->cbp + submitted);
+
+		if (r == -EAGAIN || r == -EINTR || r == 0) {
+			usleep(200);	/* ring full; the reaper empties it */
+			continue;
+		}
+		if (r < 0) {
+			err = r;	/* the rest will never complete */
+			break;
+		}
+		submitted += r;
+	}
+	if (submitted == 0) {	/* nothing out: the caller keeps the request */
+		pthread_mutex_lock(&d->amu);
+		aout_unlink(d, b);
+		pthread_mutex_unlock(&d->amu);
+		free(b);
+		aout_done(d);
+		return err;
+	}
+	if (err)
+		abatch_set_err(b, err);
+	abatch_put(d, b, n - submitted + 1);
+	return 0;
+}
+
 int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct diskio **out)
 {
 	struct diskio *d = calloc(1, sizeof(*d));
@@ -119,6 +396,8 @@ int diskio_open(const char *path, enum diskio_mode mode, bool rdonly, struct dis
 	d->mode = mode;
 	d->timeout_ms = 60000;
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->amu, NULL);
+	pthread_cond_init(&d->acond, NULL);
 	if (mode == DISKIO_AIO_DIRECT)
 		flags |= O_DIRECT;
 	d->fd = open(path, flags);
@@ -162,6 +441,7 @@ void diskio_close(struct diskio *d)
 {
 	if (!d)
 		return;
+	async_stop(d);
 	if (d->key_made) {
 		/* Other threads still alive keep a dangling value under the
 		 * deleted key; glibc never returns it for a re-created key. */
@@ -177,6 +457,8 @@ void diskio_close(struct diskio *d)
 	if (d->fd >= 0)
 		close(d->fd);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->amu);
+	pthread_cond_destroy(&d->acond);
 	free(d);
 }
 

@@ -58,6 +58,27 @@ int diskio_pread(struct diskio *d, void *buf, size_t len, uint64_t off)
 	__attribute__((warn_unused_result));
 int diskio_pwrite(struct diskio *d, const void *buf, size_t len, uint64_t off)
 	__attribute__((warn_unused_result));
+/* Asynchronous batches (aio backend only).  diskio_submit() queues the
+ * requests on a context shared by the whole mount and returns at once;
+ * a reaper thread calls done(arg, rc) once every request of the batch
+ * completed: rc 0 when all moved fully, else the first error.  This is
+ * the FUSE data path's: the worker that received a request goes back to
+ * the device at once instead of sleeping until the disk answers, and the
+ * reaper answers several completions per wake-up.
+ * Returns 0 when done will be called (exactly once, on the reaper
+ * thread), or a negative errno when nothing was submitted (then done is
+ * never called): -EIO failed or fenced, -EOPNOTSUPP not the aio backend
+ * or no kernel aio context (use diskio_batch), -ENOMEM.
+ * Timeouts as for diskio_batch: a batch still out after the I/O timeout
+ * gets done(arg, -ETIMEDOUT), its buffers stay the kernel's, the device is
+ * failed.  done must not block for long (it holds up every completion). */
+typedef void (*diskio_done_fn)(void *arg, int rc);
+int diskio_submit(struct diskio *d, const struct diskio_req *reqs, int n, diskio_done_fn done,
+		  void *arg) __attribute__((warn_unused_result));
+/* Wait until no batch submitted by diskio_submit is outstanding (their
+ * done callbacks have returned).  Before diskio_close, and before tearing
+ * down whatever the callbacks use. */
+void diskio_drain(struct diskio *d);
 /* Make completed writes durable (fdatasync: a cache flush on a device). */
 int diskio_sync(struct diskio *d) __attribute__((warn_unused_result));
 

@@ -56,13 +56,26 @@ out:
 	return rc;
 }
 
+/* Can the disk take data as it is (O_DIRECT: 4096-aligned address)?
+ * WRITE requests arrive that way from the FUSE workers (fuse_loop.h), so
+ * whole-page writes go to the disk without a copy. */
+static bool io_aligned(const void *data)
+{
+	return data && (uintptr_t)data % PG == 0;
+}
+
 /* Write a whole block: zeros except data at boff. */
 static int blk_write_full(struct vol *v, uint64_t pblk, uint64_t boff, const void *data, size_t len)
 {
 	struct diskio_req r;
-	uint8_t *buf = diskio_alloc(v->bsize);
+	uint8_t *buf;
 	int rc;
 
+	if (boff == 0 && len == v->bsize && io_aligned(data)) {
+		r = (struct diskio_req){ (void *)data, v->bsize, pblk * v->bsize, true };
+		return diskio_batch(v->dio, &r, 1);
+	}
+	buf = diskio_alloc(v->bsize);
 	if (!buf)
 		return -ENOMEM;
 	memset(buf, 0, v->bsize);
@@ -87,18 +100,22 @@ static int load_reg(struct vol *v, uint64_t ino, struct vmfs_inode *in)
 	return 0;
 }
 
-int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out, size_t *len,
-	      void **to_free)
+void file_io_release(struct file_io *io, int rc)
+{
+	free_io_buf(io->buf, rc);
+	free(io->reqs);
+	*io = (struct file_io){ 0 };
+}
+
+int file_read_prep(struct vol *v, uint64_t ino, uint64_t off, size_t size, struct file_io *io)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct xmap m = { 0 };
-	struct diskio_req *reqs = NULL;
 	uint8_t *buf = NULL;
 	uint64_t a0, a1, pos;
-	int nr = 0, rc;
+	int rc;
 
-	*len = 0;
-	*to_free = NULL;
+	*io = (struct file_io){ 0 };
 	if (!in)
 		return -ENOMEM;
 	pthread_mutex_lock(&v->mu);
@@ -118,10 +135,9 @@ int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out
 			rc = -ENOMEM;
 			goto out;
 		}
-		*to_free = buf;
-		*out = (char *)buf;
-		*len = size;
-		buf = NULL;
+		io->buf = buf;
+		io->data = (char *)buf;
+		io->len = size;
 		goto out;
 	}
 	rc = vmfs_errno(xmap_load(v, in, &m));
@@ -131,8 +147,9 @@ int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out
 	a0 = RDN(off);
 	a1 = RUP(off + size);
 	buf = diskio_alloc(a1 - a0);
-	reqs = calloc(m.n + 2, sizeof(*reqs));
-	if (!buf || !reqs) {
+	io->reqs = calloc(m.n + 2, sizeof(*io->reqs));
+	io->buf = buf;
+	if (!buf || !io->reqs) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -153,25 +170,41 @@ int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out
 			if (e->flags & VMFS_EXT_UNWRITTEN)
 				memset(buf + (pos - a0), 0, end - pos);
 			else
-				reqs[nr++] = (struct diskio_req){
+				io->reqs[io->nr++] = (struct diskio_req){
 					buf + (pos - a0), end - pos,
 					(uint64_t)e->pblk * v->bsize + (pos - (uint64_t)e->lblk * v->bsize),
 					false };
 		}
 		pos = end;
 	}
-	rc = diskio_batch(v->dio, reqs, nr);
-	if (rc)
-		goto out;
-	*to_free = buf;
-	*out = (char *)buf + (off - a0);
-	*len = size;
-	buf = NULL;
+	io->data = (char *)buf + (off - a0);
+	io->len = size;
 out:
-	free_io_buf(buf, rc);
-	free(reqs);
+	if (rc)
+		file_io_release(io, rc);
 	xmap_release(&m);
 	free(in);
+	return rc;
+}
+
+int file_read(struct vol *v, uint64_t ino, uint64_t off, size_t size, char **out, size_t *len,
+	      void **to_free)
+{
+	struct file_io io;
+	int rc = file_read_prep(v, ino, off, size, &io);
+
+	*len = 0;
+	*to_free = NULL;
+	if (rc)
+		return rc;
+	rc = diskio_batch(v->dio, io.reqs, io.nr);
+	if (!rc) {
+		*out = io.data;
+		*len = io.len;
+		*to_free = io.buf;
+		io.buf = NULL;
+	}
+	file_io_release(&io, rc);
 	return rc;
 }
 
@@ -198,15 +231,15 @@ static bool mtime_due(const struct vmfs_inode *in)
 	       now < in->mtime_ns;	/* clock stepped back */
 }
 
-int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+int file_write_prep(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off,
+		    bool copy, struct file_io *io)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct xmap m = { 0 };
-	struct diskio_req *reqs = NULL;
-	uint8_t *buf = NULL;
-	bool stamp;
-	int nr = 0, rc;
+	const void *src;
+	int rc;
 
+	*io = (struct file_io){ 0 };
 	if (!in)
 		return -ENOMEM;
 	if (off % PG || size % PG || size == 0) {
@@ -222,14 +255,20 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 	pthread_mutex_unlock(&v->mu);
 	if (rc)
 		goto out;
-	stamp = mtime_due(in);
-	buf = diskio_alloc(size);
-	reqs = calloc(m.n + 1, sizeof(*reqs));
-	if (!buf || !reqs) {
+	io->stamp = mtime_due(in);
+	io->reqs = calloc(m.n + 1, sizeof(*io->reqs));
+	if (!copy && io_aligned(data)) {
+		src = data;	/* straight from the FUSE receive buffer */
+	} else {
+		io->buf = diskio_alloc(size);
+		if (io->buf)
+			memcpy(io->buf, data, size);
+		src = io->buf;
+	}
+	if (!src || !io->reqs) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	memcpy(buf, data, size);
 	for (uint64_t pos = off; pos < off + size;) {
 		int i = xmap_find(&m, (uint32_t)(pos / v->bsize), NULL);
 		const struct vmfs_extent *e;
@@ -242,13 +281,25 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 		e = &m.e[i];
 		end = (uint64_t)(e->lblk + e->len) * v->bsize;
 		end = end < off + size ? end : off + size;
-		reqs[nr++] = (struct diskio_req){ buf + (pos - off), end - pos,
+		io->reqs[io->nr++] = (struct diskio_req){ (uint8_t *)src + (pos - off), end - pos,
 			(uint64_t)e->pblk * v->bsize + (pos - (uint64_t)e->lblk * v->bsize), true };
 		pos = end;
 	}
-	rc = diskio_batch(v->dio, reqs, nr);
-	if (rc || !stamp)
-		goto out;
+out:
+	if (rc)
+		file_io_release(io, rc);
+	xmap_release(&m);
+	free(in);
+	return rc;
+}
+
+int file_write_stamp(struct vol *v, uint64_t ino)
+{
+	struct vmfs_inode *in = malloc(sizeof(*in));
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
 	pthread_mutex_lock(&v->mu);
 	rc = vol_inode_get(v, ino, in);
 	if (!rc) {
@@ -256,12 +307,21 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 		rc = vol_inode_put(v, in);
 	}
 	pthread_mutex_unlock(&v->mu);
-	rc = vmfs_errno(rc);
-out:
-	free_io_buf(buf, rc);
-	free(reqs);
-	xmap_release(&m);
 	free(in);
+	return vmfs_errno(rc);
+}
+
+int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+{
+	struct file_io io;
+	int rc = file_write_prep(v, ino, data, size, off, false, &io);
+
+	if (rc)
+		return rc;
+	rc = diskio_batch(v->dio, io.reqs, io.nr);
+	if (!rc && io.stamp)
+		rc = file_write_stamp(v, ino);
+	file_io_release(&io, rc);
 	return rc;
 }
 

@@ -20,7 +20,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
+#include "diskio.h"
 #include "vol.h"
+
+/* The disk requests of a read or of an aligned overwrite, prepared for
+ * the caller to submit (diskio_submit: the FUSE data path answers from
+ * the completion); file_read and file_write_fast are these plus
+ * diskio_batch.  The vnode lock must be held from the prep until the
+ * requests completed (for an asynchronous caller: an in-flight count the
+ * exclusive lockers wait for, fuse_ops.c vnode_wrlock).  Release with
+ * file_io_release(io, rc) where rc is the I/O's result: after -ETIMEDOUT
+ * the buffer stays the kernel's (diskio.h). */
+struct file_io {
+	struct diskio_req *reqs;
+	int nr;			/* 0: nothing to read (EOF, inline, holes) */
+	void *buf;		/* owned: read data, or a write's copy; may be NULL */
+	char *data;		/* read: the caller's bytes (len of them) inside buf */
+	size_t len;
+	bool stamp;		/* write: call file_write_stamp once written */
+};
+int file_read_prep(struct vol *v, uint64_t ino, uint64_t off, size_t size, struct file_io *io)
+	__attribute__((warn_unused_result));
+/* -EAGAIN as file_write_fast.  copy: take a copy of data (else data is
+ * used in place when it is 4096-aligned, and must outlive the I/O). */
+int file_write_prep(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off,
+		    bool copy, struct file_io *io) __attribute__((warn_unused_result));
+/* Lazy mtime of an overwrite (file_write_fast says why). */
+int file_write_stamp(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
+void file_io_release(struct file_io *io, int rc);
 
 /* Read up to size bytes at off.  *out points into *to_free (free it);
  * *len is the byte count (0 at EOF). */

@@ -39,6 +39,9 @@ struct vnode {
 	uint32_t nopen;		/* protected by fsctx.vmu */
 	pthread_rwlock_t rw;	/* data: shared for read/aligned overwrite, exclusive
 				 * for allocating writes, truncate, fallocate */
+	atomic_int aio;		/* READs/WRITEs whose disk I/O is in flight without
+				 * rw (answered on completion, fuse_ops.c op_read);
+				 * exclusive holders of rw wait for 0 (vnode_wrlock) */
 	struct vnode *next;	/* hash chain, protected by fsctx.vmu */
 };
 

@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "alloc.h"
 #include "cluster.h"
+#include "fuse_loop.h"
 #include "fuse_ops.h"
 #include "log.h"
 #include "slot.h"
@@ -298,7 +298,6 @@ int main(int argc, char **argv)
 				    .priority = LOG_INFO, .blackbox_size = 1 << 20 };
 	struct mopts m = { .slot = -1 };
 	struct fuse_session *se = NULL;
-	struct fuse_loop_config *cfg = NULL;
 	struct fsctx ctx;
 	struct vol *v = NULL;
 	bool ctx_ok = false, mounted = false;
@@ -364,12 +363,10 @@ int main(int argc, char **argv)
 		quiet_stdio();
 		qb_log_ctl(QB_LOG_SYSLOG, QB_LOG_CONF_ENABLED, QB_TRUE);
 	}
-	cfg = fuse_loop_cfg_create();
-	if (!cfg)
-		goto out;
-	fuse_loop_cfg_set_max_threads(cfg, VMFS_FUSE_WORKERS);
-	fuse_loop_cfg_set_idle_threads(cfg, VMFS_FUSE_WORKERS);	/* no thread churn under load */
-	rc = fuse_session_loop_mt(se, cfg) ? 1 : 0;
+	rc = fuse_loop_run(se, VMFS_FUSE_WORKERS) ? 1 : 0;
+	/* READs and WRITEs still in flight answer from the disk completion
+	 * and hold cluster locks: let them finish before anything goes */
+	diskio_drain(v->dio);
 out:
 	if (ctx_ok)
 		fsctx_stop_committer(&ctx);
@@ -390,8 +387,6 @@ out:
 		fuse_remove_signal_handlers(se);
 		fuse_session_destroy(se);
 	}
-	if (cfg)
-		fuse_loop_cfg_destroy(cfg);
 	if (ctx_ok)
 		fsctx_fini(&ctx);
 	vol_close(v);

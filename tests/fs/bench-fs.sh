@@ -7,7 +7,11 @@
 # and the ratio shown is the median of the per-pair ratios, so a burst of
 # load from elsewhere on the machine skews one pair, not the figure (on a
 # shared 2-core machine single runs of the same test varied 2-3x).  Each
-# line ends with the 1-minute load average when it finished.
+# line ends with the 1-minute load average when it finished, and with what
+# the mount daemon spent per request (median over the vmfs runs): CPU
+# microseconds (user + system, all its threads) and context switches.
+# Those depend much less on the machine's load than the throughput does,
+# so they are the figures to compare two builds by on a busy machine.
 . "$(dirname "$0")/lib.sh"
 need_root
 need_fuse
@@ -19,13 +23,21 @@ SIZE=${VMFS_BENCH_SIZE:-1G}
 RT=${VMFS_BENCH_TIME:-10}
 new_image "$T/img" 8G
 vmount "$T/img" "$T/m" || fail "mount"
+DPID=$(pgrep -f "vmfs-mount $T/img $T/m\$" | head -1)
+[ -n "$DPID" ] || fail "no vmfs-mount process"
+# daemon_cost: "clock_ticks context_switches" of the mount daemon so far
+daemon_cost() {
+	echo "$(awk '{ print $14 + $15 }' /proc/$DPID/stat)" \
+	     "$(cat /proc/$DPID/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s }')"
+}
+HZ=$(getconf CLK_TCK)
 
-# run_fio FILE RW BS DEPTH -> prints "bandwidth_KiB_s iops"
+# run_fio FILE RW BS DEPTH -> prints "bandwidth_KiB_s iops ios"
 run_fio() {
 	fio --name=b --filename="$1" --rw="$2" --bs="$3" --iodepth="$4" --size="$SIZE" \
 		--ioengine=libaio --direct=1 --runtime="$RT" --time_based=$([ "$2" = write ] && echo 0 || echo 1) \
 		--group_reporting --minimal 2> "$T/fio.err" |
-	awk -F';' -v rw="$2" '{ if (rw ~ /read/) print $7, $8; else print $48, $49 }'
+	awk -F';' -v rw="$2" '{ if (rw ~ /read/) print $7, $8, $6; else print $48, $49, $47 }'
 }
 
 REPS=${VMFS_BENCH_REPS:-3}
@@ -35,13 +47,19 @@ printf '%-26s %14s %14s %7s  %s\n' test raw vmfs ratio "pair ratios (load)"
 for t in "write 1M 1 seq-write-1M" "read 1M 1 seq-read-1M" \
 	 "randread 4k 32 randread-4k-qd32" "randwrite 4k 32 randwrite-4k-qd32"; do
 	set -- $t
-	raws="" fss="" rats=""
+	raws="" fss="" rats="" cpus="" csws=""
 	for r in $(seq "$REPS"); do
 		# the write test measures a fresh file each time (fio lays it out)
 		[ "$1" = write ] && rm -f "$T/raw.bin" "$T/m/bench.bin"
 		raw=$(run_fio "$T/raw.bin" "$1" "$2" "$3")
+		c0=$(daemon_cost)
 		fs=$(run_fio "$T/m/bench.bin" "$1" "$2" "$3")
+		c1=$(daemon_cost)
 		[ -n "$raw" ] && [ -n "$fs" ] || { cat "$T/fio.err"; fail "fio $4"; }
+		# fio's total I/O count of the vmfs run (field 6/47: KiB moved)
+		ios=$(echo "$fs" | awk -v bs="$2" '{ print $3 / ((bs == "4k") ? 4 : 1024) }')
+		cpus="$cpus $(echo "$c0 $c1" | awk -v n="$ios" -v hz="$HZ" '{ printf "%.0f", n ? ($3 - $1) * 1e6 / hz / n : 0 }')"
+		csws="$csws $(echo "$c0 $c1" | awk -v n="$ios" '{ printf "%.2f", n ? ($4 - $2) / n : 0 }')"
 		# value per run: MiB/s for 1M, IOPS for 4k
 		raw=$(echo "$raw" | awk -v n="$4" '{ print (n ~ /4k/) ? $2 : $1 / 1024 }')
 		fs=$(echo "$fs" | awk -v n="$4" '{ print (n ~ /4k/) ? $2 : $1 / 1024 }')
@@ -50,9 +68,11 @@ for t in "write 1M 1 seq-write-1M" "read 1M 1 seq-read-1M" \
 	done
 	awk -v n="$4" -v r="$(echo $raws | tr ' ' '\n' | median)" \
 	    -v f="$(echo $fss | tr ' ' '\n' | median)" -v q="$(echo $rats | tr ' ' '\n' | median)" \
-	    -v all="$rats" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+	    -v all="$rats" -v load="$(cut -d' ' -f1 /proc/loadavg)" \
+	    -v cpu="$(echo $cpus | tr ' ' '\n' | median)" -v csw="$(echo $csws | tr ' ' '\n' | median)" 'BEGIN {
 		unit = (n ~ /4k/) ? "IOPS" : "MiB/s";
-		printf "%-26s %9.0f %-5s %8.0f %-5s %6.2fx  %s (%s)\n", n, r, unit, f, unit, q, all, load }'
+		printf "%-26s %9.0f %-5s %8.0f %-5s %6.2fx  %s (%s)  daemon %.0f us %.2f cs/req\n",
+		       n, r, unit, f, unit, q, all, load, cpu, csw }'
 done
 vumount "$T/m" || fail "unmount"
 "$FSCK" "$T/img" || fail "fsck after the benchmark"
