@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,21 @@
 
 #define PAGE VMFS_PRECOPY_PAGE_SIZE
 #define STATE_MAX (64u << 20)
+
+/* Timeouts on a peer socket; and no Nagle: the answers (SYNC_ACK, READY,
+ * RESUMED) are small frames the source waits for, which Nagle would hold
+ * back while an earlier small frame is unacknowledged (not a TCP socket,
+ * a socketpair in tests, is fine too). */
+static int set_sock_opts(int fd, const struct timeval *tv)
+{
+	int one = 1;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, sizeof(*tv)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv, sizeof(*tv)))
+		return -errno;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
 
 static void refuse(struct vmfs_precopy *m, const char *reason)
 {
@@ -125,8 +142,8 @@ static int handshake(struct vmfs_precopy *m, unsigned *lanes)
 	/* The newest version both sides speak. */
 	vmin = get_le32(p);
 	vmax = get_le32(p + 4);
-	if (vmax > MIG_PROTO_MAX)
-		vmax = MIG_PROTO_MAX;
+	if (vmax > m->proto_max)
+		vmax = m->proto_max;
 	if (vmin > vmax || vmax < MIG_PROTO_MIN)
 		return VMFS_PRECOPY_EVERSION;
 	m->proto = vmax;
@@ -163,6 +180,8 @@ static int handshake(struct vmfs_precopy *m, unsigned *lanes)
 	return mig_ctl_send(m, MIG_SETUP_ACK, grant, m->proto >= 2 ? 8 : 4);
 }
 
+/* PAGES, or PAGE_RUNS from protocol 3 on (a peer that negotiated less
+ * never sends them). */
 static int apply_pages(struct vmfs_precopy *m, const struct mig_lane *l,
 		       const struct mig_hdr *h, const uint64_t *region_pages)
 {
@@ -171,8 +190,10 @@ static int apply_pages(struct vmfs_precopy *m, const struct mig_lane *l,
 	unsigned n, zeros = 0;
 	int rc;
 
-	rc = mig_pages_decode(l->buf + MIG_HDR_LEN, h->length, m->nregions,
-			      region_pages, ents, &n, &data);
+	if (h->type == MIG_PAGE_RUNS && m->proto < 3)
+		return VMFS_PRECOPY_EPROTO;
+	rc = (h->type == MIG_PAGE_RUNS ? mig_page_runs_decode : mig_pages_decode)(
+		l->buf + MIG_HDR_LEN, h->length, m->nregions, region_pages, ents, &n, &data);
 	if (rc)
 		return rc;
 	/* A page on the wrong connection could overtake a newer copy of
@@ -230,6 +251,7 @@ static int lane_loop(struct mig_lane *l, const uint64_t *rpages)
 		mig_account(m, l->rx->bytes - before);
 		switch (h.type) {
 		case MIG_PAGES:
+		case MIG_PAGE_RUNS:
 			rc = apply_pages(m, l, &h, rpages);
 			break;
 		case MIG_SYNC:
@@ -289,9 +311,8 @@ static int open_lanes(struct vmfs_precopy *m, unsigned n, struct lane_ctx *ctx,
 			mig_fail(m, fd, "accepting connection %u of %u", k + 1, n);
 			return fd;
 		}
-		if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
-		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
-			rc = -errno;
+		rc = set_sock_opts(fd, &tv);
+		if (rc) {
 			close(fd);
 			return rc;
 		}
@@ -388,11 +409,9 @@ int mig_dest_run(struct vmfs_precopy *m)
 	}
 	for (unsigned i = 0; i < m->nregions; i++)
 		rpages[i] = m->regions[i].pages;
-	if (setsockopt(m->rx.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
-	    setsockopt(m->rx.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
-		rc = -errno;
+	rc = set_sock_opts(m->rx.fd, &tv);
+	if (rc)
 		goto out;
-	}
 	rc = handshake(m, &lanes);
 	if (rc)
 		goto out;
@@ -409,6 +428,7 @@ int mig_dest_run(struct vmfs_precopy *m)
 			goto out;
 		switch (h.type) {
 		case MIG_PAGES:
+		case MIG_PAGE_RUNS:
 			rc = ready ? VMFS_PRECOPY_EPROTO :
 			     apply_pages(m, &m->lanes[0], &h, rpages);
 			break;

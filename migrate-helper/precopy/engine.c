@@ -97,6 +97,7 @@ static int precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 	if (!m)
 		return -ENOMEM;
 	m->role = role;
+	m->proto_max = mig_proto_max;
 	m->p = *params;
 	if (!m->p.downtime_ms)
 		m->p.downtime_ms = 300;

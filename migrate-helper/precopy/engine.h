@@ -78,6 +78,8 @@ struct mig_lane {
 	bool thread_running;
 	int rc;				/* result of the lane's thread */
 	struct mig_round r;		/* source: this lane's share of a round */
+	bool sync_pending;		/* source: SYNC sent, its SYNC_ACK not read */
+	unsigned sync_round;		/* source: the round of that SYNC */
 };
 
 struct vmfs_precopy {
@@ -96,6 +98,7 @@ struct vmfs_precopy {
 	uint8_t *stage;			/* source: page batch being assembled */
 	bool ran;
 	unsigned proto;			/* negotiated protocol version */
+	unsigned proto_max;		/* newest we speak (mig_proto_max) */
 	uint8_t nonce_src[MIG_NONCE_LEN], nonce_dst[MIG_NONCE_LEN];
 	struct mig_lane lanes[MIG_MAX_LANES];
 	unsigned nlanes;		/* >= 1 once the handshake is done */

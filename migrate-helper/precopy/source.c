@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "io.h"
@@ -130,7 +131,7 @@ static int handshake(struct vmfs_precopy *m)
 	if (getrandom(hello + 8, MIG_NONCE_LEN, 0) != MIG_NONCE_LEN)
 		return -EIO;
 	put_le32(hello, MIG_PROTO_MIN);
-	put_le32(hello + 4, MIG_PROTO_MAX);
+	put_le32(hello + 4, m->proto_max);
 	rc = mig_ctl_send(m, MIG_HELLO, hello, sizeof(hello));
 	if (rc)
 		goto out;
@@ -144,7 +145,7 @@ static int handshake(struct vmfs_precopy *m)
 		rc = VMFS_PRECOPY_EPROTO;
 		goto out;
 	}
-	if (get_le32(p) < MIG_PROTO_MIN || get_le32(p) > MIG_PROTO_MAX) {
+	if (get_le32(p) < MIG_PROTO_MIN || get_le32(p) > m->proto_max) {
 		rc = VMFS_PRECOPY_EVERSION;
 		goto out;
 	}
@@ -245,6 +246,14 @@ static void cap_bandwidth(struct vmfs_precopy *m)
 	}
 }
 
+/* Count a frame that went out on the lane. */
+static void sent_frame(struct mig_lane *l, size_t flen)
+{
+	l->tx->seq++;
+	l->tx->bytes += flen;
+	mig_account(l->m, flen);
+}
+
 /* Send the frame mig_frame_build() left in the lane's buffer. */
 static int send_built(struct mig_lane *l, size_t flen)
 {
@@ -252,9 +261,7 @@ static int send_built(struct mig_lane *l, size_t flen)
 
 	if (rc)
 		return mig_io_error(l->m, rc);
-	l->tx->seq++;
-	l->tx->bytes += flen;
-	mig_account(l->m, flen);
+	sent_frame(l, flen);
 	return 0;
 }
 
@@ -271,33 +278,48 @@ static int lane_ctl_send(struct mig_lane *l, uint16_t type, const void *p, size_
 	return 0;
 }
 
-/* Send one PAGES frame of `n` staged entries. */
+/* Send one page batch of `n` staged entries: PAGE_RUNS from protocol 3
+ * on, PAGES before.  The entries are encoded in the lane's buffer behind
+ * the header and the pages stay in the stage buffer: the frame is sealed
+ * over both and sent in pieces (one sendmsg), so the pages are not copied
+ * a second time. */
 static int flush_batch(struct mig_lane *l, const struct mig_page_entry *ents,
 		       unsigned n, unsigned normal, struct mig_round *r)
 {
 	struct vmfs_precopy *m = l->m;
-	uint8_t *payload = l->buf + MIG_HDR_LEN;
-	size_t elen = 8 + (size_t)n * MIG_PAGE_ENTRY_LEN, len, flen;
+	uint8_t *payload = l->buf + MIG_HDR_LEN, *tag;
+	size_t elen, dlen = (size_t)normal * PAGE, flen;
+	uint16_t type = m->proto >= 3 ? MIG_PAGE_RUNS : MIG_PAGES;
+	struct iovec iov[3];
 	int rc;
 
 	if (!n)
 		return 0;
-	put_le32(payload, n);
-	put_le32(payload + 4, 0);
-	for (unsigned i = 0; i < n; i++) {
-		uint8_t *e = payload + 8 + (size_t)i * MIG_PAGE_ENTRY_LEN;
+	if (type == MIG_PAGE_RUNS) {
+		elen = mig_page_runs_encode(payload, ents, n);
+	} else {
+		elen = 8 + (size_t)n * MIG_PAGE_ENTRY_LEN;
+		put_le32(payload, n);
+		put_le32(payload + 4, 0);
+		for (unsigned i = 0; i < n; i++) {
+			uint8_t *e = payload + 8 + (size_t)i * MIG_PAGE_ENTRY_LEN;
 
-		put_le32(e, ents[i].region);
-		put_le32(e + 4, ents[i].flags);
-		put_le64(e + 8, ents[i].index);
+			put_le32(e, ents[i].region);
+			put_le32(e + 4, ents[i].flags);
+			put_le64(e + 8, ents[i].index);
+		}
 	}
-	memcpy(payload + elen, l->stage, (size_t)normal * PAGE);
-	len = elen + (size_t)normal * PAGE;
-	flen = mig_frame_build(l->buf, l->tx->key, sizeof(l->tx->key), MIG_PAGES,
-			       l->tx->seq, payload, len);
-	rc = send_built(l, flen);
+	tag = payload + elen;
+	mig_frame_seal(l->buf, tag, l->tx->key, sizeof(l->tx->key), type, l->tx->seq,
+		       payload, elen, l->stage, dlen);
+	iov[0] = (struct iovec){ .iov_base = l->buf, .iov_len = MIG_HDR_LEN + elen };
+	iov[1] = (struct iovec){ .iov_base = l->stage, .iov_len = dlen };
+	iov[2] = (struct iovec){ .iov_base = tag, .iov_len = MIG_TAG_LEN };
+	flen = MIG_HDR_LEN + elen + dlen + MIG_TAG_LEN;
+	rc = mig_writev_full(l->tx->fd, iov, 3);
 	if (rc)
-		return rc;
+		return mig_io_error(m, rc);
+	sent_frame(l, flen);
 	r->bytes += flen;
 	atomic_fetch_add(&m->active_bytes, flen);
 	cap_bandwidth(m);
@@ -358,13 +380,17 @@ static int lane_send_dirty(struct mig_lane *l, struct mig_round *r)
 	return flush_batch(l, ents, n, normal, r);
 }
 
-/* The round barrier (v2): SYNC, then wait until the destination says it
- * has applied everything this lane sent before it. */
-static int lane_sync(struct mig_lane *l, unsigned round)
+/* The round barrier (v2): SYNC at the end of a round; the destination
+ * answers once it has applied everything this lane sent before it.  The
+ * answer is not waited for at once: the next round goes out behind the
+ * SYNC and its SYNC_ACK is read at the end of that round (it arrived long
+ * before), so the link does not idle at every round boundary for the
+ * pipeline to drain, the destination to apply the last batch and the ack
+ * to come back (a few ms each, ~10 ms on a loaded host; at 50 MiB/s
+ * dirty every idle ms costs ~1.7 ms, the pages dirtied meanwhile being
+ * sent again).  Only the switchover decision waits for it: see drain(). */
+static int lane_sync_send(struct mig_lane *l, unsigned round)
 {
-	struct vmfs_precopy *m = l->m;
-	uint64_t before = l->rx->bytes;
-	struct mig_hdr h;
 	uint8_t rp[4];
 	int rc;
 
@@ -372,6 +398,21 @@ static int lane_sync(struct mig_lane *l, unsigned round)
 	rc = lane_ctl_send(l, MIG_SYNC, rp, sizeof(rp));
 	if (rc)
 		return rc;
+	l->sync_pending = true;
+	l->sync_round = round;
+	return 0;
+}
+
+/* Read the SYNC_ACK of the lane's pending SYNC (waiting for it). */
+static int lane_sync_wait(struct mig_lane *l)
+{
+	struct vmfs_precopy *m = l->m;
+	uint64_t before = l->rx->bytes;
+	unsigned round = l->sync_round;
+	struct mig_hdr h;
+	int rc;
+
+	l->sync_pending = false;
 	rc = mig_recv(l->rx, m->psk, m->p.psk_len, l->buf, &h);
 	if (rc)
 		return mig_io_error(m, rc);
@@ -397,16 +438,19 @@ struct lane_job {
 	enum lane_end end;
 };
 
-/* One lane's share of a round: its pages, then the barrier or, in the
- * final round, LANE_END (lanes >= 1; lane 0 goes on with STATE). */
+/* One lane's share of a round: its pages, the answer to the previous
+ * round's barrier, then this round's barrier or, in the final round,
+ * LANE_END (lanes >= 1; lane 0 goes on with STATE). */
 static int lane_round(struct mig_lane *l, unsigned round, enum lane_end end)
 {
 	int rc;
 
 	memset(&l->r, 0, sizeof(l->r));
 	rc = lane_send_dirty(l, &l->r);
+	if (!rc && l->sync_pending)
+		rc = lane_sync_wait(l);
 	if (!rc && end == LANE_SYNC)
-		rc = lane_sync(l, round);
+		rc = lane_sync_send(l, round);
 	if (!rc && end == LANE_LAST && l->index)
 		rc = lane_ctl_send(l, MIG_LANE_END, NULL, 0);
 	/* Record which connection failed first (the others then only see
@@ -471,6 +515,23 @@ static int send_dirty(struct vmfs_precopy *m, struct src_run *s, struct mig_roun
 	return rc ? rc : lrc;
 }
 
+/* Wait for the answers to every lane's pending SYNC: from then on all that
+ * was sent is applied on the destination (nothing is in flight). */
+static int drain(struct vmfs_precopy *m)
+{
+	for (unsigned i = 0; i < m->nlanes; i++) {
+		struct mig_lane *l = &m->lanes[i];
+		int rc = l->sync_pending ? lane_sync_wait(l) : 0;
+
+		if (rc) {
+			if (!atomic_load(&m->cancel))
+				mig_fail(m, rc, "connection %u", i);
+			return atomic_load(&m->cancel) ? -ECANCELED : rc;
+		}
+	}
+	return 0;
+}
+
 /* Read and clear the dirty log into the to-send bitmaps; count the pages. */
 static int sync_dirty(struct vmfs_precopy *m, uint64_t *count)
 {
@@ -515,7 +576,10 @@ static int do_round(struct vmfs_precopy *m, struct src_run *s, uint64_t *dirty)
 	m->st.zero_pages += r.zero_pages;
 	m->st.normal_pages += r.pages - r.zero_pages;
 	m->st.remaining = *dirty * PAGE;
-	/* Cumulative effective throughput: conservative, includes scanning. */
+	/* Cumulative throughput into the sockets, scanning included.  The
+	 * barrier is not waited for (lane_sync_send), so it runs ahead of
+	 * delivery by what is in flight (a few MiB): converged() decides on
+	 * the delivered rate. */
 	m->st.bandwidth = s->round_bytes_total * 1000 /
 			  (s->round_ms_total ? s->round_ms_total : 1);
 	m->st.dirty_rate = *dirty * PAGE * 1000 /
@@ -551,6 +615,36 @@ static bool throttle_up(struct vmfs_precopy *m, unsigned *throttle)
 	return true;
 }
 
+/* The round looks converged: wait until nothing is in flight (drain), take
+ * the dirty log again (what the guest wrote meanwhile is left for the
+ * paused round too) and decide on the bandwidth actually delivered, from
+ * the first page sent to the last one applied.  True: switch over now. */
+static int converged(struct vmfs_precopy *m, struct src_run *s, uint64_t *dirty,
+		     bool *yes)
+{
+	uint64_t now, bw, remaining;
+	int rc = drain(m);
+
+	*yes = false;
+	if (rc)
+		return rc;
+	rc = sync_dirty(m, dirty);
+	if (rc)
+		return rc;
+	now = now_mono_ms();
+	s->last_sync_ms = now;	/* the next dirty rate counts from here */
+	remaining = *dirty * PAGE;
+	bw = s->round_bytes_total * 1000 /
+	     (now > m->active_start_ms ? now - m->active_start_ms : 1);
+	pthread_mutex_lock(&m->lock);
+	m->st.remaining = remaining;
+	m->st.bandwidth = bw;
+	m->st.expected_downtime_ms = bw ? remaining * 1000 / bw : 0;
+	pthread_mutex_unlock(&m->lock);
+	*yes = remaining <= bw * m->p.downtime_ms / 1000;
+	return 0;
+}
+
 /* Pre-copy rounds until converged; 0 = switch over now. */
 static int precopy(struct vmfs_precopy *m, struct src_run *s)
 {
@@ -577,8 +671,18 @@ static int precopy(struct vmfs_precopy *m, struct src_run *s)
 		bw = m->st.bandwidth;
 		remaining = m->st.remaining;
 		pthread_mutex_unlock(&m->lock);
-		if (remaining <= bw * m->p.downtime_ms / 1000)
-			return 0;
+		if (remaining <= bw * m->p.downtime_ms / 1000) {
+			uint64_t now_dirty;
+			bool yes;
+
+			/* Not yet: the throttle and no-progress logic below
+			 * go on with the round's own figures (the ones taken
+			 * after the drain also hold what the guest wrote
+			 * while it lasted, and would read as no progress). */
+			rc = converged(m, s, &now_dirty, &yes);
+			if (rc || yes)
+				return rc;
+		}
 		/* Converging, but slowly: each round leaves dirty / sent of
 		 * the one before, so the rounds (and the bytes sent again)
 		 * grow as 1 / (1 - ratio).  Like QEMU's auto-converge
@@ -610,7 +714,7 @@ static int precopy(struct vmfs_precopy *m, struct src_run *s)
 		else
 			continue;
 		if (m->p.force_switchover)
-			return 0;
+			return drain(m);	/* in flight: not while paused */
 		mig_fail(m, VMFS_PRECOPY_ENOCONVERGE, "pre-copy, %s", m->st.guard);
 		return VMFS_PRECOPY_ENOCONVERGE;
 	}

@@ -5,12 +5,16 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "crc32c.h"
 #include "io.h"
 #include "vmfs/precopy.h"
 
 _Static_assert(MIG_HDR_LEN == 6 * 4, "header is six 32-bit words");
+_Static_assert(MIG_BATCH_PAGES <= 0xffff, "a run's page count fits in 16 bits");
+
+unsigned mig_proto_max = MIG_PROTO_MAX;
 _Static_assert(MIG_BATCH_PAGES * (MIG_PAGE_ENTRY_LEN + VMFS_PRECOPY_PAGE_SIZE) + 8 <=
 	       MIG_MAX_PAYLOAD, "a full page batch fits under the cap");
 
@@ -76,29 +80,47 @@ void mig_derive_keys(const void *psk, size_t psk_len,
 	}
 }
 
-static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *payload, size_t len)
+/* The payload may come in two pieces (see mig_frame_seal). */
+static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *a, size_t alen,
+			  const uint8_t *b, size_t blen)
 {
 	static const uint8_t zero[4];
 	uint32_t crc = crc32c(0, hdr, MIG_HDR_LEN - 4);
 
 	crc = crc32c(crc, zero, sizeof(zero));
-	return crc32c(crc, payload, len);
+	crc = crc32c(crc, a, alen);
+	return blen ? crc32c(crc, b, blen) : crc;
+}
+
+void mig_frame_seal(uint8_t *hdr, uint8_t *tag, const uint8_t *key, size_t key_len,
+		    uint16_t type, uint32_t seq, const uint8_t *a, size_t alen,
+		    const uint8_t *b, size_t blen)
+{
+	struct mig_hdr h = {
+		.magic = MIG_MAGIC, .version = MIG_VERSION, .type = type,
+		.length = (uint32_t)(alen + blen), .seq = seq,
+	};
+	struct hmac_sha256 mac;
+
+	mig_hdr_encode(hdr, &h);
+	h.crc = frame_crc(hdr, a, alen, b, blen);
+	put_le32(hdr + 20, h.crc);
+	hmac_sha256_init(&mac, key, key_len);
+	hmac_sha256_update(&mac, hdr, MIG_HDR_LEN);
+	if (alen)
+		hmac_sha256_update(&mac, a, alen);
+	if (blen)
+		hmac_sha256_update(&mac, b, blen);
+	hmac_sha256_final(&mac, tag);
 }
 
 size_t mig_frame_build(uint8_t *out, const uint8_t *key, size_t key_len,
 		       uint16_t type, uint32_t seq, const void *payload, size_t len)
 {
-	struct mig_hdr h = {
-		.magic = MIG_MAGIC, .version = MIG_VERSION, .type = type,
-		.length = (uint32_t)len, .seq = seq,
-	};
-
 	if (payload && len && out + MIG_HDR_LEN != payload)
 		memmove(out + MIG_HDR_LEN, payload, len);
-	mig_hdr_encode(out, &h);
-	h.crc = frame_crc(out, out + MIG_HDR_LEN, len);
-	put_le32(out + 20, h.crc);
-	hmac_sha256(key, key_len, out, MIG_HDR_LEN + len, out + MIG_HDR_LEN + len);
+	mig_frame_seal(out, out + MIG_HDR_LEN + len, key, key_len, type, seq,
+		       out + MIG_HDR_LEN, len, NULL, 0);
 	return MIG_HDR_LEN + len + MIG_TAG_LEN;
 }
 
@@ -116,7 +138,7 @@ int mig_frame_verify(const uint8_t *frame, size_t frame_len, const uint8_t *key,
 		return rc;
 	if ((size_t)h->length + MIG_HDR_LEN + MIG_TAG_LEN != frame_len)
 		return VMFS_PRECOPY_EPROTO;
-	if (frame_crc(frame, frame + MIG_HDR_LEN, h->length) != h->crc)
+	if (frame_crc(frame, frame + MIG_HDR_LEN, h->length, NULL, 0) != h->crc)
 		return VMFS_PRECOPY_ECHECKSUM;
 	hmac_sha256(key, key_len, frame, MIG_HDR_LEN + h->length, tag);
 	if (ct_memcmp(tag, frame + MIG_HDR_LEN + h->length, MIG_TAG_LEN))
@@ -156,6 +178,32 @@ int mig_write_full(int fd, const void *buf, size_t len)
 			return -errno;
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mig_writev_full(int fd, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt) {
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == ENOTSOCK)
+			n = writev(fd, iov, iovcnt);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		/* A partial send: skip what went, go on with the rest. */
+		while (iovcnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
 }
@@ -222,6 +270,14 @@ int mig_recv_verify(struct mig_chan *c, const void *psk, size_t psk_len,
 	return 0;
 }
 
+/* Common checks of one decoded page (either batch kind). */
+static bool page_ok(const struct mig_page_entry *e, unsigned nregions,
+		    const uint64_t *region_pages)
+{
+	return e->region < nregions && e->index < region_pages[e->region] &&
+	       !(e->flags & ~MIG_PAGE_ZERO);
+}
+
 int mig_pages_decode(const uint8_t *payload, size_t len, unsigned nregions,
 		     const uint64_t *region_pages, struct mig_page_entry *ents,
 		     unsigned *count, const uint8_t **data)
@@ -243,9 +299,7 @@ int mig_pages_decode(const uint8_t *payload, size_t len, unsigned nregions,
 		ents[i].region = get_le32(e);
 		ents[i].flags = get_le32(e + 4);
 		ents[i].index = get_le64(e + 8);
-		if (ents[i].region >= nregions ||
-		    ents[i].index >= region_pages[ents[i].region] ||
-		    (ents[i].flags & ~MIG_PAGE_ZERO))
+		if (!page_ok(&ents[i], nregions, region_pages))
 			return VMFS_PRECOPY_EPROTO;
 		if (!(ents[i].flags & MIG_PAGE_ZERO))
 			normal++;
@@ -255,4 +309,73 @@ int mig_pages_decode(const uint8_t *payload, size_t len, unsigned nregions,
 	*count = n;
 	*data = payload + need;
 	return 0;
+}
+
+int mig_page_runs_decode(const uint8_t *payload, size_t len, unsigned nregions,
+			 const uint64_t *region_pages, struct mig_page_entry *ents,
+			 unsigned *count, const uint8_t **data)
+{
+	size_t need;
+	unsigned nruns, n = 0, normal = 0;
+
+	if (len < 8)
+		return VMFS_PRECOPY_EPROTO;
+	nruns = get_le32(payload);
+	if (nruns == 0 || nruns > MIG_BATCH_PAGES || get_le32(payload + 4) != 0)
+		return VMFS_PRECOPY_EPROTO;
+	need = 8 + (size_t)nruns * MIG_RUN_ENTRY_LEN;
+	if (len < need)
+		return VMFS_PRECOPY_EPROTO;
+	for (unsigned i = 0; i < nruns; i++) {
+		const uint8_t *e = payload + 8 + (size_t)i * MIG_RUN_ENTRY_LEN;
+		struct mig_page_entry first = {
+			.region = get_le32(e), .flags = get_le16(e + 4),
+			.index = get_le64(e + 8),
+		};
+		unsigned pages = get_le16(e + 6);
+
+		/* Checking the first page and that the last is in the region
+		 * too covers every page of the run, without overflow. */
+		if (pages == 0 || pages > MIG_BATCH_PAGES - n ||
+		    !page_ok(&first, nregions, region_pages) ||
+		    pages > region_pages[first.region] - first.index)
+			return VMFS_PRECOPY_EPROTO;
+		for (unsigned k = 0; k < pages; k++) {
+			ents[n] = first;
+			ents[n++].index = first.index + k;
+		}
+		if (!(first.flags & MIG_PAGE_ZERO))
+			normal += pages;
+	}
+	if (len != need + (size_t)normal * VMFS_PRECOPY_PAGE_SIZE)
+		return VMFS_PRECOPY_EPROTO;
+	*count = n;
+	*data = payload + need;
+	return 0;
+}
+
+size_t mig_page_runs_encode(uint8_t *out, const struct mig_page_entry *ents, unsigned n)
+{
+	uint8_t *e = out + 8;
+	unsigned nruns = 0;
+
+	for (unsigned i = 0; i < n; ) {
+		unsigned k = 1;
+
+		/* A run: same region and kind, consecutive indexes. */
+		while (i + k < n && ents[i + k].region == ents[i].region &&
+		       ents[i + k].flags == ents[i].flags &&
+		       ents[i + k].index == ents[i].index + k)
+			k++;
+		put_le32(e, ents[i].region);
+		put_le16(e + 4, (uint16_t)ents[i].flags);
+		put_le16(e + 6, (uint16_t)k);
+		put_le64(e + 8, ents[i].index);
+		e += MIG_RUN_ENTRY_LEN;
+		nruns++;
+		i += k;
+	}
+	put_le32(out, nruns);
+	put_le32(out + 4, 0);
+	return (size_t)(e - out);
 }

@@ -14,6 +14,14 @@ answer as one JSON line, with three keys of ours added:
                             values seen while active (pages/s, QEMU's own
                             measure at each dirty-bitmap sync)
   bench-rounds              ram.dirty-sync-count at the end
+  bench-start-to-resume-ms  the migrate command to the destination's RESUME
+                            event (needs DST_QMP): the whole migration as
+                            the guest sees it, measured like vmfs-vmm's
+                            total_time_ms (which ends at the destination's
+                            acknowledgement); QEMU's own "total-time" ends
+                            when the source has written the last byte into
+                            its socket, with up to the socket buffers and
+                            the link's queue still in flight
   bench-dst-crashed         1 when the destination is not running a
                             second after it resumed (start it with
                             -action reboot=shutdown,shutdown=pause: a guest
@@ -60,6 +68,7 @@ def main():
         {"capability": "auto-converge", "state": auto_converge}])
     cmd("migrate-set-parameters", **{"downtime-limit": int(sys.argv[3]),
                                      "max-bandwidth": 10 * 1024 ** 3})
+    t_start = time.time()	# the host clock, as QMP's event timestamps
     r = cmd("migrate", uri="tcp:127.0.0.1:" + sys.argv[2])
     if "error" in r:
         print(json.dumps(r, separators=(",", ":")))
@@ -91,6 +100,8 @@ def main():
         stop, resume = last_event(src_events, "STOP"), last_event(dst_events, "RESUME")
         if stop is not None and resume is not None:
             r["bench-stop-to-resume-ms"] = round((resume - stop) * 1000, 1)
+        if resume is not None:
+            r["bench-start-to-resume-ms"] = round((resume - t_start) * 1000, 1)
     print(json.dumps(r, separators=(",", ":")))
     return 0 if r.get("status") == "completed" else 1
 

@@ -7,7 +7,8 @@
  * running on the source and the destination discarding.  Again over
  * several connections (socketpairs handed over by open_connection), where
  * one connection failing must fail the whole migration the same way, and
- * against a destination that cannot open more connections (one granted). */
+ * against a destination that cannot open more connections (one granted).
+ * And between protocol 3 (page runs) and a protocol 2 peer, both ways. */
 #include "config.h"
 
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "precopy/stream.h"
 #include "vmfs/precopy.h"
 
 #define PAGES 4096u
@@ -269,7 +271,14 @@ static void *src_main(void *p)
 }
 
 enum fault { NONE, CANCEL, DEST_GONE, LOAD_FAILS, DEST_DIES_AT_LOAD, HOOK_REFUSES,
-	     GUARD_CANCEL, GUARD_FORCE, LANE_GONE, SINGLE_DEST };
+	     GUARD_CANCEL, GUARD_FORCE, LANE_GONE, SINGLE_DEST, OLD_DEST, OLD_SOURCE };
+
+/* The cases that must complete (OLD_*: one side speaks protocol 2 only). */
+static bool completes(enum fault f)
+{
+	return f == NONE || f == GUARD_FORCE || f == SINGLE_DEST || f == OLD_DEST ||
+	       f == OLD_SOURCE;
+}
 
 /* `conns`: connections the source asks for. */
 static int migrate(enum fault f, const char *name, unsigned conns)
@@ -314,9 +323,13 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 		vm.kill_fd = sv[1];
 	pthread_create(&vm.mutator, NULL, mutator, &vm);
 	sleep_ms(20);
+	/* A peer of protocol 2 (PAGES, not PAGE_RUNS): each engine reads
+	 * mig_proto_max when created, the destination's in its thread. */
+	mig_proto_max = f == OLD_SOURCE ? 2 : MIG_PROTO_MAX;
 	if (vmfs_precopy_new(&sa.m, VMFS_PRECOPY_SOURCE, &pr, &src_ops, &vm) ||
 	    vmfs_precopy_add_region(sa.m, 0, (uint64_t)PAGES * PAGE, vm.ram))
 		abort();
+	mig_proto_max = f == OLD_DEST ? 2 : MIG_PROTO_MAX;
 	sa.fd = sv[0];
 	da.fd = sv[1];
 	pthread_create(&dt, NULL, dest_main, &da);
@@ -340,12 +353,13 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 	}
 	pthread_join(st, NULL);
 	pthread_join(dt, NULL);
+	mig_proto_max = MIG_PROTO_MAX;
 	atomic_store(&vm.quit, true);
 	pthread_join(vm.mutator, NULL);
 	if (vmfs_precopy_stats_json(sa.m, &json))
 		abort();
 
-	if (f == NONE || f == GUARD_FORCE || f == SINGLE_DEST) {
+	if (completes(f)) {
 		EXPECT(sa.rc == 0 && da.rc == 0, "%s: source %d dest %d (%s)", name, sa.rc,
 		       da.rc, vmfs_precopy_last_error(sa.m));
 		EXPECT(!memcmp(vm.ram, vm.dst_ram, (size_t)PAGES * PAGE),
@@ -362,6 +376,9 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 
 			snprintf(want, sizeof(want), "\"connections\":%u",
 				 f == SINGLE_DEST || conns < 2 ? 1 : conns);
+			EXPECT(strstr(json, want), "%s: %s not in %s", name, want, json);
+			snprintf(want, sizeof(want), "\"protocol\":%u",
+				 f == OLD_DEST || f == OLD_SOURCE ? 2 : MIG_PROTO_MAX);
 			EXPECT(strstr(json, want), "%s: %s not in %s", name, want, json);
 		}
 	} else {
@@ -408,6 +425,10 @@ int main(void)
 	migrate(HOOK_REFUSES, "hook-refuses", 1);
 	migrate(GUARD_CANCEL, "guard-cancel", 1);
 	migrate(GUARD_FORCE, "guard-force", 1);
+	/* Protocol 3 (page runs) against a protocol 2 peer, both ways. */
+	migrate(OLD_DEST, "v2-destination", 1);
+	migrate(OLD_SOURCE, "v2-source", 1);
+	migrate(OLD_DEST, "3conn-v2-dest", 3);
 	/* Several connections. */
 	migrate(NONE, "3conn-under-load", 3);
 	migrate(CANCEL, "3conn-cancel", 3);

@@ -1,6 +1,7 @@
 /* test-stream-fuzz.c — the migration stream refuses malformed, corrupted,
  * replayed and unauthenticated input with a clear error, and never crashes:
- * single-bit flips of valid frames, random frames, hostile page batches,
+ * single-bit flips of valid frames, random frames, hostile page batches
+ * and page runs (protocol 3, with encode/decode round trips),
  * and a destination engine fed garbage or a wrong-key source; every
  * connection of a multi-connection migration has keys of its own. */
 #include "config.h"
@@ -144,6 +145,107 @@ static void test_pages(void)
 		}
 	}
 	printf("ok   page batches: ranges, lengths, random input\n");
+}
+
+/* Page runs (protocol 3): encode/decode round trips, every bound, random
+ * input. */
+static void test_runs(void)
+{
+	static uint8_t p[8 + 300 * MIG_RUN_ENTRY_LEN + 4 * 4096];
+	struct mig_page_entry in[MIG_BATCH_PAGES], ents[MIG_BATCH_PAGES];
+	const uint64_t rpages[2] = { 300, 4 };
+	const uint8_t *data;
+	unsigned n;
+	size_t elen;
+
+	/* Round trips of random batches: runs of random length and kind,
+	 * sometimes a gap or a region change between them. */
+	for (int i = 0; i < 2000; i++) {
+		unsigned cnt = 1 + rnd() % MIG_BATCH_PAGES, normal = 0;
+		uint64_t idx = rnd() % 8;
+		uint32_t reg = 0, fl = 0;
+
+		for (unsigned k = 0; k < cnt; k++) {
+			if (rnd() % 8 == 0)
+				fl ^= MIG_PAGE_ZERO;
+			if (rnd() % 16 == 0)
+				idx += 1 + rnd() % 3;
+			if (idx >= rpages[reg]) {	/* wrap into the other region */
+				reg ^= 1;
+				idx = 0;
+			}
+			in[k] = (struct mig_page_entry){ .region = reg, .flags = fl, .index = idx++ };
+			normal += !fl;
+		}
+		elen = mig_page_runs_encode(p, in, cnt);
+		EXPECT(elen >= 8 + MIG_RUN_ENTRY_LEN && elen <= 8 + (size_t)cnt * MIG_RUN_ENTRY_LEN,
+		       "encoded length %zu for %u pages", elen, cnt);
+		if (elen + (size_t)normal * 4096 > sizeof(p))
+			continue;	/* pages beyond the buffer: the entries checked */
+		EXPECT(mig_page_runs_decode(p, elen + (size_t)normal * 4096, 2, rpages, ents, &n,
+					    &data) == 0 && n == cnt && data == p + elen &&
+		       !memcmp(ents, in, cnt * sizeof(*in)), "round trip %d (%u pages)", i, cnt);
+	}
+	/* One run of consecutive pages is one entry. */
+	for (unsigned k = 0; k < MIG_BATCH_PAGES; k++)
+		in[k] = (struct mig_page_entry){ .region = 0, .flags = MIG_PAGE_ZERO, .index = 10 + k };
+	EXPECT(mig_page_runs_encode(p, in, MIG_BATCH_PAGES) == 8 + MIG_RUN_ENTRY_LEN &&
+	       get_le32(p) == 1 && get_le16(p + 14) == MIG_BATCH_PAGES, "a full batch is not one run");
+	/* Bounds: two runs, 3 normal pages at 297..299 of region 0 and one
+	 * zero page at 3 of region 1. */
+#define RUN(i, reg, fl, cnt, idx) (put_le32(p + 8 + (i) * 16, reg), put_le16(p + 12 + (i) * 16, fl), \
+	put_le16(p + 14 + (i) * 16, cnt), put_le64(p + 16 + (i) * 16, idx))
+	put_le32(p, 2);
+	put_le32(p + 4, 0);
+	RUN(0, 0, 0, 3, 297);
+	RUN(1, 1, MIG_PAGE_ZERO, 1, 3);
+	EXPECT(mig_page_runs_decode(p, 40 + 3 * 4096, 2, rpages, ents, &n, &data) == 0 && n == 4 &&
+	       ents[2].index == 299 && ents[3].region == 1, "valid runs refused");
+	EXPECT(mig_page_runs_decode(p, 40 + 3 * 4096 - 1, 2, rpages, ents, &n, &data) < 0, "short");
+	EXPECT(mig_page_runs_decode(p, 40 + 4 * 4096, 2, rpages, ents, &n, &data) < 0, "extra");
+	RUN(0, 0, 0, 4, 297);
+	EXPECT(mig_page_runs_decode(p, 40 + 4 * 4096, 2, rpages, ents, &n, &data) < 0,
+	       "run past the region's end");
+	RUN(0, 0, 0, 1, 0xffffffffffffffffull);
+	EXPECT(mig_page_runs_decode(p, 40 + 4096, 2, rpages, ents, &n, &data) < 0, "index overflow");
+	RUN(0, 0, 0, 0, 1);
+	EXPECT(mig_page_runs_decode(p, 40, 2, rpages, ents, &n, &data) < 0, "empty run");
+	RUN(0, 2, 0, 1, 1);
+	EXPECT(mig_page_runs_decode(p, 40 + 4096, 2, rpages, ents, &n, &data) < 0, "region");
+	RUN(0, 0, 2, 1, 1);
+	EXPECT(mig_page_runs_decode(p, 40 + 4096, 2, rpages, ents, &n, &data) < 0, "flags");
+	RUN(0, 0, MIG_PAGE_ZERO, 200, 0);
+	RUN(1, 0, MIG_PAGE_ZERO, 57, 200);
+	EXPECT(mig_page_runs_decode(p, 40, 2, rpages, ents, &n, &data) < 0,
+	       "more than a batch of pages");
+	RUN(1, 0, MIG_PAGE_ZERO, 56, 200);
+	EXPECT(mig_page_runs_decode(p, 40, 2, rpages, ents, &n, &data) == 0 &&
+	       n == MIG_BATCH_PAGES, "a full batch in two runs refused");
+	put_le32(p + 4, 1);
+	EXPECT(mig_page_runs_decode(p, 40, 2, rpages, ents, &n, &data) < 0, "reserved word");
+	put_le32(p + 4, 0);
+	put_le32(p, 0);
+	EXPECT(mig_page_runs_decode(p, 8, 2, rpages, ents, &n, &data) < 0, "no runs");
+	put_le32(p, 0xffffffffu);
+	EXPECT(mig_page_runs_decode(p, sizeof(p), 2, rpages, ents, &n, &data) < 0, "count overflow");
+#undef RUN
+	for (int i = 0; i < 20000; i++) {
+		size_t len = rnd() % sizeof(p);
+
+		for (size_t k = 0; k < len; k++)
+			p[k] = (uint8_t)rnd();
+		if (len >= 8) {
+			put_le32(p, 1 + rnd() % 4);
+			put_le32(p + 4, 0);
+		}
+		if (mig_page_runs_decode(p, len, 2, rpages, ents, &n, &data) == 0) {
+			EXPECT(n <= MIG_BATCH_PAGES, "too many pages accepted");
+			for (unsigned k = 0; k < n; k++)
+				EXPECT(ents[k].region < 2 && ents[k].index < rpages[ents[k].region],
+				       "out-of-range run accepted");
+		}
+	}
+	printf("ok   page runs: round trips, ranges, lengths, random input\n");
 }
 
 /* --- engine level: a destination fed garbage, a source with a wrong key --- */
@@ -294,6 +396,7 @@ int main(void)
 	test_lane_keys();
 	test_frames();
 	test_pages();
+	test_runs();
 	test_dest_garbage();
 	test_wrong_key();
 	return failures ? 1 : 0;
