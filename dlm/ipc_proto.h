@@ -35,6 +35,7 @@ enum vmfs_ipc_req_id {
 	VMFS_IPC_RECOVERY_DONE,
 	VMFS_IPC_QUERY,
 	VMFS_IPC_TRANSFER_SET,		/* appended: ids are never renumbered */
+	VMFS_IPC_WARM,
 	VMFS_IPC_REQ_MAX
 };
 
@@ -98,6 +99,14 @@ struct vmfs_ipc_transfer_set {
 	uint32_t req_id;
 	uint32_t n;
 	struct vmfs_dlm_transfer x[VMFS_DLM_TRANSFER_SET_MAX];
+};
+
+/* WARM: keep the totem ring busy for ms (0 = stop; <= VMFS_DLM_WARM_MAX_MS);
+ * flags must be 0.  Only the immediate response: no event follows. */
+struct vmfs_ipc_warm {
+	struct qb_ipc_request_header hdr;
+	uint32_t ms;
+	uint32_t flags;
 };
 
 /* RECOVERY_REG (ls) and RECOVERY_DONE (ls, nodeid) */

@@ -1602,6 +1602,24 @@ int vmfs_dlm_recovery_done(vmfs_dlm_t *h, const char *ls, uint32_t nodeid)
 	return recovery_call(h, VMFS_IPC_RECOVERY_DONE, ls, nodeid);
 }
 
+/* Only the acceptance is waited for: no event answers a WARM, so nothing
+ * is registered as pending. */
+int vmfs_dlm_warm(vmfs_dlm_t *h, unsigned ms)
+{
+	struct vmfs_ipc_warm req;
+	int ret;
+
+	if (!h || ms > VMFS_DLM_WARM_MAX_MS)
+		return -EINVAL;
+	memset(&req, 0, sizeof(req));
+	req.hdr.id = VMFS_IPC_WARM;
+	req.ms = ms;
+	pthread_mutex_lock(&h->lock);
+	ret = transact(h, &req, sizeof(req), NULL, NULL);
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
 int vmfs_dlm_query(vmfs_dlm_t *h, const char *what, const char *arg, char **json)
 {
 	struct vmfs_ipc_query req;

@@ -319,6 +319,17 @@ static void dec_snapshot(struct dec *d, struct vmfs_msg *m)
 	b->data = r_take(d->r, b->len);
 }
 
+static int enc_noop(struct wcur *w, const struct vmfs_msg *m)
+{
+	put_u32(w, m->u.noop.seq);
+	return 0;
+}
+
+static void dec_noop(struct dec *d, struct vmfs_msg *m)
+{
+	m->u.noop.seq = get_u32(d->r);
+}
+
 struct msg_type_desc {
 	const char *name;
 	size_t body;		/* fixed body bytes (snapshot: before the data;
@@ -347,6 +358,7 @@ static const struct msg_type_desc types[VMFS_MSG_TYPE_MAX] = {
 	[VMFS_MSG_SNAPSHOT] = { "SNAPSHOT", 16, enc_snapshot, dec_snapshot },
 	[VMFS_MSG_TRANSFER_SET] = { "TRANSFER_SET", 8 + 4, enc_transfer_set,
 				    dec_transfer_set },
+	[VMFS_MSG_NOOP] = { "NOOP", 4, enc_noop, dec_noop },
 };
 
 #define XSET_TRIPLE 24	/* bytes per TRANSFER_SET triple after the fixed body */

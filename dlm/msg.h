@@ -50,6 +50,7 @@ enum vmfs_msg_type {
 	VMFS_MSG_FENCED = 10,		/* leader: fence delay of a departed node passed */
 	VMFS_MSG_SNAPSHOT = 11,		/* one chunk of a table snapshot */
 	VMFS_MSG_TRANSFER_SET = 12,	/* several TRANSFERs, all or nothing */
+	VMFS_MSG_NOOP = 13,		/* ring warm-up traffic: never reaches the rsm */
 	VMFS_MSG_TYPE_MAX
 };
 
@@ -130,6 +131,15 @@ struct vmfs_msg_transfer_set {
 	struct vmfs_msg_xfer x[VMFS_MSG_XSET_MAX];
 };
 
+/* NOOP: keeps the totem ring busy while a client expects to send a
+ * latency-critical request soon (vmfs_dlm_warm(), daemon/warm.c).  Every
+ * daemon validates it like any message and then drops it before the rsm:
+ * it changes no state and is not counted in the rsm's seq.  seq numbers the
+ * sender's warm-up messages (for the log). */
+struct vmfs_msg_noop {
+	uint32_t seq;
+};
+
 struct vmfs_msg_client_gone {
 	uint32_t client_id;
 };
@@ -169,6 +179,7 @@ struct vmfs_msg {
 		struct vmfs_msg_fenced fenced;
 		struct vmfs_msg_snapshot snapshot;
 		struct vmfs_msg_transfer_set transfer_set;
+		struct vmfs_msg_noop noop;
 	} u;
 };
 

@@ -768,6 +768,10 @@ void rsm_confchg(struct rsm *r, const uint32_t *members, size_t n_members,
 void rsm_deliver(struct rsm *r, const struct vmfs_msg *m, uint64_t now_ms)
 {
 	r->now_ms = now_ms;
+	/* Ring warm-up traffic (daemon/warm.c): the daemon drops it before
+	 * us; ignored here too, so it can never change the table or seq. */
+	if (m->type == VMFS_MSG_NOOP)
+		return;
 	if (m->type == VMFS_MSG_CLIENT_GONE && m->nodeid == r->nodeid)
 		dead_add(r, m->u.client_gone.client_id);
 	switch (m->type) {

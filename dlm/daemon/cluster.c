@@ -232,6 +232,11 @@ static void cpg_deliver(cpg_handle_t h, const struct cpg_name *group, uint32_t n
 			 pid, len, why, rc);
 		return;
 	}
+	if (m.type == VMFS_MSG_NOOP) {
+		/* ring warm-up traffic: valid, and of no concern to the rsm */
+		dlmd_warm_delivered(d, &m);
+		return;
+	}
 	d->n_delivered++;
 	rsm_deliver(d->rsm, &m, dlmd_now_ms());
 	d->in_reset = false;
@@ -516,6 +521,7 @@ static void cluster_teardown(struct dlmd *d)
 	d->cpg_broken = false;
 	d->vq_quorate = false;
 	sendq_clear(d);
+	dlmd_warm_reset(d);
 	free(d->members);
 	d->members = NULL;
 	d->n_members = 0;

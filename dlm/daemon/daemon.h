@@ -84,6 +84,7 @@ struct dlmd_config {
 	/* 0 = derive from corosync's totem token (cluster.c, at each connect) */
 	uint64_t lease_ms_opt;
 	uint64_t fence_delay_ms_opt;
+	uint32_t warm_interval_us;	/* ring warm-up pacing, 0 = chained (warm.c) */
 };
 
 /* One request a client sent that has not reached its final event yet.
@@ -123,6 +124,9 @@ struct dlmd_client {
 	struct qb_list_head backlog;	/* struct dlmd_backlog, owned */
 	unsigned n_backlog;
 	int lease_sent;			/* last lease value sent (-1 = none) */
+	uint64_t warm_until_us;		/* ring warm-up deadline (monotonic), 0 = none */
+	uint32_t last_req_id;		/* of the last request sent to the cluster */
+	uint32_t warm_mark;		/* last_req_id when the warm-up was asked for */
 };
 
 /* A CPG message waiting for corosync to accept it (CS_ERR_TRY_AGAIN). */
@@ -169,6 +173,19 @@ struct dlmd {
 	int lease;			/* last computed lease (0/1) */
 	bool in_reset;			/* between RSM_EV_RESET and the end of that deliver */
 
+	/* --- ring warm-up (warm.c; main loop only) --- */
+	bool warm_on;			/* some client asked; NOOPs are being sent */
+	bool warm_inflight;		/* a NOOP of ours is on its way round */
+	uint32_t warm_seq;		/* NOOPs sent in this warm-up */
+	uint64_t warm_sent_us;		/* when the last one was sent */
+	qb_loop_timer_handle warm_timer;
+	bool warm_timer_armed;
+	uint64_t n_warm_requests;	/* statistics */
+	uint64_t n_warm_noops;		/* NOOPs we sent */
+	uint64_t n_noops_seen;		/* NOOPs delivered, every sender's */
+	uint64_t n_warm_by_request;	/* client warm-ups ended by its request */
+	uint64_t n_warm_by_gone;	/* ... by its disconnection */
+
 	/* --- IPC (ipc.c; main loop only) --- */
 	qb_ipcs_service_t *ipcs;	/* owned */
 	struct qb_list_head clients;	/* struct dlmd_client, owned via libqb */
@@ -188,6 +205,16 @@ void dlmd_cluster_stop(struct dlmd *d);
 int dlmd_cluster_send(struct dlmd *d, struct vmfs_msg *m) __attribute__((warn_unused_result));
 bool dlmd_cluster_connected(const struct dlmd *d);
 void dlmd_lease_update(struct dlmd *d);
+
+/* warm.c: the ring warm-up (vmfs_dlm_warm).  request: 0, -EINVAL (ms too
+ * large), VMFS_DLM_ENOQUORUM.  delivered: a NOOP came back (any sender).
+ * client_done: a request c sent after asking was applied, or c is going.  reset: corosync
+ * connection closed. */
+int dlmd_warm_request(struct dlmd *d, struct dlmd_client *c, uint32_t ms)
+	__attribute__((warn_unused_result));
+void dlmd_warm_delivered(struct dlmd *d, const struct vmfs_msg *m);
+void dlmd_warm_client_done(struct dlmd_client *c, bool gone);
+void dlmd_warm_reset(struct dlmd *d);
 
 /* ipc.c */
 int dlmd_ipc_start(struct dlmd *d) __attribute__((warn_unused_result));

@@ -316,8 +316,13 @@ void dlmd_ipc_rsm_event(struct dlmd *d, const struct rsm_event *e)
 		log_debug("event %d for gone client %u dropped", id, e->client_id);
 		return;
 	}
-	if (e->req_id)
+	if (e->req_id) {
 		p = pending_find(c, e->req_id);
+		/* a request c sent after its warm-up call was applied: the one
+		 * the warm-up was for (req_ids grow; the cast handles the wrap) */
+		if (c->warm_until_us && (int32_t)(e->req_id - c->warm_mark) > 0)
+			dlmd_warm_client_done(c, false);
+	}
 	switch (e->type) {
 	case RSM_EV_QUEUED:
 		if (p)
@@ -409,6 +414,7 @@ static const size_t req_size[VMFS_IPC_REQ_MAX] = {
 	[VMFS_IPC_RECOVERY_DONE] = sizeof(struct vmfs_ipc_recovery),
 	[VMFS_IPC_QUERY] = sizeof(struct vmfs_ipc_query),
 	[VMFS_IPC_TRANSFER_SET] = sizeof(struct vmfs_ipc_transfer_set),
+	[VMFS_IPC_WARM] = sizeof(struct vmfs_ipc_warm),
 };
 
 static const char *const req_name[VMFS_IPC_REQ_MAX] = {
@@ -422,6 +428,7 @@ static const char *const req_name[VMFS_IPC_REQ_MAX] = {
 	[VMFS_IPC_RECOVERY_DONE] = "RECOVERY_DONE",
 	[VMFS_IPC_QUERY] = "QUERY",
 	[VMFS_IPC_TRANSFER_SET] = "TRANSFER_SET",
+	[VMFS_IPC_WARM] = "WARM",
 };
 
 /* A string field is valid iff it has a NUL inside its array. */
@@ -505,6 +512,7 @@ static int submit(struct dlmd_client *c, struct vmfs_msg *m, uint32_t req_id, ui
 	p->req_id = req_id;
 	p->lkid = lkid;
 	p->msg = *m;
+	c->last_req_id = req_id;
 	qb_list_add_tail(&p->list, &c->pending);
 	c->n_pending++;
 	return 0;
@@ -719,6 +727,7 @@ union ipc_req {
 	struct vmfs_ipc_recovery recovery;
 	struct vmfs_ipc_query query;
 	struct vmfs_ipc_transfer_set transfer_set;
+	struct vmfs_ipc_warm warm;
 };
 
 /* `size` is what the client wrote in its header (libqb passes hdr->size,
@@ -796,6 +805,10 @@ static int32_t ipc_msg_process(qb_ipcs_connection_t *conn, void *data, size_t si
 		break;
 	case VMFS_IPC_TRANSFER_SET:
 		rc = do_transfer_set(c, &q.transfer_set);
+		break;
+	case VMFS_IPC_WARM:
+		/* flags: none defined yet, so a later one is refused, not ignored */
+		rc = q.warm.flags ? -EINVAL : dlmd_warm_request(c->d, c, q.warm.ms);
 		break;
 	case VMFS_IPC_RECOVERY_REG:
 		rc = do_recovery(c, &q.recovery, false);
@@ -881,6 +894,7 @@ static int32_t ipc_closed(qb_ipcs_connection_t *conn)
 	if (!c)
 		return 0;
 	c->dead = true;
+	dlmd_warm_client_done(c, true);
 	log_debug("client %u (pid %d %s) disconnected", c->client_id, (int)c->pid,
 		  c->program);
 	if (c->hello && dlmd_cluster_connected(c->d)) {

@@ -90,6 +90,10 @@ static void usage(FILE *f)
 		"      --priority N      run with SCHED_RR priority N (1-99), as corosync\n"
 		"                        does; 0 = normal scheduling (env VMFS_DLM_PRIORITY;\n"
 		"                        default %d)\n"
+		"      --warm-interval US  pacing of the ring warm-up NOOPs: 0 = send the\n"
+		"                        next when the last came back (default), else one\n"
+		"                        every US microseconds, 50-100000\n"
+		"                        (env VMFS_DLM_WARM_INTERVAL_US)\n"
 		"      --version         print the version and compiled-in features\n"
 		"  -h, --help            this text\n",
 		VMFS_IPC_DEFAULT_NAME, DLMD_DEFAULT_CPG_NAME, DLMD_DEFAULT_PRIORITY);
@@ -141,6 +145,23 @@ static int parse_priority(const char *opt, const char *s, int *out)
 	return 0;
 }
 
+/* 0 (chained) or 50 us .. 100 ms: below 50 us it would only flood corosync. */
+static int parse_interval(const char *opt, const char *s, uint32_t *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || (v != 0 && (v < 50 || v > 100000))) {
+		fprintf(stderr, "vmfs-dlmd: %s: '%s' is not 0 or a number of microseconds "
+			"between 50 and 100000\n", opt, s);
+		return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int check_name(const char *opt, const char *s, size_t max)
 {
 	if (!s[0] || strlen(s) > max) {
@@ -152,7 +173,7 @@ static int check_name(const char *opt, const char *s, size_t max)
 
 enum {
 	OPT_IPC_NAME = 256, OPT_CPG_NAME, OPT_GROUP, OPT_FENCE_DELAY, OPT_LEASE,
-	OPT_LOG_FILE, OPT_DEBUG, OPT_NAME, OPT_VERSION, OPT_PRIORITY,
+	OPT_LOG_FILE, OPT_DEBUG, OPT_NAME, OPT_VERSION, OPT_PRIORITY, OPT_WARM_INTERVAL,
 };
 
 static const struct option long_opts[] = {
@@ -165,6 +186,7 @@ static const struct option long_opts[] = {
 	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
 	{ "debug", no_argument, NULL, OPT_DEBUG },
 	{ "priority", required_argument, NULL, OPT_PRIORITY },
+	{ "warm-interval", required_argument, NULL, OPT_WARM_INTERVAL },
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
@@ -180,6 +202,7 @@ static int parse_config(int argc, char **argv, struct dlmd_config *cfg)
 	const char *fence = getenv("VMFS_DLM_FENCE_DELAY_MS");
 	const char *dbg = getenv("VMFS_DLM_DEBUG");
 	const char *prio = getenv("VMFS_DLM_PRIORITY");
+	const char *warm = getenv("VMFS_DLM_WARM_INTERVAL_US");
 	struct group *gr;
 	int opt;
 
@@ -195,6 +218,9 @@ static int parse_config(int argc, char **argv, struct dlmd_config *cfg)
 	    parse_ms("VMFS_DLM_FENCE_DELAY_MS", fence, &cfg->fence_delay_ms_opt) < 0)
 		return -EINVAL;
 	if (prio && *prio && parse_priority("VMFS_DLM_PRIORITY", prio, &cfg->rr_priority) < 0)
+		return -EINVAL;
+	if (warm && *warm &&
+	    parse_interval("VMFS_DLM_WARM_INTERVAL_US", warm, &cfg->warm_interval_us) < 0)
 		return -EINVAL;
 
 	while ((opt = getopt_long(argc, argv, "fh", long_opts, NULL)) != -1) {
@@ -227,6 +253,10 @@ static int parse_config(int argc, char **argv, struct dlmd_config *cfg)
 			break;
 		case OPT_PRIORITY:
 			if (parse_priority("--priority", optarg, &cfg->rr_priority) < 0)
+				return -EINVAL;
+			break;
+		case OPT_WARM_INTERVAL:
+			if (parse_interval("--warm-interval", optarg, &cfg->warm_interval_us) < 0)
 				return -EINVAL;
 			break;
 		case OPT_NAME:

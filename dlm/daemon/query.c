@@ -135,6 +135,14 @@ static json_object *build_status(struct dlmd *d)
 	json_object_object_add(o, "messages_dropped", json_object_new_uint64(d->n_dropped));
 	json_object_object_add(o, "send_queue", json_object_new_int64(d->n_sendq));
 	json_object_object_add(o, "send_retries", json_object_new_uint64(d->n_try_again));
+	json_object_object_add(o, "warm", json_object_new_boolean(d->warm_on));
+	json_object_object_add(o, "warm_requests", json_object_new_uint64(d->n_warm_requests));
+	json_object_object_add(o, "warm_noops_sent", json_object_new_uint64(d->n_warm_noops));
+	json_object_object_add(o, "noops_delivered", json_object_new_uint64(d->n_noops_seen));
+	json_object_object_add(o, "warm_ended_by_request",
+			       json_object_new_uint64(d->n_warm_by_request));
+	json_object_object_add(o, "warm_ended_by_disconnect",
+			       json_object_new_uint64(d->n_warm_by_gone));
 	return o;
 }
 

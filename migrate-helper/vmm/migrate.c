@@ -68,7 +68,12 @@ static int cb_log_sync(void *opaque, unsigned region, uint64_t *bitmap)
 static int cb_pause(void *opaque)
 {
 	struct vmm *v = opaque;
-	int rc = vm_pause(v);
+	int rc;
+
+	/* The engine pauses only to switch over: the handoff's lock message
+	 * follows the final pages; keep the lock manager's ring warm for it. */
+	handoff_warm(v);
+	rc = vm_pause(v);
 
 	if (!rc)
 		vm_set_state(v, VM_PAUSED);

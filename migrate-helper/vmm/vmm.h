@@ -191,6 +191,7 @@ int migration_json(struct vmm *v, char **json);
  * json: any thread (status); free: exit path. */
 int handoff_begin(struct vmm *v, char *err, size_t errlen) __attribute__((warn_unused_result));
 void handoff_refresh(struct vmm *v);
+void handoff_warm(struct vmm *v);
 int handoff_switchover(struct vmm *v);
 void handoff_abort(struct vmm *v);
 void handoff_end(struct vmm *v);

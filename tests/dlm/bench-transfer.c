@@ -8,8 +8,15 @@
  * holder process has one handle for each role, so the LOST of the moved
  * lock goes to a handle that is not the caller's, as in a migration.
  *
- *   bench-transfer holder N DIR [set|single [IDLE_US]]   host A: N handoffs
- *   bench-transfer waiter DIR                             host B: queues the requests
+ *   bench-transfer holder N DIR [set|single|warm [IDLE_US [GAP_US]]]
+ *                                          host A: N handoffs
+ *   bench-transfer waiter DIR              host B: queues the requests
+ *
+ * "warm" is the switchover of a migration with the ring warm-up: after the
+ * IDLE_US of quiet (the ring is cold), vmfs_dlm_warm() as when the guest is
+ * paused, then GAP_US (default 20 ms: the final dirty pages are being
+ * sent), then the TRANSFER_SET that is timed.  The warm call's own time is
+ * printed as warmcall_*.
  *
  * DIR is a directory both hosts see (the cluster's hosts share /tmp); the
  * two processes talk through two FIFOs in it, made by the holder:
@@ -19,6 +26,7 @@
  *   "go\n"            ----------->       lock_async EX; wait for its lkid
  *                     <-----------       "LKID\n"
  *   IDLE_US of quiet (default 20 ms)
+ *   [warm: vmfs_dlm_warm(); GAP_US]
  *   t0; transfer_set(mine, epoch, LKID); t1
  *                                        wait for GRANTED; unlock
  *                     <-----------       "ok\n"
@@ -49,6 +57,8 @@
 #define RES "xfer"
 #define TIMEOUT_MS 10000
 #define IDLE_US 20000	/* default idle time before each handoff */
+#define GAP_US 20000	/* warm: default time from the warm-up to the handoff */
+#define WARM_MS 1000	/* warm: the warm-up asked for (ended by the handoff) */
 
 static unsigned long long now_us(void)
 {
@@ -196,16 +206,17 @@ static int run_waiter(const char *dir)
 
 /* --- holder ---------------------------------------------------------------- */
 
-static int run_holder(int n, const char *dir, bool single, int idle_us)
+static int run_holder(int n, const char *dir, bool single, bool warm, int idle_us, int gap_us)
 {
 	unsigned long long *xfer = calloc((size_t)n, sizeof(*xfer));
 	unsigned long long *grant = calloc((size_t)n, sizeof(*grant));
+	unsigned long long *wcall = calloc((size_t)n, sizeof(*wcall));
 	struct chan c;
 	vmfs_dlm_t *h, *hc;	/* holds the lock / calls the transfer */
 	char line[64];
 	int rc;
 
-	if (!xfer || !grant || n < 1)
+	if (!xfer || !grant || !wcall || n < 1)
 		return 2;
 	rc = vmfs_dlm_open("bench-transfer", &h);
 	if (rc == 0)
@@ -233,6 +244,17 @@ static int run_holder(int n, const char *dir, bool single, int idle_us)
 		 * before the switchover: let its traffic settle. */
 		if (idle_us > 0)
 			usleep((useconds_t)idle_us);
+		if (warm) {
+			/* the guest is paused now; the handoff comes after the
+			 * final pages */
+			t0 = now_us();
+			rc = vmfs_dlm_warm(hc, WARM_MS);
+			wcall[i] = now_us() - t0;
+			if (rc < 0)
+				die("warm", rc);
+			if (gap_us > 0)
+				usleep((useconds_t)gap_us);
+		}
 		t0 = now_us();
 		rc = single ? vmfs_dlm_transfer(hc, t.from, t.from_epoch, t.to)
 			    : vmfs_dlm_transfer_set(hc, &t, 1);
@@ -247,22 +269,30 @@ static int run_holder(int n, const char *dir, bool single, int idle_us)
 	chan_put(&c, "end");
 	print_pct("xfer", xfer, (size_t)n);
 	print_pct("grant", grant, (size_t)n);
+	if (warm)
+		print_pct("warmcall", wcall, (size_t)n);
 	printf("n=%d\n", n);
 	vmfs_dlm_close(hc);
 	vmfs_dlm_close(h);
 	free(xfer);
 	free(grant);
+	free(wcall);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc >= 4 && argc <= 6 && strcmp(argv[1], "holder") == 0 &&
-	    (argc == 4 || strcmp(argv[4], "set") == 0 || strcmp(argv[4], "single") == 0))
+	if (argc >= 4 && argc <= 7 && strcmp(argv[1], "holder") == 0 &&
+	    (argc == 4 || strcmp(argv[4], "set") == 0 || strcmp(argv[4], "single") == 0 ||
+	     strcmp(argv[4], "warm") == 0) &&
+	    (argc < 7 || strcmp(argv[4], "warm") == 0))
 		return run_holder(atoi(argv[2]), argv[3], argc >= 5 && strcmp(argv[4], "single") == 0,
-				  argc == 6 ? atoi(argv[5]) : IDLE_US);
+				  argc >= 5 && strcmp(argv[4], "warm") == 0,
+				  argc >= 6 ? atoi(argv[5]) : IDLE_US,
+				  argc == 7 ? atoi(argv[6]) : GAP_US);
 	if (argc == 3 && strcmp(argv[1], "waiter") == 0)
 		return run_waiter(argv[2]);
-	fprintf(stderr, "usage: bench-transfer holder N DIR [set|single [IDLE_US]] | waiter DIR\n");
+	fprintf(stderr, "usage: bench-transfer holder N DIR [set|single|warm [IDLE_US [GAP_US]]] "
+		"| waiter DIR\n");
 	return 2;
 }

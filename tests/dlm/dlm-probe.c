@@ -13,6 +13,7 @@
  *   transfer FROM_LKID FROM_EPOCH TO_LKID -> "transfer ok" | "transfer err=TEXT"
  *   recovery-register LS                 -> "registered LS"
  *   recovery-done LS NODEID              -> "recovery-done LS NODEID"
+ *   warm MS                              -> "warm ok" | "warm err=TEXT"
  *   quit
  * callbacks: "blocking lkid=N wanted=MODE", "lost lkid=N reason=R",
  *            "lease valid=V", "recover LS NODEID"
@@ -212,6 +213,13 @@ static void command(char *line)
 			printf("transfer err=%s\n", vmfs_dlm_strerror(rc));
 		else
 			printf("transfer ok\n");
+	} else if (strcmp(tok[0], "warm") == 0 && n == 2) {
+		int rc = vmfs_dlm_warm(h, (unsigned)strtoul(tok[1], NULL, 0));
+
+		if (rc < 0)
+			printf("warm err=%s\n", vmfs_dlm_strerror(rc));
+		else
+			printf("warm ok\n");
 	} else if (strcmp(tok[0], "recovery-register") == 0 && n == 2) {
 		int rc = vmfs_dlm_recovery_register(h, tok[1]);
 		printf(rc < 0 ? "register-failed %s\n" : "registered %s\n", tok[1]);
@@ -246,6 +254,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	vmfs_dlm_set_callbacks(h, &cb, NULL);
+	/* Unbuffered: we poll() fd 0, and lines that stdio had already read
+	 * ahead (two commands written back to back) would wait there unseen
+	 * until the next input. */
+	setvbuf(stdin, NULL, _IONBF, 0);
 	printf("ready\n");
 	fflush(stdout);
 

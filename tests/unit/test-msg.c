@@ -168,6 +168,9 @@ static void make_msg(struct vmfs_msg *m, unsigned type)
 			snap_data[i] = (uint8_t)rnd();
 		m->u.snapshot.data = snap_data;
 		break;
+	case VMFS_MSG_NOOP:
+		m->u.noop.seq = (uint32_t)rnd();
+		break;
 	default:
 		abort();
 	}
@@ -254,6 +257,8 @@ static bool msg_eq(const struct vmfs_msg *a, const struct vmfs_msg *b)
 		       x->nchunks == y->nchunks && x->len == y->len &&
 		       (x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
 	}
+	case VMFS_MSG_NOOP:
+		return a->u.noop.seq == b->u.noop.seq;
 	default:
 		return false;
 	}
@@ -294,6 +299,8 @@ static void test_round_trip(void)
 	CHECK(strcmp(vmfs_msg_type_name(VMFS_MSG_TRANSFER_SET), "TRANSFER_SET") == 0,
 	      "type name transfer set");
 	CHECK(VMFS_MSG_TRANSFER_SET == 12, "types are append-only");
+	CHECK(VMFS_MSG_NOOP == 13 && strcmp(vmfs_msg_type_name(VMFS_MSG_NOOP), "NOOP") == 0,
+	      "NOOP: type 13, named");
 	CHECK(strcmp(vmfs_msg_type_name(0), "UNKNOWN") == 0, "type 0 name");
 	CHECK(strcmp(vmfs_msg_type_name(999), "UNKNOWN") == 0, "type 999 name");
 }
