@@ -1322,6 +1322,17 @@ static int may_write(struct fuse_file_info *fi)
 	return f && f->ol ? openlock_check(f->ol) : 0;
 }
 
+/* The VM name an xattr value carries (1 to VMFS_DLM_TAG_MAX bytes, not
+ * NUL-terminated) into vm as a string; -EINVAL when it does not fit. */
+static int xattr_vm_name(const char *value, size_t size, char vm[VMFS_DLM_TAG_MAX + 1])
+{
+	if (size == 0 || size > VMFS_DLM_TAG_MAX)
+		return -EINVAL;
+	memcpy(vm, value, size);
+	vm[size] = '\0';
+	return 0;
+}
+
 /* setxattr/removexattr of VMFS_XATTR_INCOMING (value NULL): register or
  * drop an incoming migration's claim on the file (openlock_prepare). */
 static int xattr_incoming(fuse_req_t req, struct fsctx *c, uint64_t ino, const char *value,
@@ -1335,10 +1346,8 @@ static int xattr_incoming(fuse_req_t req, struct fsctx *c, uint64_t ino, const c
 		return -EOPNOTSUPP;
 	if (!value)
 		return openlock_unprepare(c->ol, ino);
-	if (size == 0 || size >= sizeof(vm))
+	if (xattr_vm_name(value, size, vm))
 		return -EINVAL;
-	memcpy(vm, value, size);
-	vm[size] = '\0';
 	return openlock_prepare(c->ol, ino, vm);
 }
 
@@ -1357,10 +1366,8 @@ static int xattr_return(fuse_req_t req, struct fsctx *c, uint64_t ino, const cha
 		return -EPERM;
 	if (!value)
 		return openlock_return_drop(c->ol, ino);
-	if (size == 0 || size >= sizeof(vm))
+	if (xattr_vm_name(value, size, vm))
 		return -EINVAL;
-	memcpy(vm, value, size);
-	vm[size] = '\0';
 	return openlock_return_arm(c->ol, ino, vm);
 }
 
