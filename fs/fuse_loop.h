@@ -28,4 +28,9 @@ int fuse_loop_run(struct fuse_session *se, int nthreads) __attribute__((warn_unu
  * still be read by the kernel; never reuse it.  No-op on other threads. */
 void fuse_loop_abandon_buffer(void);
 
+/* From a request handler on a worker: it is about to block (a small
+ * WRITE that must allocate).  A parked worker takes over waiting for
+ * requests if none does.  No-op on other threads. */
+void fuse_loop_may_block(void);
+
 #endif

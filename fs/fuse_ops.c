@@ -1457,15 +1457,6 @@ struct aio_op {
 	bool write;
 };
 
-/* Only small requests: for them the per-request cost is what counts.
- * Larger writes stay synchronous because their data goes to the disk
- * from the worker's receive buffer without a copy (fuse_loop.h), which
- * an asynchronous write could not do (the worker reuses that buffer);
- * larger reads because answering them from the reaper cost more CPU per
- * request than from the worker (1 MiB QD1: ~600 against ~450 us, and
- * 25% less throughput), whatever the reason (cache, allocator arenas). */
-#define AIO_MAX (64u << 10)
-
 /* Completion, on the diskio reaper thread. */
 static void aio_op_done(void *arg, int rc)
 {
@@ -1520,7 +1511,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		goto reply;
 	pthread_rwlock_rdlock(&vn->rw);
 	rc = file_read_prep(c->v, ino, (uint64_t)off, size, &a->io);
-	if (!rc && a->io.nr && size > AIO_MAX) {
+	if (!rc && a->io.nr && size > VMFS_AIO_MAX) {
 		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);	/* in place */
 	} else if (!rc && a->io.nr) {
 		atomic_fetch_add(&vn->aio, 1);
@@ -1627,7 +1618,7 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		free(in);
 		goto reply;
 	}
-	if (size <= AIO_MAX) {
+	if (size <= VMFS_AIO_MAX) {
 		rc = write_async(req, c, vn, ino, buf, size, off);
 		if (rc >= 0)
 			return;		/* answered, now or on completion */
@@ -1641,6 +1632,7 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		lks_unlock(c, &ls);
 	}
 	if (rc == -EAGAIN) {
+		fuse_loop_may_block();	/* allocation: journal, maybe the DLM */
 		lks_init(&ls);
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
 		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
@@ -2161,24 +2153,113 @@ static void on_lock_interrupt(fuse_req_t req, void *data)
 	plock_interrupt(data);
 }
 
+/* A blocking F_SETLKW or flock that cannot be granted at once waits on a
+ * thread of its own, not on a FUSE worker: waiters can outnumber the
+ * workers, and 20 processes waiting for one flock held all 16 and hung
+ * the mount (the holder's unlock found no worker to take it). */
+struct lock_wait {
+	fuse_req_t req;
+	struct fsctx *c;
+	uint64_t ino, owner, start, end;
+	pid_t pid;
+	short type;		/* fcntl: F_RDLCK or F_WRLCK */
+	int flock_op;		/* flock: LOCK_SH or LOCK_EX; 0 for fcntl */
+	struct plock_intr in;
+	struct lock_wait *prev, *next;	/* fsctx.waits, protected by wmu */
+};
+
+static void *lock_wait_main(void *arg)
+{
+	struct lock_wait *w = arg;
+	struct fsctx *c = w->c;
+	int rc;
+
+	if (w->flock_op)
+		rc = plock_flock(c->pl, w->ino, w->owner, w->flock_op, &w->in);
+	else
+		rc = plock_setlk(c->pl, w->ino, w->owner, w->pid, w->type, w->start, w->end, true,
+				 &w->in);
+	fuse_req_interrupt_func(w->req, NULL, NULL);	/* w->in goes */
+	fuse_reply_err(w->req, -rc);
+	pthread_mutex_lock(&c->wmu);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		c->waits = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_cond_broadcast(&c->wcond);
+	pthread_mutex_unlock(&c->wmu);
+	free(w);
+	return NULL;
+}
+
+/* Wait for w's lock and answer its request, from a new thread (on this
+ * worker when none can be started).  w is the callee's. */
+static void lock_wait_start(struct lock_wait *w)
+{
+	struct fsctx *c = w->c;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc;
+
+	plock_intr_init(&w->in, c->pl);
+	pthread_mutex_lock(&c->wmu);
+	w->prev = NULL;
+	w->next = c->waits;
+	if (c->waits)
+		c->waits->prev = w;
+	c->waits = w;
+	pthread_mutex_unlock(&c->wmu);
+	fuse_req_interrupt_func(w->req, on_lock_interrupt, &w->in);
+	/* the worker's signal mask (all blocked) is inherited */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256u << 10);
+	rc = pthread_create(&tid, &attr, lock_wait_main, w);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		log_warn("cannot start a lock-wait thread (%s): waiting on a FUSE worker",
+			 strerror(rc));
+		lock_wait_main(w);
+	}
+}
+
+void fsctx_end_lock_waits(struct fsctx *c)
+{
+	pthread_mutex_lock(&c->wmu);
+	for (struct lock_wait *w = c->waits; w; w = w->next)
+		plock_interrupt(&w->in);
+	while (c->waits)
+		pthread_cond_wait(&c->wcond, &c->wmu);
+	pthread_mutex_unlock(&c->wmu);
+}
+
 static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
 		     int sleep)
 {
 	struct fsctx *c = ctx_of(req);
-	struct plock_intr in;
 	uint64_t start, end;
+	struct lock_wait *w;
 	int rc;
 
-	plock_intr_init(&in, c->pl);
 	flock_range(lock, &start, &end);
 	if (lock->l_type != F_UNLCK)
 		fh_note_owner(fi, fi->lock_owner);
-	if (sleep)
-		fuse_req_interrupt_func(req, on_lock_interrupt, &in);
 	rc = plock_setlk(c->pl, to_disk(c, ino), fi->lock_owner, fuse_req_ctx(req)->pid,
-			 lock->l_type, start, end, sleep != 0, &in);
-	if (sleep)
-		fuse_req_interrupt_func(req, NULL, NULL);	/* in goes out of scope */
+			 lock->l_type, start, end, false, NULL);
+	if (rc == -EAGAIN && sleep) {
+		w = malloc(sizeof(*w));
+		if (!w) {
+			fuse_reply_err(req, ENOLCK);
+			return;
+		}
+		*w = (struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
+					 .owner = fi->lock_owner, .start = start, .end = end,
+					 .pid = fuse_req_ctx(req)->pid, .type = lock->l_type };
+		lock_wait_start(w);
+		return;
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -2186,15 +2267,21 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 {
 	struct fsctx *c = ctx_of(req);
 	bool wait = !(op & LOCK_NB) && (op & ~LOCK_NB) != LOCK_UN;
-	struct plock_intr in;
+	struct lock_wait *w;
 	int rc;
 
-	plock_intr_init(&in, c->pl);
-	if (wait)
-		fuse_req_interrupt_func(req, on_lock_interrupt, &in);
-	rc = plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op, &in);
-	if (wait)
-		fuse_req_interrupt_func(req, NULL, NULL);
+	rc = plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op | (wait ? LOCK_NB : 0), NULL);
+	if (rc == -EWOULDBLOCK && wait) {
+		w = malloc(sizeof(*w));
+		if (!w) {
+			fuse_reply_err(req, ENOLCK);
+			return;
+		}
+		*w = (struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
+					 .owner = fi->lock_owner, .flock_op = op };
+		lock_wait_start(w);
+		return;
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -2313,6 +2400,8 @@ int fsctx_init(struct fsctx *c, struct vol *v)
 	pthread_mutex_init(&c->vmu, NULL);
 	pthread_mutex_init(&c->cmu, NULL);
 	pthread_cond_init(&c->ccond, NULL);
+	pthread_mutex_init(&c->wmu, NULL);
+	pthread_cond_init(&c->wcond, NULL);
 	return vmfs_locking_single_init(&c->lk, NULL, c);
 }
 
@@ -2359,4 +2448,6 @@ void fsctx_fini(struct fsctx *c)
 	pthread_mutex_destroy(&c->vmu);
 	pthread_mutex_destroy(&c->cmu);
 	pthread_cond_destroy(&c->ccond);
+	pthread_mutex_destroy(&c->wmu);
+	pthread_cond_destroy(&c->wcond);
 }

@@ -364,6 +364,7 @@ int main(int argc, char **argv)
 		qb_log_ctl(QB_LOG_SYSLOG, QB_LOG_CONF_ENABLED, QB_TRUE);
 	}
 	rc = fuse_loop_run(se, VMFS_FUSE_WORKERS) ? 1 : 0;
+	fsctx_end_lock_waits(&ctx);
 	/* READs and WRITEs still in flight answer from the disk completion
 	 * and hold cluster locks: let them finish before anything goes */
 	diskio_drain(v->dio);

@@ -594,6 +594,23 @@ step5() {
 	wait_for 20 "host1's QEMU byte locks to go with its holder" \
 		sh -c "'$VC' exec 2 '$PY' '$T/h.py' '$T/m2/lk/qemu.img' rw ofdget:w:201:1 | grep -q 'ofdget 201 UNLCK'" ||
 		{ bad "host1's OFD locks still seen after its holder exited (closed): $(plocks_of "$T/m1/lk/qemu.img")"; rc=1; }
+
+	# (d) more blocked flock waiters on host2 than its mount has FUSE
+	# workers (16): the mount still serves, and each waiter gets the lock
+	# once host1's holder lets go
+	out=$(holder 1 fl2 "$T/m1/lk/fl" r flock:ex)
+	[[ $out == *"flock OK"* ]] || { bad "host1: flock -x for the waiters: $out"; return 1; }
+	hexec 2 bash -c 'for i in $(seq 24); do
+		timeout 60 flock -x "$1/lk/fl" sh -c "echo \$0 >> $1/lk/waiters" "$i" &
+	done; wait' _ "$T/m2" &
+	local waiters=$!
+	sleep 2
+	out=$(TMO=20 on 2 'ls $M/lk >/dev/null && echo served > $M/lk/served && cat $M/lk/served' 2>&1) || true
+	[[ $out == served ]] || { bad "host2's mount stopped serving with 24 flock waiters: '$out'"; rc=1; }
+	holder_stop fl2
+	wait "$waiters"
+	out=$(hexec 2 sort -n "$T/m2/lk/waiters" 2>&1 | tr '\n' ' ')
+	[[ $out == "$(seq 24 | tr '\n' ' ')" ]] || { bad "24 flock waiters on host2, granted: $out"; rc=1; }
 	return $rc
 }
 step 5 "POSIX locks, flock and OFD locks across hosts"
