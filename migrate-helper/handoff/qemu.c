@@ -83,6 +83,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -92,6 +93,7 @@
 
 #include "vmfs/dlm.h"
 #include "vmfs/handoff.h"
+#include "mountinfo.h"
 #include "qemu.h"
 
 #define EXIT_OK 0
@@ -387,6 +389,7 @@ struct opts {
 	int64_t downtime_ms;	/* -1: QEMU's default */
 	int64_t bandwidth;	/* bytes/s, -1: QEMU's default */
 	bool announce, json;
+	bool no_return;		/* --no-return: arm no return claims (arm_returns) */
 };
 
 static void usage_qemu(FILE *f)
@@ -395,7 +398,7 @@ static void usage_qemu(FILE *f)
 		"usage: vmfs-migrate qemu [--vm] NAME --source-qmp ADDR --dest-qmp ADDR --uri URI\n"
 		"           [--incoming URI] [--lockspace LS] [--from-host HOST] [--timeout SEC]\n"
 		"           [--downtime-ms MS] [--max-bandwidth BYTES[K|M|G]] [--progress SEC]\n"
-		"           [--announce] [--json]\n"
+		"           [--announce] [--no-return] [--json]\n"
 		"Live-migrate a QEMU guest (QMP ADDR: unix:PATH, tcp:HOST:PORT or PATH) and move\n"
 		"its disk locks, prepared on the destination with 'vmfs-migrate prepare' (lock\n"
 		"names, or files on vmfs mounts), at QEMU's pre-switchover pause.  Without\n"
@@ -444,6 +447,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "max-bandwidth", required_argument, NULL, 'B' },
 		{ "announce", no_argument, NULL, 'a' },
+		{ "no-return", no_argument, NULL, 'R' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -468,6 +472,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'u': o->uri = optarg; break;
 		case 'i': o->incoming = optarg; break;
 		case 'a': o->announce = true; break;
+		case 'R': o->no_return = true; break;
 		case 'j': o->json = true; break;
 		case 'w':
 		case 'p':
@@ -543,6 +548,8 @@ struct run {
 	const char *result;	/* completed, cancelled, failed-after-handoff */
 	char abort_note[256];	/* what became of the prepared requests */
 	char error[1024];
+	char *armed[VMFS_HANDOFF_DISKS_MAX];	/* return claims this run armed */
+	size_t n_armed;
 };
 
 static void note(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -911,6 +918,73 @@ static int commit(struct run *r, char *why, size_t why_len)
 }
 
 /* Pre-flight and start.  0, or -1 with r->error. */
+/* Run on the source host, arm the return claims the give-back needs
+ * (qemu.c head comment) on the source QEMU's writable images that are
+ * files on this host's vmfs mounts, unless --no-return.  Elsewhere those
+ * paths are not this host's files and nothing is armed: then only claims
+ * armed beforehand (`vmfs-migrate return arm` on the source) count. */
+static void arm_returns(struct run *r)
+{
+	json_object *blk = NULL;
+	char why[512];
+	size_t n = 0;
+
+	if (r->o.no_return)
+		return;
+	if (qmp_exec(&r->src, "query-block", NULL, &blk, why, sizeof(why))) {
+		note(r, "no return claims armed: query-block: %s", why);
+		return;
+	}
+	for (size_t i = 0; json_object_is_type(blk, json_type_array) &&
+			   i < json_object_array_length(blk) && n < VMFS_HANDOFF_DISKS_MAX; i++) {
+		json_object *ins, *ro;
+		const char *file;
+		struct stat sb;
+
+		if (!json_object_object_get_ex(json_object_array_get_idx(blk, i), "inserted", &ins))
+			continue;
+		file = jstr(ins, "file", NULL);
+		if (!file || (json_object_object_get_ex(ins, "ro", &ro) && json_object_get_boolean(ro)))
+			continue;
+		/* a file of this host's vmfs mounts */
+		if (stat(file, &sb) || !S_ISREG(sb.st_mode) ||
+		    vmfs_mountinfo_find(true, sb.st_dev, NULL, NULL, NULL) != 1)
+			continue;
+		r->armed[n] = strdup(file);
+		if (r->armed[n])
+			n++;
+	}
+	json_object_put(blk);
+	if (!n) {
+		note(r, "no return claims armed: the source QEMU's images are not files on this "
+		     "host's vmfs mounts (run this on the source host, or 'vmfs-migrate return arm' "
+		     "there, for a give-back after a failed switchover)");
+		return;
+	}
+	if (vmfs_handoff_return_arm(r->o.vm, (const char *const *)r->armed, n, why, sizeof(why))) {
+		note(r, "no return claims armed: %s", why);
+		for (size_t i = 0; i < n; i++)
+			free(r->armed[i]);
+		return;
+	}
+	r->n_armed = n;
+	note(r, "return claims of %s armed on %zu image(s) here", r->o.vm, n);
+}
+
+/* The claims arm_returns() armed go at the end of every run: after a
+ * completed migration one left waiting behind the destination's lock would
+ * later be granted to this host, whose QEMU is stale; after a give-back it
+ * has become the source's lock and dropping the claim keeps the lock. */
+static void drop_returns(struct run *r)
+{
+	if (r->n_armed && vmfs_handoff_return_drop((const char *const *)r->armed, r->n_armed))
+		note(r, "dropping the return claims of %s failed: 'vmfs-migrate return drop' them",
+		     r->o.vm);
+	for (size_t i = 0; i < r->n_armed; i++)
+		free(r->armed[i]);
+	r->n_armed = 0;
+}
+
 static int start(struct run *r)
 {
 	char why[512], st[32];
@@ -936,6 +1010,7 @@ static int start(struct run *r)
 		return -1;
 	}
 	r->was_running = strcmp(st, "running") == 0;
+	arm_returns(r);
 	if (run_state(&r->dst, st, sizeof(st), why, sizeof(why)))
 		goto qmp_err;
 	if (strcmp(st, "inmigrate") != 0) {
@@ -1296,6 +1371,7 @@ int vmfs_migrate_qemu(int argc, char **argv)
 		else
 			status = fail_before_handoff(&r);
 	}
+	drop_returns(&r);
 	summary(&r, status);
 	json_object_put(r.last);
 	qmp_close(&r.src);
