@@ -63,6 +63,8 @@ struct rsm_res {
 	uint8_t lvb[VMFS_DLM_LVB_LEN];		/* [R] */
 	struct lqueue q[NQ];			/* [R] indexed by QIDX(queue) */
 	bool touched;				/* [L] scratch: needs a grant walk */
+	size_t touch_idx;			/* [L] scratch: 1 + its place in
+						 * rsm_table.touched, 0 if none */
 };
 
 enum rsm_dep_state { DEP_LEFT = 1, DEP_FENCED = 2 };
@@ -108,6 +110,13 @@ struct rsm_table {
 	size_t n_agents;
 	struct rsm_recov *rec;
 	size_t n_rec;
+	/* Resources marked for a grant walk (res->touched), in marking
+	 * order; scratch, empty between operations.  A list, not a scan of
+	 * res[]: with 20 000 resources a scan per release cost ~1.6 ms of
+	 * cache misses in every daemon (bench-meta). */
+	struct rsm_res **touched;
+	size_t n_touched, cap_touched;
+	bool touch_lost;		/* the list could not grow: scan res[] */
 };
 
 struct rsm_member {			/* all [L], from confchg and NODE_INFO */

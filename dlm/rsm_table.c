@@ -34,6 +34,7 @@ void tbl_free(struct rsm_table *t)
 	free(t->dep);
 	free(t->agents);
 	free(t->rec);
+	free(t->touched);
 	tbl_init(t);
 }
 
@@ -113,6 +114,21 @@ static struct rsm_res *res_get(struct rsm_table *t, const char *ls, const char *
 	return res;
 }
 
+/* Mark res for the next grant walk (walk_touched).  On failure to grow the
+ * list, the walk of everything (rsm_walk_all) is the fallback. */
+static void res_touch(struct rsm_table *t, struct rsm_res *res)
+{
+	res->touched = true;
+	if (res->touch_idx)
+		return;		/* listed (walk() may have run on it since) */
+	if (grow((void **)&t->touched, &t->cap_touched, t->n_touched + 1, sizeof(*t->touched))) {
+		t->touch_lost = true;
+		return;
+	}
+	t->touched[t->n_touched++] = res;
+	res->touch_idx = t->n_touched;
+}
+
 static bool lvb_zero(const uint8_t *lvb)
 {
 	for (int i = 0; i < VMFS_DLM_LVB_LEN; i++)
@@ -140,6 +156,8 @@ static void res_maybe_free(struct rsm_table *t, struct rsm_res *res)
 		t->epoch_floor = res->epoch;
 	memmove(&t->res[pos], &t->res[pos + 1], (t->n_res - pos - 1) * sizeof(*t->res));
 	t->n_res--;
+	if (res->touch_idx)
+		t->touched[res->touch_idx - 1] = NULL;	/* walk_touched skips it */
 	free(res);
 }
 
@@ -238,7 +256,7 @@ static void destroy_lock(struct rsm_table *t, struct rsm_lock *l)
 	if (found)
 		t->n_locks--;
 	unlink_lock(l);
-	l->res->touched = true;
+	res_touch(t, l->res);
 	free(l);
 }
 
@@ -433,28 +451,68 @@ static void walk(struct rsm *r, struct rsm_res *res)
 	res_maybe_free(&r->t, res);
 }
 
-/* Walk every resource marked touched (sorted order: deterministic). */
+static int touched_cmp(const void *a, const void *b)
+{
+	const struct rsm_res *x = *(struct rsm_res *const *)a, *y = *(struct rsm_res *const *)b;
+
+	if (!x || !y)
+		return !x - !y;
+	return tbl_res_cmp(x->ls, x->name, y->ls, y->name);
+}
+
+/* Walk every resource marked touched, in resource order (the order the
+ * events go out in must not depend on how they were marked). */
 static void walk_touched(struct rsm *r)
 {
-	size_t i = 0;
+	struct rsm_table *t = &r->t;
+	size_t n = t->n_touched;
 
-	while (i < r->t.n_res) {
-		struct rsm_res *res = r->t.res[i];
-		size_t before = r->t.n_res;
+	if (t->touch_lost) {
+		/* the list could not grow: scan them all, as before the list */
+		t->touch_lost = false;
+		for (size_t i = 0; i < t->n_touched; i++)
+			if (t->touched[i])
+				t->touched[i]->touch_idx = 0;
+		t->n_touched = 0;
+		for (size_t i = 0; i < t->n_res;) {
+			struct rsm_res *res = t->res[i];
+			size_t before = t->n_res;
 
-		if (res->touched) {
-			walk(r, res);
-			if (r->t.n_res < before)
-				continue;	/* freed: the next one slid into i */
+			if (res->touched) {
+				walk(r, res);
+				if (t->n_res < before)
+					continue;	/* freed: the next one slid into i */
+			}
+			i++;
 		}
-		i++;
+		return;
 	}
+	if (n > 1)
+		qsort(t->touched, n, sizeof(*t->touched), touched_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (t->touched[i])
+			t->touched[i]->touch_idx = i + 1;
+	/* walk() touches only its own resource and may free it (which
+	 * clears its entry) */
+	for (size_t i = 0; i < n; i++)
+		if (t->touched[i] && t->touched[i]->touched)
+			walk(r, t->touched[i]);
+	for (size_t i = 0; i < n; i++)
+		if (t->touched[i])
+			t->touched[i]->touch_idx = 0;
+	/* anything marked while we walked stays for the next walk */
+	t->n_touched -= n;
+	if (t->n_touched)
+		memmove(t->touched, t->touched + n, t->n_touched * sizeof(*t->touched));
+	for (size_t i = 0; i < t->n_touched; i++)
+		if (t->touched[i])
+			t->touched[i]->touch_idx = i + 1;
 }
 
 void rsm_walk_all(struct rsm *r)
 {
 	for (size_t i = 0; i < r->t.n_res; i++)
-		r->t.res[i]->touched = true;
+		res_touch(&r->t, r->t.res[i]);
 	walk_touched(r);
 }
 
@@ -597,7 +655,7 @@ static void op_convert(struct rsm *r, const struct vmfs_msg *m)
 			l->last_bast = NO_MODE;
 		l->mode = c->mode;
 		emit_lock(r, RSM_EV_GRANTED, l, l->req_id, 0);
-		res->touched = true;
+		res_touch(&r->t, res);
 		walk(r, res);
 		return;
 	}
@@ -644,7 +702,7 @@ static bool end_pending(struct rsm *r, struct rsm_lock *l, int err, bool tell)
 
 		l->rqmode = NO_MODE;
 		move_lock(l, RSM_Q_GRANTED);
-		l->res->touched = true;
+		res_touch(&r->t, l->res);
 		if (tell) {
 			l->rqmode = want;	/* the event names the refused mode */
 			emit_lock(r, RSM_EV_REFUSED, l, l->req_id, err);
@@ -686,7 +744,7 @@ static void op_cancel(struct rsm *r, const struct vmfs_msg *m)
 		emit_reply(r, m, &c->o, RSM_EV_DONE, c->lkid, VMFS_DLM_ENOLOCK);
 		return;
 	}
-	l->res->touched = true;
+	res_touch(&r->t, l->res);
 	end_pending(r, l, VMFS_DLM_ECANCELED, true);
 	emit_reply(r, m, &c->o, RSM_EV_DONE, c->lkid, 0);
 	walk_touched(r);
@@ -1025,7 +1083,7 @@ void rsm_node_departed(struct rsm *r, uint32_t nodeid, const char *name)
 			held++;
 			continue;
 		}
-		l->res->touched = true;
+		res_touch(&r->t, l->res);
 		if (!end_pending(r, l, 0, false))
 			continue;
 		l->recovering = true;
@@ -1196,7 +1254,7 @@ static void op_client_gone(struct rsm *r, const struct vmfs_msg *m)
 		 * mean nothing to the current one. */
 		if (l->nodeid != m->nodeid || l->client_id != cid || cid == 0 || l->recovering)
 			continue;
-		l->res->touched = true;
+		res_touch(&r->t, l->res);
 		if (!end_pending(r, l, 0, false))
 			continue;
 		if (l->flags & VMFS_DLM_PERSISTENT) {
