@@ -5,7 +5,7 @@
 # (tests/cluster/vmfs-cluster) sharing one volume mounted -o cluster.
 # Prints per-phase times and the ratio one-host time / 3-host time
 # (target, issue 3: >= 1.00x, i.e. the 3 hosts together no slower than one).
-# Slow today: 3000 files took ~6 min in all on the test VM, so 10000 take ~20.
+# 10000 files take about 3 minutes in all on the 2-core test VM.
 # For reference it first runs the one-host workload on a single-host
 # (-o local) mount of the same volume.  Fails only when a run fails; the
 # figures are for people to judge.
