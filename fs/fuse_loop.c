@@ -82,8 +82,10 @@ static bool small_io(const struct fuse_buf *buf, size_t len)
  * takes a request which may block, when no other is left waiting, wakes a
  * parked one to wait in its place.  Small READs and WRITEs do not (they
  * are answered from the disk completion, op_read), or the handoff would
- * cost the switch it saves; one that turns out to block says so with
- * fuse_loop_may_block(). */
+ * cost the switch it saves; a small write that must allocate says so with
+ * fuse_loop_may_block().  A small request waiting for a cluster lock it
+ * does not cache delays the others a little but never waits for another
+ * FUSE request, so it cannot deadlock the pool. */
 #define READERS 2
 
 /* Before a receive: park while READERS others already wait there. */
