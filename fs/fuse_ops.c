@@ -2194,15 +2194,21 @@ static void *lock_wait_main(void *arg)
 	return NULL;
 }
 
-/* Wait for w's lock and answer its request, from a new thread (on this
- * worker when none can be started).  w is the callee's. */
-static void lock_wait_start(struct lock_wait *w)
+/* Wait for the lock described by proto and answer its request, from a new
+ * thread (on this worker when none can be started). */
+static void lock_wait_start(const struct lock_wait *proto)
 {
-	struct fsctx *c = w->c;
+	struct lock_wait *w = malloc(sizeof(*w));
+	struct fsctx *c = proto->c;
 	pthread_attr_t attr;
 	pthread_t tid;
 	int rc;
 
+	if (!w) {
+		fuse_reply_err(proto->req, ENOLCK);
+		return;
+	}
+	*w = *proto;
 	plock_intr_init(&w->in, c->pl);
 	pthread_mutex_lock(&c->wmu);
 	w->prev = NULL;
@@ -2240,7 +2246,6 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 {
 	struct fsctx *c = ctx_of(req);
 	uint64_t start, end;
-	struct lock_wait *w;
 	int rc;
 
 	flock_range(lock, &start, &end);
@@ -2249,15 +2254,10 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	rc = plock_setlk(c->pl, to_disk(c, ino), fi->lock_owner, fuse_req_ctx(req)->pid,
 			 lock->l_type, start, end, false, NULL);
 	if (rc == -EAGAIN && sleep) {
-		w = malloc(sizeof(*w));
-		if (!w) {
-			fuse_reply_err(req, ENOLCK);
-			return;
-		}
-		*w = (struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
-					 .owner = fi->lock_owner, .start = start, .end = end,
-					 .pid = fuse_req_ctx(req)->pid, .type = lock->l_type };
-		lock_wait_start(w);
+		lock_wait_start(&(struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
+						     .owner = fi->lock_owner, .start = start,
+						     .end = end, .pid = fuse_req_ctx(req)->pid,
+						     .type = lock->l_type });
 		return;
 	}
 	fuse_reply_err(req, -rc);
@@ -2267,19 +2267,12 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 {
 	struct fsctx *c = ctx_of(req);
 	bool wait = !(op & LOCK_NB) && (op & ~LOCK_NB) != LOCK_UN;
-	struct lock_wait *w;
 	int rc;
 
 	rc = plock_flock(c->pl, to_disk(c, ino), fi->lock_owner, op | (wait ? LOCK_NB : 0), NULL);
 	if (rc == -EWOULDBLOCK && wait) {
-		w = malloc(sizeof(*w));
-		if (!w) {
-			fuse_reply_err(req, ENOLCK);
-			return;
-		}
-		*w = (struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
-					 .owner = fi->lock_owner, .flock_op = op };
-		lock_wait_start(w);
+		lock_wait_start(&(struct lock_wait){ .req = req, .c = c, .ino = to_disk(c, ino),
+						     .owner = fi->lock_owner, .flock_op = op });
 		return;
 	}
 	fuse_reply_err(req, -rc);

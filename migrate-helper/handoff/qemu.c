@@ -917,7 +917,6 @@ static int commit(struct run *r, char *why, size_t why_len)
 	return 0;
 }
 
-/* Pre-flight and start.  0, or -1 with r->error. */
 /* Run on the source host, arm the return claims the give-back needs
  * (qemu.c head comment) on the source QEMU's writable images that are
  * files on this host's vmfs mounts, unless --no-return.  Elsewhere those
@@ -985,6 +984,7 @@ static void drop_returns(struct run *r)
 	r->n_armed = 0;
 }
 
+/* Pre-flight and start.  0, or -1 with r->error. */
 static int start(struct run *r)
 {
 	char why[512], st[32];
