@@ -6,8 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inode.h"
 #include "log.h"
 #include "spare.h"
+
+static __thread struct rg_need need;
+
+struct rg_need *alloc_need(void)
+{
+	return &need;
+}
+
+void alloc_need_reset(void)
+{
+	need.n = 0;
+}
+
+/* Ask for RG i; false once the list is full. */
+static bool need_add(uint32_t i)
+{
+	for (unsigned k = 0; k < need.n; k++)
+		if (need.rg[k] == i)
+			return true;
+	if (need.n == RG_NEED_MAX)
+		return false;
+	need.rg[need.n++] = i;
+	return true;
+}
 
 int64_t alloc_rg_of(const struct vol *v, uint64_t b)
 {
@@ -28,6 +53,8 @@ static int rg_load(struct vol *v, uint32_t i, struct mbuf **mbp, struct vmfs_rg 
 		rc = VMFS_EBADFIELD;
 	if (rc)
 		vol_report_bad(v, VMFS_T_RG, addr, rc);
+	else if (v->rg_hint)
+		v->rg_hint[i] = rg->free_blocks;
 	return rc;
 }
 
@@ -52,19 +79,164 @@ int alloc_recount(struct vol *v)
 		if (rc)
 			goto out;
 		sum += rg->free_blocks;
+		if (!rg_usable(v, i))	/* read under no lock: not for keeping */
+			mc_forget(v, vmfs_rg_addr(&v->sb, i));
 	}
 	v->free_blocks = sum;
 	v->free_stale = false;
+	v->recount_ns = now_ns();
 out:
 	free(rg);
 	return rc;
 }
 
+/* Where host slot starts: slots bit-reversed, so the first hosts to mount
+ * (slots 0, 1, 2, 3...) start at 0, 1/2, 1/4, 3/4... of the volume, far
+ * apart whatever the number of slots the volume has. */
+static uint32_t pref_group(int slot, uint32_t max_hosts, uint32_t nrgs)
+{
+	unsigned bits = 0;
+	uint32_t r = 0;
+
+	while ((1u << bits) < max_hosts)
+		bits++;
+	for (unsigned b = 0; b < bits; b++)
+		if ((uint32_t)slot & (1u << b))
+			r |= 1u << (bits - 1 - b);
+	return (uint32_t)((uint64_t)r * nrgs >> bits) % nrgs;
+}
+
 int alloc_init(struct vol *v)
 {
-	v->rg_pref = v->slot >= 0 ? (uint32_t)((uint64_t)v->slot * v->sb.nrgs / v->sb.max_hosts) : 0;
+	if (!v->rg_held)
+		v->rg_held = calloc(v->sb.nrgs, sizeof(*v->rg_held));
+	if (!v->rg_hint)
+		v->rg_hint = calloc(v->sb.nrgs, sizeof(*v->rg_hint));
+	if (!v->rg_held || !v->rg_hint)
+		return -ENOMEM;
+	v->rg_pref = v->slot >= 0 ? pref_group(v->slot, v->sb.max_hosts, v->sb.nrgs) : 0;
+	v->rg_cur = v->rg_pref;
 	v->chunk_hint = 0;
 	return alloc_recount(v);
+}
+
+int alloc_room(struct vol *v, uint64_t want)
+{
+	struct vmfs_rg *rg;
+	uint64_t have = 0;
+	int rc = 0;
+
+	if (!v->rg_locked)
+		return 0;
+	rg = malloc(sizeof(*rg));
+	if (!rg)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < v->sb.nrgs && have < want; i++) {
+		struct mbuf *mb;
+
+		if (!rg_usable(v, i))
+			continue;
+		rc = rg_load(v, i, &mb, rg);
+		if (rc)
+			goto out;
+		have += rg->free_blocks;
+	}
+	if (have >= want)
+		goto out;
+	/* Not enough in the held groups: ask for the next ones that had room
+	 * when last seen, from the one this host allocates in; empty ones
+	 * first, as a group partly used is likely another host's current one. */
+	for (int pass = 0; pass < 2 && have < want; pass++) {
+		for (uint32_t k = 0; k < v->sb.nrgs && have < want; k++) {
+			uint32_t i = (v->rg_cur + k) % v->sb.nrgs;
+			uint64_t size = v->sb.nblocks - vmfs_rg_first_block(&v->sb, i);
+
+			if (size > v->sb.rg_blocks)
+				size = v->sb.rg_blocks;
+			if (rg_usable(v, i) || v->rg_hint[i] == 0 ||
+			    (pass == 0 && v->rg_hint[i] < size - 1))	/* - 1: its header */
+				continue;
+			if (!need_add(i))
+				break;
+			have += v->rg_hint[i];
+		}
+	}
+	if (need.n)
+		rc = VMFS_ENEEDRG;
+	else if (now_ns() - v->recount_ns > 1000000000ull && !alloc_recount(v))
+		rc = alloc_room(v, want);	/* other hosts may have freed some */
+	else
+		rc = -ENOSPC;
+out:
+	free(rg);
+	return rc;
+}
+
+/* Add the groups of blocks [start, start+len) that are not held. */
+static bool need_range(struct vol *v, uint64_t start, uint64_t len, bool *all_held)
+{
+	int64_t a = alloc_rg_of(v, start), b = alloc_rg_of(v, start + len - 1);
+
+	if (a < 0 || b < 0)
+		return true;	/* a damaged extent: free_blocks reports it */
+	for (int64_t i = a; i <= b; i++) {
+		if (rg_usable(v, (uint32_t)i))
+			continue;
+		*all_held = false;
+		if (!need_add((uint32_t)i))
+			return false;
+	}
+	return true;
+}
+
+bool alloc_need_block(struct vol *v, uint64_t b)
+{
+	int64_t i = alloc_rg_of(v, b);
+
+	if (i < 0 || rg_usable(v, (uint32_t)i))
+		return true;
+	need_add((uint32_t)i);
+	return false;
+}
+
+uint32_t alloc_free_split(struct vol *v, const struct xmap *m, uint32_t from, uint32_t to)
+{
+	uint32_t split = from;
+	bool all = true;
+
+	if (!v->rg_locked)
+		return from;
+	for (uint32_t k = m->n; k-- > 0;) {
+		const struct vmfs_extent *e = &m->e[k];
+		uint64_t s = e->lblk > from ? e->lblk : from;
+		uint64_t t = (uint64_t)e->lblk + e->len < to ? (uint64_t)e->lblk + e->len : to;
+		bool before = all;
+
+		if (t <= s)
+			continue;
+		if (!need_range(v, e->pblk + (s - e->lblk), t - s, &all))
+			break;
+		if (before && !all)	/* the first extent (from the end) not held */
+			split = (uint32_t)t;
+	}
+	return all ? from : split;
+}
+
+int alloc_mblk_frees(struct vol *v, uint64_t n)
+{
+	if (!v->rg_locked || v->spare_mode || SPARE_CAP - v->nspare >= n)
+		return 0;
+	/* The pool is too full to take them: let it give spares back to
+	 * their groups first (spare_rebalance), under their locks. */
+	for (unsigned k = 0; k < v->nspare; k++) {
+		uint32_t i = (uint32_t)alloc_rg_of(v, v->spare[k] / v->mpb);
+
+		if (!rg_usable(v, i) && !need_add(i))
+			break;
+	}
+	if (need.n)
+		return VMFS_ENEEDRG;
+	return spare_rebalance(v);
 }
 
 static bool pending(const struct vol *v, uint64_t b)
@@ -96,8 +268,12 @@ int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
 {
 	struct vmfs_rg *rg;
 	int64_t grg = goal ? alloc_rg_of(v, goal) : -1;
-	uint32_t first_rg = grg >= 0 ? (uint32_t)grg : v->rg_pref;
+	uint32_t first_rg;
 	int rc = -ENOSPC;
+
+	if (grg >= 0 && !rg_usable(v, (uint32_t)grg))
+		grg = -1;
+	first_rg = grg >= 0 ? (uint32_t)grg : v->rg_cur % v->sb.nrgs;
 
 	if (v->spare_mode) {	/* a caller's bug: spare.h */
 		log_err("data blocks wanted without the allocator lock");
@@ -113,6 +289,8 @@ int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
 		struct mbuf *mb;
 		uint32_t n = 0, j = 0;
 
+		if (!rg_usable(v, i))
+			continue;
 		rc = rg_load(v, i, &mb, rg);
 		if (rc)
 			goto out;
@@ -135,6 +313,10 @@ int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
 			continue;
 		rg_store(v, mb, rg);
 		v->free_blocks -= n;
+		if (v->rg_hint)
+			v->rg_hint[i] = rg->free_blocks;
+		if (grg < 0 || i != (uint32_t)grg)
+			v->rg_cur = i;	/* where room was: start there next time */
 		*start = rg->first_block + j;
 		*got = n;
 		rc = 0;
@@ -167,6 +349,13 @@ int free_blocks(struct vol *v, uint64_t start, uint32_t len)
 			rc = VMFS_EBADFIELD;
 			goto out;
 		}
+		if (!rg_usable(v, (uint32_t)i)) {	/* a caller's bug: no check */
+			log_err("freeing block %llu of resource group %lld without its lock",
+				(unsigned long long)start, (long long)i);
+			need_add((uint32_t)i);
+			rc = VMFS_ENEEDRG;
+			goto out;
+		}
 		rc = rg_load(v, (uint32_t)i, &mb, rg);
 		if (rc)
 			goto out;
@@ -183,6 +372,8 @@ int free_blocks(struct vol *v, uint64_t start, uint32_t len)
 		rg->free_blocks += n;
 		rg_store(v, mb, rg);
 		v->free_blocks += n;
+		if (v->rg_hint)
+			v->rg_hint[i] = rg->free_blocks;
 		if (v->mode == VOL_MOUNT) {
 			if (v->npfree == v->pfree_cap) {
 				size_t cap = v->pfree_cap ? v->pfree_cap * 2 : 64;
@@ -279,6 +470,32 @@ out:
 	return rc;
 }
 
+int alloc_meta_room(struct vol *v, unsigned n)
+{
+	int rc;
+
+	if (!v->rg_locked || v->spare_mode)
+		return 0;
+	if (v->chunk_hint && rg_usable(v, (uint32_t)alloc_rg_of(v, v->chunk_hint))) {
+		struct vmfs_chunk *c = malloc(sizeof(*c));
+		struct mbuf *mb;
+
+		if (!c)
+			return -ENOMEM;
+		rc = chunk_load(v, v->chunk_hint, &mb, c);
+		n = !rc && c->free_slots >= n ? 0 : n;
+		free(c);
+		if (rc)
+			return rc;
+		if (n == 0)
+			return 0;
+	}
+	/* a new chunk; a full volume may still have slots in old ones, which
+	 * alloc_mblk() finds (or says -ENOSPC itself) */
+	rc = alloc_room(v, 1 + n / (v->mpb - 1));
+	return rc == -ENOSPC ? 0 : rc;
+}
+
 int alloc_mblk(struct vol *v, uint64_t *addr)
 {
 	struct vmfs_rg *rg = NULL;
@@ -289,23 +506,26 @@ int alloc_mblk(struct vol *v, uint64_t *addr)
 	if (v->spare_mode)
 		return spare_pop(v, addr);
 
+	if (v->chunk_hint && !rg_usable(v, (uint32_t)alloc_rg_of(v, v->chunk_hint)))
+		v->chunk_hint = 0;
 	if (v->chunk_hint) {
 		rc = chunk_take(v, v->chunk_hint, addr);
 		if (rc != -ENOSPC)
 			return rc;
 		v->chunk_hint = 0;
 	}
-	/* Look for room in the chunks of the preferred group. */
+	/* Look for room in the chunks of the group this host allocates in;
+	 * on a shared mount, of any group it holds. */
 	rg = malloc(sizeof(*rg));
 	if (!rg)
 		return -ENOMEM;
-	{
+	for (uint32_t k = 0; k < (v->rg_locked ? v->sb.nrgs : 1); k++) {
+		uint32_t i = (v->rg_cur + k) % v->sb.nrgs;
 		struct mbuf *mb;
-		uint64_t addr_rg = vmfs_rg_addr(&v->sb, v->rg_pref);
 
-		rc = mc_get(v, addr_rg, VMFS_T_RG, &mb);
-		if (!rc)
-			rc = vmfs_rg_decode(mb->data, addr_rg, v->sb.uuid, rg);
+		if (!rg_usable(v, i))
+			continue;
+		rc = rg_load(v, i, &mb, rg);
 		if (rc)
 			goto out;
 		for (uint32_t j = 0; j < rg->nblocks; j++) {
@@ -344,6 +564,17 @@ int free_mblk(struct vol *v, uint64_t addr)
 	if (v->spare_mode) {
 		free(c);
 		return spare_push(v, addr);
+	}
+	if (alloc_rg_of(v, b) >= 0 && !rg_usable(v, (uint32_t)alloc_rg_of(v, b))) {
+		/* Not our group: keep it as a spare (alloc.h); alloc_mblk_frees
+		 * made room in the pool. */
+		free(c);
+		if (v->nspare < SPARE_CAP)
+			return spare_push(v, addr);
+		log_err("freeing mblk %llu: its group is not held and the spare pool is full",
+			(unsigned long long)addr);
+		need_add((uint32_t)alloc_rg_of(v, b));
+		return VMFS_ENEEDRG;
 	}
 	if (!c)
 		return -ENOMEM;

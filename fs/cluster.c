@@ -78,10 +78,30 @@ static int fenced(struct fsctx *c)
 	return atomic_load(&c->lost) || diskio_fenced(c->v->dio) ? -EIO : 0;
 }
 
+/* Note the group locks of h[0..n) as held (alloc.h): under vol.mu, once
+ * granted, so the blocking callback (also under vol.mu) cannot miss it. */
+static void mark_groups(struct fsctx *c, const struct vmfs_lkh *h, int n)
+{
+	struct vol *v = c->v;
+	bool any = false;
+
+	for (int i = 0; i < n && !any; i++)
+		any = h[i].kind == VMFS_LK_ALLOC && h[i].held && h[i].mode == VMFS_LK_EX;
+	if (!any || !v->rg_locked)
+		return;
+	pthread_mutex_lock(&v->mu);
+	for (int i = 0; i < n; i++)
+		if (h[i].kind == VMFS_LK_ALLOC && h[i].held && h[i].mode == VMFS_LK_EX &&
+		    v->rg_held && h[i].id < v->sb.nrgs)
+			v->rg_held[h[i].id] = 1;
+	pthread_mutex_unlock(&v->mu);
+}
+
 int lks_lock(struct fsctx *c, struct lkset *s)
 {
 	int rc = fenced(c);
 
+	alloc_need_reset();	/* what the operation's checks ask for next */
 	if (rc)
 		return rc;
 	qsort(s->h, (size_t)s->n, sizeof(s->h[0]), lkh_cmp);
@@ -95,7 +115,42 @@ int lks_lock(struct fsctx *c, struct lkset *s)
 			return rc;
 		}
 	}
+	mark_groups(c, s->h, s->n);
 	return 0;
+}
+
+void lks_want_alloc(struct fsctx *c, struct lkset *s)
+{
+	uint32_t rg;
+
+	pthread_mutex_lock(&c->v->mu);
+	rg = c->v->rg_cur;
+	pthread_mutex_unlock(&c->v->mu);
+	lks_want(s, VMFS_LK_ALLOC, rg, VMFS_LK_EX);
+}
+
+int lks_regroup(struct fsctx *c, struct lkset *s, unsigned *tries)
+{
+	const struct rg_need *nd = alloc_need();
+
+	lks_unlock(c, s);
+	if (++*tries > 10000) {
+		log_err("resource-group locks: no progress after %u rounds (bug)", *tries);
+		return -EIO;
+	}
+	if (s->n + (int)nd->n > LKS_MAX) {
+		/* keep the other locks; the groups asked for replace the set's */
+		for (int i = 0; i < s->n;)
+			if (s->h[i].kind == VMFS_LK_ALLOC)
+				s->h[i] = s->h[--s->n];
+			else
+				i++;
+	}
+	for (unsigned k = 0; k < nd->n; k++)
+		lks_want(s, VMFS_LK_ALLOC, nd->rg[k], VMFS_LK_EX);
+	log_debug("resource-group locks: round %u asks for %u more", *tries, nd->n);
+	alloc_need_reset();
+	return lks_lock(c, s);
 }
 
 int lks_try_add(struct fsctx *c, struct lkset *s, enum vmfs_lk_kind kind, uint64_t id,
@@ -117,6 +172,8 @@ int lks_try_add(struct fsctx *c, struct lkset *s, enum vmfs_lk_kind kind, uint64
 	if (rc) {
 		/* forget the entry so lks_unlock does not see a half state */
 		*h = s->h[--s->n];
+	} else {
+		mark_groups(c, h, 1);
 	}
 	return rc;
 }
@@ -163,6 +220,8 @@ static int fs_blocking(void *arg, enum vmfs_lk_kind kind, uint64_t id)
 		return -EIO;
 	pthread_mutex_lock(&c->v->mu);
 	rc = vol_handover(c->v, covered_types(kind));
+	if (!rc && kind == VMFS_LK_ALLOC && c->v->rg_held && id < c->v->sb.nrgs)
+		c->v->rg_held[id] = 0;	/* alloc.h: no more changes there */
 	pthread_mutex_unlock(&c->v->mu);
 	if (rc)
 		log_err("cannot hand a lock over: %s (kept; retried)", vmfs_strerror(rc));
@@ -290,6 +349,27 @@ static int recover_journal(struct fsctx *c, uint32_t s)
  * still had open) under the allocator lock and the slot's own lock, and
  * mark the slot FREE.  If we die first, whoever next claims the slot (or
  * probes it at mount) sees it LIVE-but-dead and does this. */
+int cluster_free_orphans(struct fsctx *c, struct lkset *ls, uint32_t slot)
+{
+	struct vol *v = c->v;
+	unsigned tries = 0;
+
+	for (;;) {
+		int rc;
+
+		pthread_mutex_lock(&v->mu);
+		alloc_need_reset();
+		rc = orphan_process(v, slot);
+		mc_drop_clean(v);	/* the orphans' inodes were read under no inode lock */
+		pthread_mutex_unlock(&v->mu);
+		if (rc != VMFS_ENEEDRG)
+			return rc;
+		rc = lks_regroup(c, ls, &tries);
+		if (rc)
+			return rc;
+	}
+}
+
 static int recover_orphans(struct fsctx *c, uint32_t s)
 {
 	struct vol *v = c->v;
@@ -297,18 +377,16 @@ static int recover_orphans(struct fsctx *c, uint32_t s)
 	int rc;
 
 	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
 	lks_want(&ls, VMFS_LK_SLOT, s, VMFS_LK_EX);
 	rc = lks_lock(c, &ls);
 	if (rc)
 		return rc;
+	rc = cluster_free_orphans(c, &ls, s);
 	pthread_mutex_lock(&v->mu);
-	rc = orphan_process(v, s);
 	if (!rc)
 		rc = vol_commit(v);
 	if (!rc)
 		rc = slot_mark_free(v, s);
-	mc_drop_clean(v);	/* the orphans' inodes were read under no inode lock */
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
 	if (rc)
@@ -455,21 +533,19 @@ int cluster_finish_recovery(struct fsctx *c, uint64_t recovered)
 	int rc;
 
 	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
-	rc = lks_lock(c, &ls);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&v->mu);
+	rc = 0;
 	for (uint32_t s = 0; !rc && s < v->sb.max_hosts; s++) {
 		if (!(recovered & (1ull << s)))
 			continue;
-		rc = orphan_process(v, s);
+		rc = cluster_free_orphans(c, &ls, s);
+		pthread_mutex_lock(&v->mu);
 		if (!rc && (int)s != v->slot)
 			rc = slot_mark_free(v, s);
+		pthread_mutex_unlock(&v->mu);
 	}
+	pthread_mutex_lock(&v->mu);
 	if (!rc)
 		rc = vol_commit(v);
-	mc_drop_clean(v);	/* the orphans' inodes were read under no inode lock */
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
 	for (uint32_t s = 0; s < v->sb.max_hosts; s++)

@@ -14,10 +14,11 @@
 
 #include <stdint.h>
 
+#include "alloc.h"
 #include "fuse_ops.h"
 #include "locking.h"
 
-#define LKS_MAX 8
+#define LKS_MAX (8 + RG_NEED_MAX)
 
 struct lkset {
 	int n;
@@ -35,6 +36,16 @@ int lks_try_add(struct fsctx *c, struct lkset *s, enum vmfs_lk_kind kind, uint64
 		enum vmfs_lk_mode mode) __attribute__((warn_unused_result));
 void lks_unlock(struct fsctx *c, struct lkset *s);
 
+/* The lock of the resource group this host allocates in (alloc.h). */
+void lks_want_alloc(struct fsctx *c, struct lkset *s);
+/* A step answered VMFS_ENEEDRG (alloc.h): with vol.mu released, release
+ * the set, add the groups alloc_need() lists (dropping the set's other
+ * group locks if they would not fit), lock the set again in order and
+ * reset alloc_need().  tries counts the rounds; gives up with -EIO after
+ * very many (a bug: every round must make progress). */
+int lks_regroup(struct fsctx *c, struct lkset *s, unsigned *tries)
+	__attribute__((warn_unused_result));
+
 /* Convenience: one inode lock. */
 int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode mode)
 	__attribute__((warn_unused_result));
@@ -48,6 +59,10 @@ int cluster_mount(struct fsctx *c, int want_slot, const char *host, uint64_t *re
 /* After alloc_init: free the orphans of the recovered slots, release their
  * locks. */
 int cluster_finish_recovery(struct fsctx *c, uint64_t recovered) __attribute__((warn_unused_result));
+/* orphan_process(slot) under the group locks it asks for (alloc.h), with
+ * ls held too (its group locks change).  Without vol.mu. */
+int cluster_free_orphans(struct fsctx *c, struct lkset *ls, uint32_t slot)
+	__attribute__((warn_unused_result));
 /* Unmount: release every cached lock but our slot's (flushing first), so
  * other hosts are not kept waiting; then the slot is marked free and its
  * lock goes with fsctx_fini(). */

@@ -325,6 +325,40 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 	return rc;
 }
 
+/* vmfs_errno(), but VMFS_ENEEDRG goes back to the caller (alloc.h). */
+static int step_errno(int rc)
+{
+	return rc == VMFS_ENEEDRG ? rc : vmfs_errno(rc);
+}
+
+/* Before a write or an extension changes anything: do the held groups
+ * have room for the blocks [off, end) still lacks, plus an extent block
+ * and a new chunk?  (alloc.h; a check only on a shared mount.) */
+static int write_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, uint64_t end)
+{
+	struct xmap m = { 0 };
+	uint64_t holes = 0;
+	int rc = 0;
+
+	if (!v->rg_locked || end <= off)
+		return 0;
+	if (in->iflags & VMFS_IF_INLINE) {
+		if (end <= VMFS_INO_AREA_SIZE)
+			return 0;
+		holes = (end - 1) / v->bsize - off / v->bsize + 2;
+	} else {
+		rc = xmap_load(v, in, &m);
+		for (uint64_t lb = off / v->bsize; !rc && lb <= (end - 1) / v->bsize; lb++)
+			holes += xmap_find(&m, (uint32_t)lb, NULL) < 0;
+		xmap_release(&m);
+	}
+	if (rc)
+		return rc;
+	/* even without a hole, writing into an unwritten extent splits it:
+	 * maybe a new extent block */
+	return holes ? alloc_room(v, holes + 2) : alloc_meta_room(v, 2);
+}
+
 /* Move inline data into block 0 and switch the inode to an extent map. */
 static int inline_to_extents(struct vol *v, struct vmfs_inode *in, struct xmap *m)
 {
@@ -430,6 +464,8 @@ int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint6
 		return -ENOMEM;
 	pthread_mutex_lock(&v->mu);
 	rc = v->error ? v->error : load_reg(v, ino, in);
+	if (!rc)
+		rc = write_room(v, in, off, off + size);
 	if (!rc) {
 		rc = write_locked(v, in, data, size, off);
 		touch_mtime(in);
@@ -443,7 +479,7 @@ int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint6
 	}
 	pthread_mutex_unlock(&v->mu);
 	free(in);
-	return vmfs_errno(rc);
+	return step_errno(rc);
 }
 
 /* Zero [from, block end) of the block holding byte from, if written. */
@@ -461,6 +497,38 @@ static int zero_tail(struct vol *v, const struct xmap *m, uint64_t from, uint64_
 		return 0;
 	return blk_write_partial(v, m->e[i].pblk + (lb - m->e[i].lblk), boff, NULL,
 				 (size_t)(to - from));
+}
+
+/* Before a shrink to size frees anything: 0 when this host holds the
+ * groups of every block it frees; else VMFS_ENEEDRG, after truncating to
+ * the lowest size whose freed blocks all are in held groups, if that is
+ * below the current one (a step: a complete truncate, alloc.h). */
+static int truncate_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint64_t size)
+{
+	uint32_t keep = (uint32_t)((size + v->bsize - 1) / v->bsize), split;
+	struct vmfs_xmap_hdr xh;
+	int rc;
+
+	if (!v->rg_locked)
+		return 0;
+	vmfs_xmap_hdr_decode(in->area, &xh);
+	rc = alloc_mblk_frees(v, xh.nxblk);
+	if (rc)
+		return rc;
+	split = alloc_free_split(v, m, keep, UINT32_MAX);
+	if (split == keep)
+		return 0;
+	rc = xmap_punch(v, m, split, UINT32_MAX);
+	if (!rc)
+		rc = xmap_store(v, in, m);
+	if (rc)
+		return rc;
+	if ((uint64_t)split * v->bsize < in->size) {
+		in->size = (uint64_t)split * v->bsize;
+		touch_mtime(in);
+	}
+	rc = vol_inode_put(v, in);
+	return rc ? rc : VMFS_ENEEDRG;
 }
 
 int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
@@ -486,9 +554,13 @@ int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
 			in->size = size;
 			goto store;
 		}
-		rc = inline_to_extents(v, in, &m);
+		rc = write_room(v, in, 0, 1 + VMFS_INO_AREA_SIZE);
+		if (!rc)
+			rc = inline_to_extents(v, in, &m);
 	} else {
 		rc = xmap_load(v, in, &m);
+		if (!rc && size < in->size)
+			rc = truncate_step(v, in, &m, size);
 	}
 	if (rc)
 		goto out;
@@ -518,7 +590,7 @@ out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);
 	free(in);
-	return vmfs_errno(rc);
+	return step_errno(rc);
 }
 
 static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t end)
@@ -541,12 +613,43 @@ static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t en
 	return rc;
 }
 
+/* truncate_step() for a punch of [off, end): the whole blocks from the
+ * lowest one whose groups are all held to the end of the range go first. */
+static int punch_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint64_t off,
+		      uint64_t end)
+{
+	uint64_t b0 = (off + v->bsize - 1) / v->bsize, b1 = end / v->bsize;
+	struct vmfs_xmap_hdr xh;
+	uint32_t split;
+	int rc;
+
+	if (!v->rg_locked || b1 <= b0)
+		return 0;
+	vmfs_xmap_hdr_decode(in->area, &xh);
+	rc = alloc_mblk_frees(v, xh.nxblk + 1);
+	if (!rc)	/* a hole inside an extent splits it */
+		rc = alloc_meta_room(v, 2);
+	if (rc)
+		return rc;
+	split = alloc_free_split(v, m, (uint32_t)b0, (uint32_t)b1);
+	if (split == b0)
+		return 0;
+	if (split < b1) {
+		rc = xmap_punch(v, m, split, b1 - split);
+		if (!rc)
+			rc = xmap_store(v, in, m);
+		if (!rc)
+			rc = vol_inode_put(v, in);
+	}
+	return rc ? rc : VMFS_ENEEDRG;
+}
+
 int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t len)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct xmap m = { 0 };
 	uint64_t end = off + len;
-	int rc;
+	int rc, more = 0;
 
 	if (!in)
 		return -ENOMEM;
@@ -577,10 +680,20 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 		}
 		rc = xmap_load(v, in, &m);
 		if (!rc)
-			rc = punch_locked(v, &m, off, end);
+			rc = punch_step(v, in, &m, off, end);
+		if (rc)
+			goto out;
+		rc = punch_locked(v, &m, off, end);
 		if (!rc)
 			rc = xmap_store(v, in, &m);
 		goto store;
+	}
+	/* The groups held may not have room for it all: what they have is
+	 * allocated, and the rest asked for (alloc.h) */
+	more = write_room(v, in, off, end);
+	if (more && more != VMFS_ENEEDRG && more != -ENOSPC) {
+		rc = more;
+		goto out;
 	}
 	if (in->iflags & VMFS_IF_INLINE) {
 		if (end <= VMFS_INO_AREA_SIZE)
@@ -606,6 +719,8 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 			break;
 		}
 		rc = alloc_blocks(v, 0, want > 65536 ? 65536 : (uint32_t)want, VMFS_B_DATA, &pb, &got);
+		if (rc == -ENOSPC && more == VMFS_ENEEDRG)
+			rc = VMFS_ENEEDRG;	/* this step is done */
 		if (!rc)
 			rc = xmap_insert(&m, (uint32_t)lb, (uint32_t)pb, got, VMFS_EXT_UNWRITTEN);
 		lb += got;
@@ -614,6 +729,12 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 		int rc2 = xmap_store(v, in, &m);
 
 		rc = rc ? rc : rc2;
+	}
+	if (rc == VMFS_ENEEDRG) {	/* keep what was mapped; the size waits */
+		if (!vol_inode_put(v, in))
+			goto out;
+		rc = -EIO;
+		goto out;
 	}
 size:
 	if (!rc && !(mode & FALLOC_FL_KEEP_SIZE) && end > in->size)
@@ -631,7 +752,7 @@ out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);
 	free(in);
-	return vmfs_errno(rc);
+	return step_errno(rc);
 }
 
 int file_seek(struct vol *v, uint64_t ino, uint64_t off, int whence, uint64_t *res)

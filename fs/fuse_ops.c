@@ -134,7 +134,7 @@ static bool owns_blocks(const struct vmfs_inode *in)
  * else it stays listed (unmount or recovery frees it).  Only the host that
  * unlinked it listed it; any other host's last reference is a stale one
  * (that host freed it already).  With vol.mu and EX on ino. */
-static void orphan_end(struct fsctx *c, uint64_t ino, bool have_alloc)
+static int orphan_end(struct fsctx *c, uint64_t ino, bool have_alloc)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	int rc;
@@ -143,19 +143,27 @@ static void orphan_end(struct fsctx *c, uint64_t ino, bool have_alloc)
 	    orphan_listed(c->v, ino) != 1 ||
 	    (!have_alloc && (owns_blocks(in) || !spare_ok(c->v)))) {
 		free(in);
-		return;
+		return 0;
 	}
-	c->v->spare_mode = !have_alloc;
-	rc = orphan_del(c->v, ino);	/* first: a spare of this mblk is listed again */
-	if (!rc)
-		rc = inode_free(c->v, ino);
-	c->v->spare_mode = false;
-	if (!rc && have_alloc && c->lk.cluster)
-		rc = spare_rebalance(c->v);
-	if (rc)
+	if (!have_alloc) {
+		c->v->spare_mode = true;
+		rc = orphan_del(c->v, ino);	/* first: a spare of this mblk is listed again */
+		if (!rc)
+			rc = inode_free(c->v, ino);
+		c->v->spare_mode = false;
+	} else {
+		/* the groups it owns blocks in, or VMFS_ENEEDRG (alloc.h) */
+		rc = inode_release(c->v, ino);
+		if (!rc)
+			rc = orphan_del(c->v, ino);
+		if (!rc && c->lk.cluster)
+			rc = spare_rebalance(c->v);
+	}
+	if (rc && rc != VMFS_ENEEDRG)
 		log_err("freeing unlinked inode %llu: %s", (unsigned long long)ino,
 			vmfs_strerror(rc));
 	free(in);
+	return rc == VMFS_ENEEDRG ? rc : 0;
 }
 
 /* spare_ok() for choosing an operation's locks, before vol.mu. */
@@ -199,20 +207,22 @@ static bool orphan_end_needs_alloc(struct fsctx *c, uint64_t ino)
 	return need;
 }
 
-/* vnode_put() for a caller that holds EX on the inode (and on the
- * allocator if have_alloc), or runs single-host. */
-static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens,
+/* vnode_put() for a caller that holds EX on the inode, or runs
+ * single-host; have_alloc: not in spare mode (the groups are checked).
+ * True if the inode is left for orphan_reap() (it needs group locks). */
+static bool vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens,
 			     bool have_alloc)
 {
-	bool gone;
+	bool gone, reap = false;
 
 	pthread_mutex_lock(&c->v->mu);
 	pthread_mutex_lock(&c->vmu);
 	gone = vnode_count_down(c, ino, lookups, opens);
 	pthread_mutex_unlock(&c->vmu);
 	if (gone)
-		orphan_end(c, ino, have_alloc);
+		reap = orphan_end(c, ino, have_alloc) == VMFS_ENEEDRG;
 	pthread_mutex_unlock(&c->v->mu);
+	return reap;
 }
 
 /* Drop lookups/opens (FORGET, release).  Called without vol.mu and without
@@ -223,13 +233,15 @@ static void vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, ui
  * time).  The check and the count are one step under vol.mu, as is an
  * unlink's "in use here? then orphan" (drop_link), so neither can slip
  * between the other's. */
+static void orphan_reap(struct fsctx *c, uint64_t ino);
+
 static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
 {
 	struct lkset ls;
-	bool need_alloc;
+	bool need_alloc, reap;
 
 	if (!c->lk.cluster) {
-		vnode_put_locked(c, ino, lookups, opens, true);
+		(void)vnode_put_locked(c, ino, lookups, opens, true);
 		return;
 	}
 	pthread_mutex_lock(&c->v->mu);
@@ -245,7 +257,7 @@ static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t 
 	lks_init(&ls);
 	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
 	if (need_alloc)
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 	if (lks_lock(c, &ls)) {
 		/* Fenced: only count; whoever recovers this slot frees its
 		 * orphans. */
@@ -254,8 +266,10 @@ static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t 
 		pthread_mutex_unlock(&c->vmu);
 		return;
 	}
-	vnode_put_locked(c, ino, lookups, opens, need_alloc);
+	reap = vnode_put_locked(c, ino, lookups, opens, need_alloc);
 	lks_unlock(c, &ls);
+	if (reap)
+		orphan_reap(c, ino);
 }
 
 static bool vnode_in_use(struct fsctx *c, uint64_t ino);
@@ -265,20 +279,24 @@ static bool vnode_in_use(struct fsctx *c, uint64_t ino);
  * now, under its lock and the allocator's. */
 static void orphan_reap(struct fsctx *c, uint64_t ino)
 {
+	unsigned tries = 0;
 	struct lkset ls;
+	int rc;
 
 	lks_init(&ls);
 	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
-	if (lks_lock(c, &ls))
-		return;		/* fenced: recovery frees it */
-	pthread_mutex_lock(&c->v->mu);
-	if (!vnode_in_use(c, ino)) {
-		orphan_end(c, ino, true);
+	lks_want_alloc(c, &ls);
+	rc = lks_lock(c, &ls);
+	while (!rc) {		/* else fenced: recovery frees it */
+		pthread_mutex_lock(&c->v->mu);
+		rc = vnode_in_use(c, ino) ? 0 : orphan_end(c, ino, true);
 		if (vol_maybe_commit(c->v))
 			log_err("inode %llu: commit after freeing it failed", (unsigned long long)ino);
+		pthread_mutex_unlock(&c->v->mu);
+		if (rc != VMFS_ENEEDRG)
+			break;
+		rc = lks_regroup(c, &ls, &tries);	/* the groups of its blocks */
 	}
-	pthread_mutex_unlock(&c->v->mu);
 	lks_unlock(c, &ls);
 }
 
@@ -505,6 +523,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 	struct fsctx *c = ctx_of(req);
 	uint64_t ino = to_disk(c, fino);
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	bool reap = false;
 	struct lkset ls;
 	struct stat st;
 	int rc = 0;
@@ -515,22 +534,29 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 	}
 	lks_init(&ls);
 	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-	if (to_set & FUSE_SET_ATTR_SIZE)
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
 	rc = lks_lock(c, &ls);
 	if (rc)
 		goto out;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct vnode *vn = vnode_get(c, ino, 0, 1);
+		unsigned tries = 0;
 
 		if (!vn) {
 			rc = -ENOMEM;
 			goto unlock;
 		}
-		vnode_wrlock(vn);
-		rc = file_truncate(c->v, ino, (uint64_t)attr->st_size);
-		pthread_rwlock_unlock(&vn->rw);
-		vnode_put_locked(c, ino, 0, 1, true);
+		for (;;) {	/* in steps when it frees in groups not held */
+			vnode_wrlock(vn);
+			rc = file_truncate(c->v, ino, (uint64_t)attr->st_size);
+			pthread_rwlock_unlock(&vn->rw);
+			if (rc != VMFS_ENEEDRG)
+				break;
+			rc = lks_regroup(c, &ls, &tries);
+			if (rc)
+				break;
+		}
+		if (vnode_put_locked(c, ino, 0, 1, true))
+			reap = true;
 		if (rc)
 			goto unlock;
 	}
@@ -561,6 +587,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr, int t
 	pthread_mutex_unlock(&c->v->mu);
 unlock:
 	lks_unlock(c, &ls);
+	if (reap)
+		orphan_reap(c, ino);
 out:
 	if (rc) {
 		fuse_reply_err(req, -vmfs_errno(rc));
@@ -579,6 +607,7 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct vmfs_inode *dir = malloc(sizeof(*dir));
 	uint32_t gid = fc->gid;
+	unsigned tries = 0;
 	struct lkset ls;
 	uint64_t dummy;
 	bool spare;
@@ -600,7 +629,7 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 again:
 	lks_want(&ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
 	if (!spare)
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 	rc = lks_lock(c, &ls);
 	if (rc)
 		goto out;
@@ -608,6 +637,15 @@ again:
 	if (!spare_mode_enter(c, &ls, &spare))
 		goto again;
 	rc = c->v->error;
+	if (!rc && !spare)
+		rc = alloc_meta_room(c->v, 8);
+	if (rc == VMFS_ENEEDRG) {
+		pthread_mutex_unlock(&c->v->mu);
+		rc = lks_regroup(c, &ls, &tries);
+		if (rc)
+			goto out;
+		goto again;
+	}
 	if (!rc)
 		rc = get_dir(c->v, parent, dir);
 	if (!rc && dir->nlink == 0)
@@ -744,6 +782,7 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *in = malloc(sizeof(*in)), *dir = malloc(sizeof(*dir));
 	uint64_t ino = to_disk(c, fino), dummy;
+	unsigned tries = 0;
 	struct lkset ls;
 	int rc;
 
@@ -756,7 +795,7 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 	lks_init(&ls);
 	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
 	lks_want(&ls, VMFS_LK_INODE, to_disk(c, newparent), VMFS_LK_EX);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+	lks_want_alloc(c, &ls);	/* the directory may grow */
 	rc = lks_lock(c, &ls);
 	if (rc) {
 		reply_entry_or_err(req, c, rc, in);
@@ -764,8 +803,18 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 		free(dir);
 		return;
 	}
+again:
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->error;
+	if (!rc)
+		rc = alloc_meta_room(c->v, 4);
+	if (rc == VMFS_ENEEDRG) {
+		pthread_mutex_unlock(&c->v->mu);
+		rc = lks_regroup(c, &ls, &tries);
+		if (!rc)
+			goto again;
+		pthread_mutex_lock(&c->v->mu);
+	}
 	if (!rc)
 		rc = vol_inode_get(c->v, ino, in);
 	if (!rc && S_ISDIR(in->mode))
@@ -802,10 +851,10 @@ static void op_link(fuse_req_t req, fuse_ino_t fino, fuse_ino_t newparent, const
 /* Drop one link of child; list it as an orphan at nlink 0 (it is freed at
  * the last forget/release, or at the next mount after a crash). */
 /* Drop a link of child.  Its last link: still in use here, it goes on the
- * orphan list (the last vnode_put ends it); else it is freed, with the
- * allocator lock (have_alloc) or in spare mode when it owns no blocks;
- * else it goes on the orphan list and *reap says the caller must end it
- * with orphan_reap() once its locks are released. */
+ * orphan list (the last vnode_put ends it); else it is freed when it owns
+ * no blocks (in spare mode or not) or single-host (have_alloc); else it
+ * goes on the orphan list and *reap says the caller must end it with
+ * orphan_reap() once its locks are released. */
 static int drop_link(struct fsctx *c, struct vmfs_inode *child, bool have_alloc, bool *reap)
 {
 	int rc;
@@ -820,7 +869,9 @@ static int drop_link(struct fsctx *c, struct vmfs_inode *child, bool have_alloc,
 		return rc;
 	if (vnode_in_use(c, child->h.self))
 		return orphan_add(c->v, child->h.self);
-	if (have_alloc || !owns_blocks(child))
+	/* A shared mount frees blocks only under their groups' locks, which
+	 * orphan_reap() finds (alloc.h); an mblk alone can go now. */
+	if ((have_alloc && !c->v->rg_locked) || !owns_blocks(child))
 		return inode_free(c->v, child->h.self);
 	*reap = true;
 	return orphan_add(c->v, child->h.self);
@@ -874,6 +925,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	struct fsctx *c = ctx_of(req);
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *ch = malloc(sizeof(*ch));
 	bool spare, reap = false;
+	unsigned tries = 0;
 	struct lkset ls;
 	uint64_t ino;
 	int rc;
@@ -888,7 +940,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	spare = c->lk.cluster && !isdir && spares_ok(c);
 again:
 	if (!spare)
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 	rc = lookup_locked(c, to_disk(c, parent), name, VMFS_LK_EX, VMFS_LK_EX, &ls, &ino);
 	if (rc)
 		goto out;
@@ -903,6 +955,22 @@ again:
 	if (!spare_mode_enter(c, &ls, &spare))
 		goto again;
 	rc = c->v->error;
+	if (!rc && !spare)	/* chain blocks and an inode, maybe not ours */
+		rc = alloc_mblk_frees(c->v, 16);
+	if (rc == VMFS_ENEEDRG) {
+		struct rg_need nd = *alloc_need();
+
+		pthread_mutex_unlock(&c->v->mu);
+		lks_unlock(c, &ls);
+		lks_init(&ls);
+		if (++tries > 100) {
+			rc = -EIO;
+			goto out;
+		}
+		for (unsigned k = 0; k < nd.n; k++)
+			lks_want(&ls, VMFS_LK_ALLOC, nd.rg[k], VMFS_LK_EX);
+		goto again;
+	}
 	if (!rc)
 		rc = get_dir(c->v, to_disk(c, parent), dir);
 	if (!rc)
@@ -998,11 +1066,12 @@ static int rename_names(struct fsctx *c, uint64_t parent, const char *name, uint
 	return rc;
 }
 
-/* Rename's locks: both directories, both names' inodes, the allocator (a
- * replaced inode may be freed, a directory may grow) and, across
- * directories, "r" (see is_ancestor). */
+/* Rename's locks: both directories, both names' inodes, the group this
+ * host allocates in and those a check asked for (gr: a directory may grow,
+ * a replaced inode without blocks is freed) and, across directories, "r"
+ * (see is_ancestor). */
 static int rename_lock(struct fsctx *c, uint64_t parent, const char *name, uint64_t newparent,
-		       const char *newname, struct lkset *ls)
+		       const char *newname, struct lkset *ls, const struct rg_need *gr)
 {
 	uint64_t sino = 0, dino = 0, psino = 0, pdino = 0;
 	int rc;
@@ -1013,7 +1082,9 @@ static int rename_lock(struct fsctx *c, uint64_t parent, const char *name, uint6
 			lks_want(ls, VMFS_LK_RENAME, 0, VMFS_LK_EX);
 		lks_want(ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
 		lks_want(ls, VMFS_LK_INODE, newparent, VMFS_LK_EX);
-		lks_want(ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, ls);
+		for (unsigned k = 0; k < gr->n; k++)
+			lks_want(ls, VMFS_LK_ALLOC, gr->rg[k], VMFS_LK_EX);
 		if (psino)
 			lks_want(ls, VMFS_LK_INODE, psino, VMFS_LK_EX);
 		if (pdino)
@@ -1047,8 +1118,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	uint64_t parent = to_disk(c, fparent), newparent = to_disk(c, fnewparent), sino, dino = 0;
 	struct vmfs_inode *src = malloc(sizeof(*src)), *dst = malloc(sizeof(*dst));
 	struct vmfs_inode *dir = malloc(sizeof(*dir)), *tmp = malloc(sizeof(*tmp));
+	struct rg_need groups = { 0 };
+	unsigned tries = 0;
 	struct lkset ls;
-	bool sdir, reap = false;	/* never set: rename holds the allocator lock */
+	bool sdir, reap = false;
+	uint64_t reap_ino = 0;
 	int rc;
 
 	lks_init(&ls);
@@ -1064,7 +1138,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
-	rc = rename_lock(c, parent, name, newparent, newname, &ls);
+again:
+	rc = rename_lock(c, parent, name, newparent, newname, &ls, &groups);
 	if (rc)
 		goto out;
 	rc = rename_names(c, parent, name, newparent, newname, &sino, &dino);
@@ -1077,6 +1152,19 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 	dino = 0;
 	pthread_mutex_lock(&v->mu);
 	rc = v->error;
+	if (!rc)
+		rc = alloc_mblk_frees(v, 16);
+	if (!rc)
+		rc = alloc_meta_room(v, 4);
+	if (rc == VMFS_ENEEDRG) {	/* alloc.h: again, with those groups too */
+		groups = *alloc_need();
+		pthread_mutex_unlock(&v->mu);
+		lks_unlock(c, &ls);
+		if (++tries <= 100)
+			goto again;
+		rc = -EIO;
+		goto out;
+	}
 	if (!rc)
 		rc = get_dir(v, parent, dir);
 	if (!rc)
@@ -1161,12 +1249,15 @@ static void op_rename(fuse_req_t req, fuse_ino_t fparent, const char *name, fuse
 		rc = vol_inode_get(v, dino, dst);
 		if (!rc)
 			rc = drop_link(c, dst, true, &reap);
+		reap_ino = dino;
 	}
 	if (!rc)
 		rc = vol_maybe_commit(v);
 unlock:
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
+	if (!rc && reap)
+		orphan_reap(c, reap_ino);
 out:
 	fuse_reply_err(req, -vmfs_errno(rc));
 	free(src);
@@ -1601,19 +1692,23 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		struct vmfs_inode *in = malloc(sizeof(*in));
 
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 		rc = in ? lks_lock(c, &ls) : -ENOMEM;
 		if (rc) {
 			free(in);
 			goto reply;
 		}
-		vnode_wrlock(vn);
-		pthread_mutex_lock(&c->v->mu);
-		rc = vol_inode_get(c->v, ino, in);
-		pthread_mutex_unlock(&c->v->mu);
-		if (!rc)
-			rc = file_write(c->v, ino, buf, size, in->size);
-		pthread_rwlock_unlock(&vn->rw);
+		for (unsigned tries = 0;;) {
+			vnode_wrlock(vn);
+			pthread_mutex_lock(&c->v->mu);
+			rc = vol_inode_get(c->v, ino, in);
+			pthread_mutex_unlock(&c->v->mu);
+			if (!rc)
+				rc = file_write(c->v, ino, buf, size, in->size);
+			pthread_rwlock_unlock(&vn->rw);
+			if (rc != VMFS_ENEEDRG || (rc = lks_regroup(c, &ls, &tries)))
+				break;
+		}
 		lks_unlock(c, &ls);
 		free(in);
 		goto reply;
@@ -1635,13 +1730,17 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		fuse_loop_may_block();	/* allocation: journal, maybe the DLM */
 		lks_init(&ls);
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 		rc = lks_lock(c, &ls);
 		if (rc)
 			goto reply;
-		vnode_wrlock(vn);
-		rc = file_write(c->v, ino, buf, size, (uint64_t)off);
-		pthread_rwlock_unlock(&vn->rw);
+		for (unsigned tries = 0;;) {	/* until the groups held have room */
+			vnode_wrlock(vn);
+			rc = file_write(c->v, ino, buf, size, (uint64_t)off);
+			pthread_rwlock_unlock(&vn->rw);
+			if (rc != VMFS_ENEEDRG || (rc = lks_regroup(c, &ls, &tries)))
+				break;
+		}
 		lks_unlock(c, &ls);
 	}
 reply:
@@ -1714,14 +1813,18 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, o
 	if (!rc) {
 		lks_init(&ls);
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
+		lks_want_alloc(c, &ls);
 		rc = lks_lock(c, &ls);
 	}
-	if (!rc) {
+	for (unsigned tries = 0; !rc;) {	/* in steps over groups (alloc.h) */
 		vnode_wrlock(vn);
 		rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
 		pthread_rwlock_unlock(&vn->rw);
-		lks_unlock(c, &ls);
+		if (rc != VMFS_ENEEDRG) {
+			lks_unlock(c, &ls);
+			break;
+		}
+		rc = lks_regroup(c, &ls, &tries);
 	}
 	fuse_reply_err(req, -vmfs_errno(rc));
 }
@@ -1829,19 +1932,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fsctx *c = ctx_of(req);
 	struct statvfs st;
-	struct lkset ls;
-	int rc;
 
 	memset(&st, 0, sizeof(st));
-	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_PR);
-	rc = lks_lock(c, &ls);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	/* No lock: the groups' counts as last written, at most 5 s old
+	 * (other hosts allocate in their groups without telling us), as
+	 * GFS2's statfs without its exact mode.  A recount reads every group
+	 * this host does not hold. */
 	pthread_mutex_lock(&c->v->mu);
-	if (c->v->free_stale && alloc_recount(c->v))
+	if ((c->v->free_stale || now_ns() - c->v->recount_ns > 5000000000ull) &&
+	    alloc_recount(c->v))
 		log_warn("statfs: cannot recount free blocks");
 	st.f_bsize = c->v->bsize;
 	st.f_frsize = c->v->bsize;
@@ -1853,7 +1952,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	st.f_favail = st.f_ffree;
 	st.f_namemax = VMFS_NAME_MAX;
 	pthread_mutex_unlock(&c->v->mu);
-	lks_unlock(c, &ls);
 	fuse_reply_statfs(req, &st);
 }
 

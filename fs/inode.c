@@ -103,6 +103,68 @@ out:
 	return rc;
 }
 
+static int need_dir_block(void *arg, uint64_t addr, int type)
+{
+	struct vol *v = arg;
+
+	(void)type;
+	alloc_need_block(v, addr / v->mpb);
+	return 0;
+}
+
+int inode_release(struct vol *v, uint64_t ino)
+{
+	struct vmfs_inode *in;
+	struct xmap m = { 0 };
+	uint32_t split = 0;
+	int rc;
+
+	if (!v->rg_locked)
+		return inode_free(v, ino);
+	in = malloc(sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	rc = vol_inode_get(v, ino, in);
+	if (rc)
+		goto out;
+	/* Every mblk it frees must be in a held group: this is no place for
+	 * the spare pool (orphan_process frees the pool's own spares). */
+	alloc_need_block(v, ino / v->mpb);
+	if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE)) {
+		struct vmfs_xmap_hdr xh;
+		bool mblks;
+
+		vmfs_xmap_hdr_decode(in->area, &xh);
+		for (uint32_t b = 0; b < xh.nxblk && b < VMFS_XMAP_NXBLK; b++)
+			alloc_need_block(v, get_le64(in->area + XM_PTRS_OFF + 8 * b) / v->mpb);
+		mblks = alloc_need()->n == 0;
+		rc = xmap_load(v, in, &m);
+		if (rc)
+			goto out;
+		split = alloc_free_split(v, &m, 0, UINT32_MAX);
+		if (split && mblks) {	/* free the held tail now: progress */
+			rc = xmap_punch(v, &m, split, UINT32_MAX);
+			if (!rc)
+				rc = xmap_store(v, in, &m);
+			if (!rc && in->size > (uint64_t)split * v->bsize)
+				in->size = (uint64_t)split * v->bsize;
+			if (!rc)
+				rc = vol_inode_put(v, in);
+			if (rc)
+				goto out;
+		}
+	} else if (S_ISDIR(in->mode)) {
+		rc = dir_walk_blocks(v, in, need_dir_block, v);
+		if (rc)
+			goto out;
+	}
+	rc = alloc_need()->n ? VMFS_ENEEDRG : inode_free(v, ino);
+out:
+	xmap_release(&m);
+	free(in);
+	return rc;
+}
+
 void xmap_release(struct xmap *m)
 {
 	free(m->e);

@@ -23,6 +23,11 @@ int inode_init_at(struct vol *v, uint64_t addr, uint32_t mode, uint32_t uid, uin
 /* Release everything the inode owns (data, extent blocks, directory
  * blocks) and its own mblk. */
 int inode_free(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
+/* inode_free() of an unlinked inode only this host can reach (an orphan)
+ * on a shared mount: 0 once freed; VMFS_ENEEDRG (alloc.h) when groups
+ * it owns blocks in are not held, after freeing the data blocks at the
+ * end of the file that are in held groups (a truncate: a step). */
+int inode_release(struct vol *v, uint64_t ino) __attribute__((warn_unused_result));
 /* dtype (DT_*) for a mode */
 unsigned char inode_dtype(uint32_t mode);
 

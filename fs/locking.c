@@ -17,7 +17,7 @@ void vmfs_lk_resname(enum vmfs_lk_kind kind, uint64_t id, char *buf, size_t len)
 		snprintf(buf, len, "m%" PRIu64, id);
 		break;
 	case VMFS_LK_ALLOC:
-		snprintf(buf, len, "a");
+		snprintf(buf, len, "a%" PRIu64, id);
 		break;
 	case VMFS_LK_SLOT:
 		snprintf(buf, len, "s%" PRIu64, id);
@@ -34,18 +34,18 @@ int vmfs_lk_parse(const char *res, enum vmfs_lk_kind *kind, uint64_t *id)
 {
 	char *end;
 
-	if ((res[0] == 'a' || res[0] == 'r') && res[1] == 0) {
-		*kind = res[0] == 'a' ? VMFS_LK_ALLOC : VMFS_LK_RENAME;
+	if (res[0] == 'r' && res[1] == 0) {
+		*kind = VMFS_LK_RENAME;
 		*id = 0;
 		return 0;
 	}
-	if ((res[0] != 'm' && res[0] != 's') || res[1] < '0' || res[1] > '9')
+	if ((res[0] != 'm' && res[0] != 's' && res[0] != 'a') || res[1] < '0' || res[1] > '9')
 		return -EINVAL;
 	errno = 0;
 	*id = strtoull(res + 1, &end, 10);
 	if (errno || *end)
 		return -EINVAL;
-	*kind = res[0] == 'm' ? VMFS_LK_INODE : VMFS_LK_SLOT;
+	*kind = res[0] == 'm' ? VMFS_LK_INODE : res[0] == 'a' ? VMFS_LK_ALLOC : VMFS_LK_SLOT;
 	return 0;
 }
 

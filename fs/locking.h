@@ -6,10 +6,11 @@
  *
  *   "m<ino>"   an inode's metadata: attributes, extent map, directory
  *              contents (PR to read, EX to change)
- *   "a"        the allocator: every resource group's bitmap and the
- *              meta-chunk headers (EX to allocate or free; creates and
- *              deletes of files without blocks use this host's spare
- *              mblks instead, spare.h)
+ *   "a<rg>"    a resource group: its header and bitmap and the headers of
+ *              the meta chunks inside it (EX to allocate or free there;
+ *              alloc.h says how an operation finds which groups it needs;
+ *              creates and deletes of files without blocks use this
+ *              host's spare mblks instead, spare.h)
  *   "s<slot>"  a host slot: heartbeat, journal, orphan list (EX by the
  *              owner for the whole mount; survivors recover a dead owner's
  *              slot while the lock manager still holds its lock for it).
@@ -31,7 +32,7 @@
  * starts from the disk.  The rule that must hold: a cached block was read
  * while a lock covering it was held, and that lock has not been released
  * since.  Code that reads a block under no covering lock drops it itself.
- * The allocator lock has a minimum hold time (locking_dlm.c).
+ * The group locks have a minimum hold time (locking_dlm.c).
  *
  * Ordering rule (deadlock freedom): every cluster lock an operation needs
  * is taken BEFORE vol.mu and before any vnode rwlock, never while holding
@@ -40,7 +41,8 @@
  * inode locks are taken in ascending inode order; an operation that finds
  * its inodes by name (lookup, unlink, rename) looks them up first, locks
  * the set in order, and checks the names again (retrying if they moved).
- * Canonical order: "r", inode locks ascending, "a", slot locks.
+ * Canonical order: "r", inode locks ascending, group locks ascending,
+ * slot locks.
  */
 #ifndef VMFS_FS_LOCKING_H
 #define VMFS_FS_LOCKING_H

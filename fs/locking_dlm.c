@@ -34,16 +34,17 @@ _Static_assert(sizeof(struct vmfs_dlm_lksb) <= sizeof(((struct vmfs_lkh *)0)->co
 #define RETRY_MAX 32
 #define RETRY_MS 20
 
-/* Minimum hold time of the allocator lock "a" (GFS2's glock hold time,
- * the same idea): a host that was just granted it keeps it this long
- * before honouring another host's demand.  Every create and every final
- * unlink takes "a", and a handover costs a commit, a checkpoint and a
- * cache drop on one side and re-reading the resource groups on the other;
- * without a hold time, hosts creating files at the same time hand the lock
+/* Minimum hold time of the resource-group locks "a<N>" (GFS2's glock
+ * hold time, the same idea): a host that was just granted one keeps its
+ * group locks this long before honouring another host's demand.  A
+ * handover costs a commit, a checkpoint and a cache drop on one side and
+ * re-reading the group on the other; when hosts were allocating in the
+ * same group without a hold time (one allocator lock then) they handed it
  * back and forth once per file (measured: 3 hosts together did a quarter
  * of what one host does alone).  With it each host batches the operations
- * of a whole hold.  The price: another host waits up to this long for the
- * allocator. */
+ * of a whole hold.  The price: another host waits up to this long for a
+ * group.  (One clock for all groups: "since this host last got a group
+ * lock after giving one up".) */
 #define ALLOC_HOLD_MS 50
 
 struct dlm_be {

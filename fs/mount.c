@@ -232,11 +232,11 @@ static int open_volume(struct mopts *m, struct fsctx *c, bool *ctx_ok)
 		goto fail;
 	lks_init(&ls);
 	lks_want(&ls, VMFS_LK_INODE, v->sb.root_ino, VMFS_LK_PR);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_PR);
 	rc = lks_lock(c, &ls);
 	if (rc)
 		goto release;
 	pthread_mutex_lock(&v->mu);
+	v->rg_locked = c->lk.cluster;	/* alloc.h */
 	rc = alloc_init(v);
 	if (!rc)
 		rc = vol_inode_get(v, v->sb.root_ino, root);
@@ -272,19 +272,14 @@ static int shutdown_volume(struct fsctx *c)
 	int rc;
 
 	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_ALLOC, 0, VMFS_LK_EX);
-	rc = lks_lock(c, &ls);
-	if (rc)
-		goto out;
+	rc = cluster_free_orphans(c, &ls, (uint32_t)v->slot);	/* nothing is open any more */
 	pthread_mutex_lock(&v->mu);
-	rc = orphan_process(v, (uint32_t)v->slot);	/* nothing is open any more */
 	if (!rc)
 		rc = vol_commit(v);
 	if (!rc)
 		rc = journal_mark_clean(v, (uint32_t)v->slot, v->seq);
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
-out:
 	if (rc)
 		log_err("unmount: could not checkpoint the journal: %s (it will be replayed)",
 			vmfs_strerror(rc));

@@ -10,6 +10,7 @@
 #include "inode.h"
 #include "io.h"
 #include "log.h"
+#include "spare.h"
 
 int slot_read_hb(struct vol *v, uint32_t slot, struct vmfs_hb *hb)
 {
@@ -374,21 +375,36 @@ int orphan_process(struct vol *v, uint32_t slot)
 	struct mbuf *mb;
 	int rc = orphan_load(v, slot, &mb, &o);
 
-	if (rc || o->count == 0)
-		goto out;
-	for (uint32_t i = 0; i < o->count; i++) {
+	if (rc)
+		return rc;
+	/* From the end, one at a time, the list stored after each: a step
+	 * that needs more group locks (VMFS_ENEEDRG, alloc.h) leaves the
+	 * rest listed, the current one (partly freed) included. */
+	while (o->count > 0) {
+		uint64_t ino = o->ino[o->count - 1];
 		struct vmfs_inode in;
 
 		/* Only an inode that is really unlinked may go. */
-		if (vol_inode_get(v, o->ino[i], &in) || in.nlink != 0)
-			continue;
-		rc = inode_free(v, o->ino[i]);
+		if (!vol_inode_get(v, ino, &in) && in.nlink == 0) {
+			rc = inode_release(v, ino);
+			if (rc)
+				goto out;
+			log_info("slot %u: freed orphan inode %llu", slot, (unsigned long long)ino);
+		}
+		free(o);
+		rc = orphan_load(v, slot, &mb, &o);	/* the free may have changed it */
 		if (rc)
-			goto out;
-		log_info("slot %u: freed orphan inode %llu", slot, (unsigned long long)o->ino[i]);
+			return rc;
+		for (uint32_t i = o->count; i-- > 0;) {
+			if (o->ino[i] == ino) {
+				o->ino[i] = o->ino[--o->count];
+				break;
+			}
+		}
+		orphan_store(v, mb, o);
+		if ((int)slot == v->slot)
+			spare_forget(v, ino);
 	}
-	o->count = 0;
-	orphan_store(v, mb, o);
 	if ((int)slot == v->slot)
 		v->nspare = 0;	/* the spares (spare.h) were on that list: freed */
 	rc = vol_commit(v);

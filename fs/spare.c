@@ -31,6 +31,16 @@ int spare_push(struct vol *v, uint64_t addr)
 	return rc;
 }
 
+void spare_forget(struct vol *v, uint64_t addr)
+{
+	for (unsigned k = 0; k < v->nspare; k++) {
+		if (v->spare[k] == addr) {
+			v->spare[k] = v->spare[--v->nspare];
+			return;
+		}
+	}
+}
+
 int spare_pop(struct vol *v, uint64_t *addr)
 {
 	int rc;
@@ -60,9 +70,15 @@ int spare_rebalance(struct vol *v)
 		if (!rc)
 			rc = spare_push(v, addr);
 	}
-	while (!rc && v->nspare > SPARE_FILL) {
-		uint64_t addr;
+	/* Give back the spares of groups this host holds (alloc.h): the
+	 * others would only come back to the pool. */
+	for (unsigned k = v->nspare; !rc && k-- > 0 && v->nspare > SPARE_FILL;) {
+		uint64_t addr = v->spare[k];
 
+		if (!rg_usable(v, (uint32_t)alloc_rg_of(v, addr / v->mpb)))
+			continue;
+		v->spare[k] = v->spare[v->nspare - 1];
+		v->spare[v->nspare - 1] = addr;
 		rc = spare_pop(v, &addr);
 		if (!rc)
 			rc = free_mblk(v, addr);

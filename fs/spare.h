@@ -51,5 +51,8 @@ int spare_rebalance(struct vol *v) __attribute__((warn_unused_result));
 /* alloc_mblk()/free_mblk() in spare mode. */
 int spare_pop(struct vol *v, uint64_t *addr) __attribute__((warn_unused_result));
 int spare_push(struct vol *v, uint64_t addr) __attribute__((warn_unused_result));
+/* The orphan list no longer has addr (orphan_process freed it): out of
+ * the pool too, if it was a spare. */
+void spare_forget(struct vol *v, uint64_t addr);
 
 #endif

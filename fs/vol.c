@@ -112,6 +112,8 @@ void vol_close(struct vol *v)
 		free(v->htab);
 	}
 	free(v->pfree);
+	free(v->rg_held);
+	free(v->rg_hint);
 	diskio_close(v->dio);
 	pthread_mutex_destroy(&v->mu);
 	free(v);

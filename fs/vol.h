@@ -67,9 +67,14 @@ struct vol {
 	uint64_t clean_seq;	/* journal header says clean up to here */
 	bool ckpt_unsynced;	/* in-place writes not yet fdatasync'ed */
 	int error;		/* sticky: once set every change fails */
-	/* allocator hints: protected by mu */
-	uint32_t rg_pref;	/* first RG this host tries */
+	/* allocator: protected by mu (alloc.h says how the RG locks work) */
+	uint32_t rg_pref;	/* the RG this host starts in (its own) */
+	uint32_t rg_cur;	/* the RG this host allocates in now */
 	uint64_t chunk_hint;	/* mblk of a chunk header that had free slots */
+	bool rg_locked;		/* per-RG cluster locks in force (a shared mount) */
+	uint8_t *rg_held;	/* [nrgs]: this host holds RG i's lock "a<i>" */
+	uint32_t *rg_hint;	/* [nrgs]: free blocks last seen, locked or not */
+	uint64_t recount_ns;	/* when free_blocks was last summed */
 	/* spare mblks of this host (spare.h): protected by mu */
 	uint64_t spare[128];
 	unsigned nspare;

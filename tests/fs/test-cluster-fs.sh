@@ -334,7 +334,9 @@ cluster_up 3
 info "disk $DISK, private dir $T"
 
 step 1 "mkfs, mount on 3 hosts"
-"$MKFS" -q "$DISK" || die "vmfs-mkfs $DISK failed"
+# 64 host slots: resource groups of 32 MiB (128 of them), so step 3b's
+# files span more groups than one operation locks at once.
+"$MKFS" -q --max-hosts 64 "$DISK" || die "vmfs-mkfs $DISK failed"
 for i in 1 2 3; do
 	mount_on "$i" || die "step 1: vmfs-mount -o cluster on host$i failed (log above)"
 done
@@ -448,6 +450,63 @@ step3() {
 }
 step 3 "concurrent creates in one directory from all 3 hosts"
 if want_step 3; then step3 || true; step_errors; fi
+
+# groups_of I: the resource-group locks ("a<N>") host I holds, sorted.
+groups_of() {
+	local uuid
+	uuid=$("$VMFSCTL" volume "$DISK" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+	hexec 1 "$VMFSCTL" locks --json --lockspace "$uuid" | "$PY" -c '
+import json, re, sys
+out = []
+for ls in json.load(sys.stdin)["lockspaces"]:
+    for r in ls["resources"]:
+        if re.fullmatch(r"a[0-9]+", r["name"]) and any(
+                l.get("host") == "host" + sys.argv[1] and l.get("queue") == "granted"
+                for l in r["locks"]):
+            out.append(int(r["name"][1:]))
+print(" ".join("a%d" % n for n in sorted(out)))' "$1"
+}
+
+step3b() {
+	local rc=0 h pids=() g1 g2 g3 out
+	do_on 1 "mkdir rg" 'mkdir $M/rg' || return 1
+	# (a) the three hosts allocate at once, each in groups of its own
+	for h in 1 2 3; do
+		TMO=300 on "$h" 'head -c $((48 << 20)) /dev/urandom >$T/rg-src$I &&
+			dd if=$T/rg-src$I of=$M/rg/w$I bs=1M conv=fsync status=none' >"$T/rg-$h.out" 2>&1 &
+		pids+=($!)
+	done
+	for h in 1 2 3; do
+		wait "${pids[h - 1]}" || { bad "host$h's 48 MiB write failed: $(tail -n 3 "$T/rg-$h.out")"; rc=1; }
+	done
+	((rc == 0)) || return 1
+	g1=$(groups_of 1) g2=$(groups_of 2) g3=$(groups_of 3)
+	info "group locks held: host1 {$g1} host2 {$g2} host3 {$g3}"
+	[[ -n $g1 && -n $g2 && -n $g3 ]] || { bad "a host holds no group lock after writing"; rc=1; }
+	out=$(printf '%s\n' $g1 $g2 $g3 | sort | uniq -d | tr '\n' ' ')
+	[[ -z $out ]] || { bad "hosts writing at once share group locks: $out"; rc=1; }
+	for h in 1 2 3; do
+		expect_on "1 2 3" "host$h's file" "same" 'cmp $T/rg-src'"$h"' $M/rg/w'"$h"' && echo same' || rc=1
+	done
+	# (b) frees in groups other hosts hold: the locks move to whoever frees
+	do_on 2 "truncate host1's file" 'truncate -s $(((1 << 20) + 5)) $M/rg/w1' || rc=1
+	do_on 2 "remove host3's file" 'rm $M/rg/w3' || rc=1
+	expect_on "1 3" "truncate and remove on host2" "1048581 gone" \
+		'echo $(stat -c %s $M/rg/w1) $([ -e $M/rg/w3 ] && echo present || echo gone)' || rc=1
+	expect_on "1 3" "the kept MiB of host1's file" "same" \
+		'cmp -n $(((1 << 20) + 5)) $T/rg-src1 $M/rg/w1 && echo same' || rc=1
+	# (c) a file over more groups than one lock set (alloc.h RG_NEED_MAX):
+	# allocated, punched, truncated and removed in steps, on three hosts
+	do_on 3 "fallocate 640 MiB" 'fallocate -l 640M $M/rg/big && echo tail >>$M/rg/big' || rc=1
+	do_on 1 "punch 300 MiB" 'fallocate -p -o $((100 << 20)) -l $((300 << 20)) $M/rg/big' || rc=1
+	do_on 2 "truncate to 50 MiB" 'truncate -s $((50 << 20)) $M/rg/big' || rc=1
+	expect_on "1 3" "the big file after punch and truncate" "52428800" 'stat -c %s $M/rg/big' || rc=1
+	do_on 3 "grow and remove" 'fallocate -l 500M $M/rg/big2 && rm $M/rg/big $M/rg/big2' || rc=1
+	expect_on "1 2 3" "the listing of rg" "w1 w2" 'echo $(ls $M/rg)' || rc=1
+	return $rc
+}
+step 3b "resource-group locks: hosts allocate apart, free anywhere, in steps"
+if want_step 3b; then step3b || true; step_errors; fi
 
 step4() {
 	local out pid line t0 rc=0 h
