@@ -197,7 +197,8 @@ int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode m
  * a block stays cached only while a lock covering it has been held since
  * it was read.  Inode locks cover inode, extent and directory blocks (a
  * handover of one forgets those of every inode: simpler, and still
- * correct); the allocator covers resource-group and chunk headers; "r"
+ * correct); a group's lock covers its header and the chunk headers in its
+ * blocks (only those are forgotten, fs_blocking); "r"
  * covers the parent pointers in inodes.  Blocks read under no covering
  * lock (orphans freed under the allocator lock, recovery) are dropped by
  * whoever read them, at once. */
@@ -219,9 +220,17 @@ static int fs_blocking(void *arg, enum vmfs_lk_kind kind, uint64_t id)
 	if (atomic_load(&c->lost))
 		return -EIO;
 	pthread_mutex_lock(&c->v->mu);
-	rc = vol_handover(c->v, covered_types(kind));
-	if (!rc && kind == VMFS_LK_ALLOC && c->v->rg_held && id < c->v->sb.nrgs)
-		c->v->rg_held[id] = 0;	/* alloc.h: no more changes there */
+	if (kind == VMFS_LK_ALLOC && id < c->v->sb.nrgs) {
+		/* a group's lock covers its header and the chunks in its blocks */
+		uint64_t lo = vmfs_rg_first_block(&c->v->sb, (uint32_t)id) * c->v->mpb;
+
+		rc = vol_handover_in(c->v, covered_types(kind), lo,
+				     lo + (uint64_t)c->v->sb.rg_blocks * c->v->mpb);
+		if (!rc && c->v->rg_held)
+			c->v->rg_held[id] = 0;	/* alloc.h: no more changes there */
+	} else {
+		rc = vol_handover(c->v, covered_types(kind));
+	}
 	pthread_mutex_unlock(&c->v->mu);
 	if (rc)
 		log_err("cannot hand a lock over: %s (kept; retried)", vmfs_strerror(rc));

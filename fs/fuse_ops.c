@@ -4,8 +4,10 @@
  * (the single-host metadata lock, see vol.h); data handlers hold the
  * vnode's rwlock and let file.c take vol.mu around metadata.  Cluster
  * locks (locking.h, lock sets of cluster.h) are taken first, before the
- * rwlock and vol.mu: PR on an inode to read it, EX to change it, EX on the
- * allocator "a" when blocks may be allocated or freed.  Operations that
+ * rwlock and vol.mu: PR on an inode to read it, EX to change it, EX on a
+ * resource group "a<N>" when blocks may be allocated or freed there (the
+ * group the host allocates in, then what the checks of alloc.h ask for:
+ * lks_regroup).  Operations that
  * find an inode by name look it up under the directory's lock, add the
  * child's lock without waiting (lks_try_add), and when that fails take the
  * whole set in order and look again.  Permission checks are the kernel's

@@ -27,8 +27,9 @@
  * backend calls the blocking callback, which commits the running
  * transaction, checkpoints it, marks the journal clean, and drops the
  * clean cached metadata blocks of the kind that lock covers (inode locks:
- * every inode, extent and directory block; "a": resource-group and chunk
- * headers; cluster.c covered_types()), so whatever another host does next
+ * every inode, extent and directory block; "a<N>": that group's header
+ * and the chunk headers in its blocks; cluster.c covered_types()), so
+ * whatever another host does next
  * starts from the disk.  The rule that must hold: a cached block was read
  * while a lock covering it was held, and that lock has not been released
  * since.  Code that reads a block under no covering lock drops it itself.
@@ -134,7 +135,7 @@ static inline void vmfs_unlock(struct vmfs_locking *lk, struct vmfs_lkh *h)
 	h->held = false;
 }
 
-/* "m42", "a", "s3" */
+/* "m42", "a7", "s3", "r" */
 void vmfs_lk_resname(enum vmfs_lk_kind kind, uint64_t id, char *buf, size_t len);
 int vmfs_lk_parse(const char *res, enum vmfs_lk_kind *kind, uint64_t *id);
 

@@ -54,9 +54,9 @@ struct dlm_be {
 	struct vmfs_lk_hooks hooks;
 	void *arg;
 	atomic_int lease_ok;
-	atomic_bool alloc_fresh;	/* next use of "a" follows a handover */
+	atomic_bool alloc_fresh;	/* next group lock follows a handover */
 	atomic_uint handovers[5];	/* per vmfs_lk_kind: locks given up */
-	_Atomic uint64_t alloc_since;	/* ms: when this host got "a" */
+	_Atomic uint64_t alloc_since;	/* ms: when this host got a group lock */
 	pthread_t tid;
 	int wake[2];			/* pipe: stop the event thread */
 	bool running;
@@ -97,7 +97,7 @@ static int flush(void *ctx, const char *ls, const char *res, int held, int wante
 	if (vmfs_lk_parse(res, &kind, &id))
 		return 0;	/* not ours: nothing cached under it */
 	/* Only an EX hold waits out its time.  A shared one must give way at
-	 * once: two hosts holding "a" PR and both converting to EX each wait
+	 * once: two hosts holding a lock PR and both converting to EX each wait
 	 * for the other, and the library breaks that tie by having one give
 	 * way, which it will not do after a failed (deferred) flush. */
 	if (kind == VMFS_LK_ALLOC && held == VMFS_DLM_EX && !atomic_load(&b->alloc_fresh) &&

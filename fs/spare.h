@@ -3,15 +3,15 @@
  *
  * Every create allocates an inode mblk (and now and then a directory
  * bucket), every final unlink frees one, and both change a chunk header,
- * which the cluster-wide allocator lock "a" covers (locking.h).  Hosts
+ * which the cluster-wide lock of its resource group covers (locking.h).  Hosts
  * creating files at the same time would hand that lock back and forth.
  * So, as OCFS2 gives each node its own inode allocator, each host keeps a
  * pool of mblks allocated for itself:
  *
- *   spare_rebalance  with "a" held: bring the pool to SPARE_FILL, allocating
+ *   spare_rebalance  with group locks: bring the pool to SPARE_FILL, allocating
  *                    mblks (each written as an inode of mode 0, nlink 0, and
  *                    listed on this host's orphan list, slot.h) or freeing
- *   spare mode       an operation that runs without "a" sets vol.spare_mode
+ *   spare mode       an operation that runs without them sets vol.spare_mode
  *                    under vol.mu: alloc_mblk() then pops a spare (unlisted;
  *                    the caller writes the block whole) and free_mblk()
  *                    pushes the mblk back as a spare; data blocks cannot be
@@ -45,7 +45,8 @@
 
 /* May an operation run in spare mode now? */
 bool spare_ok(const struct vol *v);
-/* Bring the pool to SPARE_FILL; needs "a" EX.  Leaves room on the orphan
+/* Bring the pool to SPARE_FILL (allocating in held groups, giving back
+ * only spares of held groups: alloc.h); not in spare mode.  Leaves room on the orphan
  * list for files unlinked while open. */
 int spare_rebalance(struct vol *v) __attribute__((warn_unused_result));
 /* alloc_mblk()/free_mblk() in spare mode. */

@@ -268,7 +268,7 @@ void mc_trim(struct vol *v)
 	}
 }
 
-void mc_drop_clean_types(struct vol *v, uint32_t types)
+static void mc_drop_clean_in(struct vol *v, uint32_t types, uint64_t lo, uint64_t hi)
 {
 	for (size_t i = 0; i < v->hsize; i++) {
 		struct mbuf **pp = &v->htab[i];
@@ -277,7 +277,8 @@ void mc_drop_clean_types(struct vol *v, uint32_t types)
 			struct mbuf *mb = *pp;
 			unsigned type = get_le16(mb->data + 4);
 
-			if (mb->dirty || (type < 32 && !(types & VMFS_MC_TYPE(type)))) {
+			if (mb->dirty || (type < 32 && !(types & VMFS_MC_TYPE(type))) ||
+			    mb->addr < lo || mb->addr >= hi) {
 				pp = &mb->hnext;
 				continue;
 			}
@@ -289,12 +290,22 @@ void mc_drop_clean_types(struct vol *v, uint32_t types)
 	}
 }
 
+void mc_drop_clean_types(struct vol *v, uint32_t types)
+{
+	mc_drop_clean_in(v, types, 0, UINT64_MAX);
+}
+
 void mc_drop_clean(struct vol *v)
 {
 	mc_drop_clean_types(v, VMFS_MC_ALL);
 }
 
 int vol_handover(struct vol *v, uint32_t types)
+{
+	return vol_handover_in(v, types, 0, UINT64_MAX);
+}
+
+int vol_handover_in(struct vol *v, uint32_t types, uint64_t lo, uint64_t hi)
 {
 	int rc = vol_commit(v);
 
@@ -308,7 +319,7 @@ int vol_handover(struct vol *v, uint32_t types)
 		v->ckpt_unsynced = false;
 		v->clean_seq = v->seq;
 	}
-	mc_drop_clean_types(v, types);
+	mc_drop_clean_in(v, types, lo, hi);
 	if (types & VMFS_MC_ALLOC) {
 		v->chunk_hint = 0;
 		v->free_stale = true;

@@ -78,7 +78,7 @@ struct vol {
 	/* spare mblks of this host (spare.h): protected by mu */
 	uint64_t spare[128];
 	unsigned nspare;
-	bool spare_mode;	/* this operation runs without "a": use them */
+	bool spare_mode;	/* this operation runs without group locks: use them */
 	/* statistics */
 	uint64_t free_blocks;	/* sum of RG free counts, protected by mu */
 	bool free_stale;	/* another host may have changed them: recount */
@@ -124,6 +124,10 @@ void mc_drop_clean_types(struct vol *v, uint32_t types);
  * lock covers (VMFS_MC_*; the others stay valid: each is covered by a
  * lock this host still holds).  Needs mu. */
 int vol_handover(struct vol *v, uint32_t types) __attribute__((warn_unused_result));
+/* The same, forgetting only the blocks in mblks [lo, hi) (a resource
+ * group's lock covers its own blocks only). */
+int vol_handover_in(struct vol *v, uint32_t types, uint64_t lo, uint64_t hi)
+	__attribute__((warn_unused_result));
 /* Drop one clean buffer (fsck after repairs). */
 void mc_forget(struct vol *v, uint64_t addr);
 
