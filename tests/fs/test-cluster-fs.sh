@@ -678,6 +678,9 @@ if want_step 5; then step5 || true; step_errors; fi
 step6() {
 	local out last t0 t1 fence_ms rc=0 h
 	do_on 1 "mkdir rc" 'mkdir $M/rc && echo held > $M/rc/held3' || return 1
+	do_on 3 "files with blocks" 'for f in big3 big3b; do
+		dd if=/dev/urandom of=$M/rc/$f bs=1M count=3 conv=fsync status=none || exit 1; done' ||
+		return 1
 	out=$(holder 3 held3 "$T/m3/rc/held3" rw)
 	[[ $out == "open OK" ]] || { bad "host3: write open of rc/held3: $out"; return 1; }
 	: >"$T/fsynced3"
@@ -713,6 +716,10 @@ step6() {
 		sh -c "'$VC' exec 1 '$PY' '$T/h.py' '$T/m1/rc/held3' rw | grep -qx 'open OK'" ||
 		{ bad "host1 cannot open rc/held3 for write after host3's recovery: $(on 1 '$H $M/rc/held3 rw' 2>&1)"; rc=1; }
 	grep -i 'recover' "$T/mount-h1.log" "$T/mount-h2.log" | tail -n 4 >&2 || true
+	# the dead host's group locks went with the purge: its files' blocks
+	# can be freed (and fsck below checks the bitmaps)
+	out=$(on 2 'rm $M/rc/big3 && truncate -s 1 $M/rc/big3b && echo freed' 2>&1) || true
+	[[ $out == freed ]] || { bad "host2: freeing blocks of host3's files after the recovery: $out"; rc=1; }
 	for h in 1 2; do
 		umount_on "$h" || { bad "unmount on host$h failed"; rc=1; }
 	done
