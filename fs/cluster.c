@@ -382,14 +382,21 @@ int cluster_free_orphans(struct fsctx *c, struct lkset *ls, uint32_t slot)
 static int recover_orphans(struct fsctx *c, uint32_t s)
 {
 	struct vol *v = c->v;
-	struct lkset ls;
+	struct lkset slot, ls;
 	int rc;
 
-	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_SLOT, s, VMFS_LK_EX);
-	rc = lks_lock(c, &ls);
+	/* The slot's lock is held throughout, apart from the group locks the
+	 * frees ask for (which lks_regroup releases and takes again): released
+	 * in between, a mounting host could claim the slot.  Taking group
+	 * locks with a slot lock held is safe: nobody waits for a slot lock
+	 * while holding a group lock (claims and recoveries hold none then),
+	 * and every host holds its own slot's lock while it works anyway. */
+	lks_init(&slot);
+	lks_want(&slot, VMFS_LK_SLOT, s, VMFS_LK_EX);
+	rc = lks_lock(c, &slot);
 	if (rc)
 		return rc;
+	lks_init(&ls);
 	rc = cluster_free_orphans(c, &ls, s);
 	pthread_mutex_lock(&v->mu);
 	if (!rc)
@@ -398,6 +405,7 @@ static int recover_orphans(struct fsctx *c, uint32_t s)
 		rc = slot_mark_free(v, s);
 	pthread_mutex_unlock(&v->mu);
 	lks_unlock(c, &ls);
+	lks_unlock(c, &slot);
 	if (rc)
 		log_err("host slot %u: freeing its orphans failed: %s", s, vmfs_strerror(rc));
 	return rc;

@@ -43,7 +43,9 @@
  * its inodes by name (lookup, unlink, rename) looks them up first, locks
  * the set in order, and checks the names again (retrying if they moved).
  * Canonical order: "r", inode locks ascending, group locks ascending,
- * slot locks.
+ * slot locks.  Slot locks are also held across other lock sets (a host's
+ * own for its whole mount, a dead host's during its recovery): that is
+ * safe because nobody waits for a slot lock while holding another lock.
  */
 #ifndef VMFS_FS_LOCKING_H
 #define VMFS_FS_LOCKING_H
