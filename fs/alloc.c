@@ -276,7 +276,7 @@ int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
 	first_rg = grg >= 0 ? (uint32_t)grg : v->rg_cur % v->sb.nrgs;
 
 	if (v->spare_mode) {	/* a caller's bug: spare.h */
-		log_err("data blocks wanted without the allocator lock");
+		log_err("data blocks wanted in spare mode (no group lock)");
 		return -EAGAIN;
 	}
 	rg = malloc(sizeof(*rg));
@@ -333,7 +333,7 @@ int free_blocks(struct vol *v, uint64_t start, uint32_t len)
 	int rc = 0;
 
 	if (v->spare_mode) {	/* a caller's bug: spare.h */
-		log_err("data blocks freed without the allocator lock");
+		log_err("data blocks freed in spare mode (no group lock)");
 		return -EAGAIN;
 	}
 	rg = malloc(sizeof(*rg));

@@ -3,12 +3,12 @@
  * Recovery of a dead host (DESIGN.md decision 3), as seen from here:
  *
  *   lock manager: host X left -> its locks stay granted, "recovering"
- *        (nobody can take X's inode, allocator or slot locks)
+ *        (nobody can take X's inode, group or slot locks)
  *     -> fence delay passed (X's lease has surely lapsed: it stopped I/O)
  *     -> RECOVER(X) to one survivor's mount (the lowest registered agent)
  *   that mount: find X's slot(s) (the "s<n>" locks X holds), wait until the
  *        slot's heartbeat has stopped advancing, replay its journal and free
- *        its orphans under the allocator lock, mark the slot FREE, tell the
+ *        its orphans under their groups' locks, mark the slot FREE, tell the
  *        lock manager "done"
  *   lock manager: purge X's locks -> waiters (e.g. another host's open of a
  *        file X had open) are granted.
@@ -200,7 +200,7 @@ int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode m
  * correct); a group's lock covers its header and the chunk headers in its
  * blocks (only those are forgotten, fs_blocking); "r"
  * covers the parent pointers in inodes.  Blocks read under no covering
- * lock (orphans freed under the allocator lock, recovery) are dropped by
+ * lock (orphans freed under group locks, recovery) are dropped by
  * whoever read them, at once. */
 static uint32_t covered_types(enum vmfs_lk_kind kind)
 {
@@ -322,7 +322,7 @@ out:
 /* Recovery, part 1, while the lock manager still holds the dead host's
  * locks for it: wait until slot s's heartbeat has stopped, replay its
  * journal.  No lock is taken here: the dead host may hold any of them
- * (the allocator's too), and they are only purged once we report done. */
+ * (its group locks too), and they are only purged once we report done. */
 static int recover_journal(struct fsctx *c, uint32_t s)
 {
 	struct vol *v = c->v;
@@ -355,7 +355,7 @@ static int recover_journal(struct fsctx *c, uint32_t s)
 }
 
 /* Part 2, after the purge: free the dead host's orphans (unlinked files it
- * still had open) under the allocator lock and the slot's own lock, and
+ * still had open) under their groups' locks and the slot's own lock, and
  * mark the slot FREE.  If we die first, whoever next claims the slot (or
  * probes it at mount) sees it LIVE-but-dead and does this. */
 int cluster_free_orphans(struct fsctx *c, struct lkset *ls, uint32_t slot)

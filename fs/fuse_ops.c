@@ -124,16 +124,17 @@ static bool vnode_count_down(struct fsctx *c, uint64_t ino, uint64_t lookups, ui
 }
 
 /* Does the inode own blocks besides its own mblk?  Then freeing it needs
- * the allocator lock (spare mode cannot free data blocks). */
+ * group locks (spare mode cannot free data blocks). */
 static bool owns_blocks(const struct vmfs_inode *in)
 {
 	return S_ISDIR(in->mode) || (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE));
 }
 
 /* The end of an unlinked inode nothing here uses any more, listed on this
- * host's orphan list: freed, with the allocator lock (have_alloc) or in
- * spare mode (spare.h: its mblk becomes a spare) when it owns no blocks;
- * else it stays listed (unmount or recovery frees it).  Only the host that
+ * host's orphan list: freed under the group locks of its blocks
+ * (have_alloc: VMFS_ENEEDRG when some are not held, alloc.h) or in spare
+ * mode (spare.h: its mblk becomes a spare) when it owns no blocks; else it
+ * stays listed (unmount or recovery frees it).  Only the host that
  * unlinked it listed it; any other host's last reference is a stale one
  * (that host freed it already).  With vol.mu and EX on ino. */
 static int orphan_end(struct fsctx *c, uint64_t ino, bool have_alloc)
@@ -180,10 +181,9 @@ static bool spares_ok(struct fsctx *c)
 }
 
 /* Just after taking vol.mu in an operation that planned (*spare) to run on
- * the spare mblks without the allocator lock: spare mode on, true.  Or the
- * spares went to another thread meanwhile: vol.mu and the operation's
- * locks are released, *spare cleared, false: start again with the
- * allocator lock. */
+ * the spare mblks without group locks: spare mode on, true.  Or the spares
+ * went to another thread meanwhile: vol.mu and the operation's locks are
+ * released, *spare cleared, false: start again with a group lock. */
 static bool spare_mode_enter(struct fsctx *c, struct lkset *ls, bool *spare)
 {
 	if (*spare && !spare_ok(c->v)) {
@@ -197,7 +197,7 @@ static bool spare_mode_enter(struct fsctx *c, struct lkset *ls, bool *spare)
 	return true;
 }
 
-/* Would orphan_end() need the allocator lock?  With vol.mu. */
+/* Would orphan_end() need group locks?  With vol.mu. */
 static bool orphan_end_needs_alloc(struct fsctx *c, uint64_t ino)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
@@ -230,7 +230,7 @@ static bool vnode_put_locked(struct fsctx *c, uint64_t ino, uint64_t lookups, ui
 /* Drop lookups/opens (FORGET, release).  Called without vol.mu and without
  * cluster locks.  Only the last use of an inode this host listed as its
  * orphan ends something, and only that one takes the inode's lock (and
- * the allocator's, when it cannot become a spare); every other put only
+ * group locks, when it cannot become a spare); every other put only
  * counts, with no lock-manager traffic (the kernel forgets inodes all the
  * time).  The check and the count are one step under vol.mu, as is an
  * unlink's "in use here? then orphan" (drop_link), so neither can slip
@@ -276,9 +276,9 @@ static void vnode_put(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t 
 
 static bool vnode_in_use(struct fsctx *c, uint64_t ino);
 
-/* After an unlink without the allocator lock left an inode nothing uses on
- * the orphan list (drop_link: it owns blocks, or no spare room): end it
- * now, under its lock and the allocator's. */
+/* After an unlink left an inode nothing uses on the orphan list
+ * (drop_link: it owns blocks, or no spare room): end it now, under its
+ * lock and those of the groups it has blocks in (found round by round). */
 static void orphan_reap(struct fsctx *c, uint64_t ino)
 {
 	unsigned tries = 0;
@@ -626,7 +626,7 @@ static int do_create(struct fsctx *c, fuse_req_t req, uint64_t parent, const cha
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
-	/* Without the allocator lock when the spare mblks do (spare.h). */
+	/* Without group locks when the spare mblks do (spare.h). */
 	spare = c->lk.cluster && !S_ISDIR(mode) && spares_ok(c);
 again:
 	lks_want(&ls, VMFS_LK_INODE, parent, VMFS_LK_EX);
@@ -937,7 +937,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		rc = -ENOMEM;
 		goto out;
 	}
-	/* Without the allocator lock when the spare mblks do (spare.h);
+	/* Without group locks when the spare mblks do (spare.h);
 	 * a file that owns blocks is then freed by orphan_reap(). */
 	spare = c->lk.cluster && !isdir && spares_ok(c);
 again:
@@ -1671,7 +1671,7 @@ out:
  * so it runs under PR on the inode (in parallel with this host's other
  * writes, and with other hosts' on multi-writer files; mtime is last
  * writer wins).  Anything that allocates, grows or appends takes EX on
- * the inode and the allocator. */
+ * the inode and the group it allocates in. */
 static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
