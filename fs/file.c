@@ -730,10 +730,12 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 
 		rc = rc ? rc : rc2;
 	}
-	if (rc == VMFS_ENEEDRG) {	/* keep what was mapped; the size waits */
-		if (!vol_inode_put(v, in))
-			goto out;
-		rc = -EIO;
+	if (rc) {
+		/* -ENOSPC, or a step done (VMFS_ENEEDRG): what was allocated
+		 * stays mapped (else the blocks would leak); the size waits */
+		int rc2 = vol_inode_put(v, in);
+
+		rc = rc2 ? rc2 : rc;
 		goto out;
 	}
 size:

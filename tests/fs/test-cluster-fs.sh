@@ -508,6 +508,38 @@ step3b() {
 step 3b "resource-group locks: hosts allocate apart, free anywhere, in steps"
 if want_step 3b; then step3b || true; step_errors; fi
 
+# Three hosts at once for 20 s: host1 writes files, host3 fallocates until
+# the volume is full, host2 removes, truncates and punches whatever it
+# finds; then it all goes.  Any block lost on the way (or freed twice)
+# shows in step 6's fsck.
+step3c() {
+	local rc=0 h pids=() out
+	do_on 1 "mkdir fill" 'mkdir $M/fill' || return 1
+	TMO=90 on 1 'i=0; while [ $SECONDS -lt 20 ]; do i=$((i + 1))
+		dd if=/dev/zero of=$M/fill/f$i bs=1M count=$((1 + i % 5)) conv=fsync status=none 2>/dev/null
+		done; echo $i' >"$T/fill-1.out" 2>&1 &
+	pids+=($!)
+	TMO=90 on 2 'n=0; while [ $SECONDS -lt 20 ]; do for f in $(ls $M/fill | head -n 5); do
+		case $((n % 3)) in
+		0) rm -f $M/fill/$f ;;
+		1) truncate -s 100000 $M/fill/$f 2>/dev/null ;;
+		2) fallocate -p -o 0 -l 2M $M/fill/$f 2>/dev/null ;;
+		esac; n=$((n + 1)); done; done; echo $n' >"$T/fill-2.out" 2>&1 &
+	pids+=($!)
+	TMO=90 on 3 'i=0; while [ $SECONDS -lt 20 ]; do i=$((i + 1))
+		fallocate -l 40M $M/fill/g$i 2>/dev/null; done; echo $i' >"$T/fill-3.out" 2>&1 &
+	pids+=($!)
+	for h in 1 2 3; do
+		wait "${pids[h - 1]}" || { bad "host$h's loop failed: $(tail -n 3 "$T/fill-$h.out")"; rc=1; }
+	done
+	info "in 20 s: host1 wrote $(cat "$T/fill-1.out") files, host2 changed $(cat "$T/fill-2.out"), host3 fallocated $(cat "$T/fill-3.out")"
+	out=$(TMO=120 on 2 'rm -rf $M/fill && echo gone' 2>&1) || true
+	[[ $out == gone ]] || { bad "host2: removing fill: $out"; rc=1; }
+	return $rc
+}
+step 3c "three hosts allocate, fill the volume and free at once"
+if want_step 3c; then step3c || true; step_errors; fi
+
 step4() {
 	local out pid line t0 rc=0 h
 	do_on 1 "mkdir ex" 'mkdir $M/ex && echo disk > $M/ex/vm.img && echo base > $M/ex/base.img' || return 1
