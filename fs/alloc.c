@@ -191,12 +191,10 @@ static bool need_range(struct vol *v, uint64_t start, uint64_t len, bool *all_he
 
 bool alloc_need_block(struct vol *v, uint64_t b)
 {
-	int64_t i = alloc_rg_of(v, b);
+	bool held = true;
 
-	if (i < 0 || rg_usable(v, (uint32_t)i))
-		return true;
-	need_add((uint32_t)i);
-	return false;
+	need_range(v, b, 1, &held);
+	return held;
 }
 
 uint32_t alloc_free_split(struct vol *v, const struct xmap *m, uint32_t from, uint32_t to)
@@ -558,6 +556,7 @@ int free_mblk(struct vol *v, uint64_t addr)
 	struct vmfs_chunk *c = malloc(sizeof(*c));
 	uint64_t b = addr / v->mpb;
 	uint32_t s = (uint32_t)(addr % v->mpb);
+	int64_t rg = alloc_rg_of(v, b);
 	struct mbuf *mb;
 	int rc;
 
@@ -565,7 +564,7 @@ int free_mblk(struct vol *v, uint64_t addr)
 		free(c);
 		return spare_push(v, addr);
 	}
-	if (alloc_rg_of(v, b) >= 0 && !rg_usable(v, (uint32_t)alloc_rg_of(v, b))) {
+	if (rg >= 0 && !rg_usable(v, (uint32_t)rg)) {
 		/* Not our group: keep it as a spare (alloc.h); alloc_mblk_frees
 		 * made room in the pool. */
 		free(c);
@@ -573,7 +572,7 @@ int free_mblk(struct vol *v, uint64_t addr)
 			return spare_push(v, addr);
 		log_err("freeing mblk %llu: its group is not held and the spare pool is full",
 			(unsigned long long)addr);
-		need_add((uint32_t)alloc_rg_of(v, b));
+		need_add((uint32_t)rg);
 		return VMFS_ENEEDRG;
 	}
 	if (!c)

@@ -9,8 +9,9 @@
  * Locks, on a shared mount (v->rg_locked): each RG has its own cluster
  * lock "a<i>" (locking.h), covering the RG's header and bitmap and the
  * chunk headers inside its blocks.  A host starts allocating in its own
- * group (slot * nrgs / max_hosts, so hosts mostly hold different locks)
- * and moves on when it fills.  The rule, checked here: under vol.mu an RG
+ * group (slots bit-reversed over the groups, so the first hosts start far
+ * apart and mostly hold different locks) and moves on to an empty group
+ * when it fills.  The rule, checked here: under vol.mu an RG
  * may be changed only while v->rg_held[i] says this host holds its lock
  * (set when an operation that locked it takes vol.mu, cleared by the
  * lock's blocking callback, which also runs under vol.mu, after it has

@@ -78,6 +78,11 @@ static int fenced(struct fsctx *c)
 	return atomic_load(&c->lost) || diskio_fenced(c->v->dio) ? -EIO : 0;
 }
 
+static bool group_held_ex(const struct vmfs_lkh *h)
+{
+	return h->kind == VMFS_LK_ALLOC && h->held && h->mode == VMFS_LK_EX;
+}
+
 /* Note the group locks of h[0..n) as held (alloc.h): under vol.mu, once
  * granted, so the blocking callback (also under vol.mu) cannot miss it. */
 static void mark_groups(struct fsctx *c, const struct vmfs_lkh *h, int n)
@@ -86,13 +91,12 @@ static void mark_groups(struct fsctx *c, const struct vmfs_lkh *h, int n)
 	bool any = false;
 
 	for (int i = 0; i < n && !any; i++)
-		any = h[i].kind == VMFS_LK_ALLOC && h[i].held && h[i].mode == VMFS_LK_EX;
+		any = group_held_ex(&h[i]);
 	if (!any || !v->rg_locked)
 		return;
 	pthread_mutex_lock(&v->mu);
 	for (int i = 0; i < n; i++)
-		if (h[i].kind == VMFS_LK_ALLOC && h[i].held && h[i].mode == VMFS_LK_EX &&
-		    v->rg_held && h[i].id < v->sb.nrgs)
+		if (group_held_ex(&h[i]) && v->rg_held && h[i].id < v->sb.nrgs)
 			v->rg_held[h[i].id] = 1;
 	pthread_mutex_unlock(&v->mu);
 }

@@ -499,31 +499,38 @@ static int zero_tail(struct vol *v, const struct xmap *m, uint64_t from, uint64_
 				 (size_t)(to - from));
 }
 
-/* Before a shrink to size frees anything: 0 when this host holds the
- * groups of every block it frees; else VMFS_ENEEDRG, after truncating to
- * the lowest size whose freed blocks all are in held groups, if that is
- * below the current one (a step: a complete truncate, alloc.h). */
-static int truncate_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint64_t size)
+/* Before a truncate (to == UINT32_MAX) or a hole punch frees the blocks of
+ * [from, to): 0 when this host holds every group they are in.  Else
+ * VMFS_ENEEDRG, after freeing the part [split, to) whose groups all are
+ * held, a step that is complete in itself (alloc.h): a truncate's size
+ * goes down to split with it. */
+static int free_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint32_t from,
+		     uint32_t to)
 {
-	uint32_t keep = (uint32_t)((size + v->bsize - 1) / v->bsize), split;
+	bool truncate = to == UINT32_MAX;
 	struct vmfs_xmap_hdr xh;
+	uint32_t split;
 	int rc;
 
-	if (!v->rg_locked)
+	if (!v->rg_locked || to <= from)
 		return 0;
 	vmfs_xmap_hdr_decode(in->area, &xh);
-	rc = alloc_mblk_frees(v, xh.nxblk);
+	rc = alloc_mblk_frees(v, xh.nxblk + !truncate);
+	if (!rc && !truncate)	/* a hole inside an extent splits it */
+		rc = alloc_meta_room(v, 2);
 	if (rc)
 		return rc;
-	split = alloc_free_split(v, m, keep, UINT32_MAX);
-	if (split == keep)
+	split = alloc_free_split(v, m, from, to);
+	if (split == from)
 		return 0;
-	rc = xmap_punch(v, m, split, UINT32_MAX);
-	if (!rc)
-		rc = xmap_store(v, in, m);
-	if (rc)
-		return rc;
-	if ((uint64_t)split * v->bsize < in->size) {
+	if (split < to) {
+		rc = xmap_punch(v, m, split, to - split);
+		if (!rc)
+			rc = xmap_store(v, in, m);
+		if (rc)
+			return rc;
+	}
+	if (truncate && (uint64_t)split * v->bsize < in->size) {
 		in->size = (uint64_t)split * v->bsize;
 		touch_mtime(in);
 	}
@@ -560,7 +567,8 @@ int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
 	} else {
 		rc = xmap_load(v, in, &m);
 		if (!rc && size < in->size)
-			rc = truncate_step(v, in, &m, size);
+			rc = free_step(v, in, &m, (uint32_t)((size + v->bsize - 1) / v->bsize),
+				       UINT32_MAX);
 	}
 	if (rc)
 		goto out;
@@ -613,37 +621,6 @@ static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t en
 	return rc;
 }
 
-/* truncate_step() for a punch of [off, end): the whole blocks from the
- * lowest one whose groups are all held to the end of the range go first. */
-static int punch_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint64_t off,
-		      uint64_t end)
-{
-	uint64_t b0 = (off + v->bsize - 1) / v->bsize, b1 = end / v->bsize;
-	struct vmfs_xmap_hdr xh;
-	uint32_t split;
-	int rc;
-
-	if (!v->rg_locked || b1 <= b0)
-		return 0;
-	vmfs_xmap_hdr_decode(in->area, &xh);
-	rc = alloc_mblk_frees(v, xh.nxblk + 1);
-	if (!rc)	/* a hole inside an extent splits it */
-		rc = alloc_meta_room(v, 2);
-	if (rc)
-		return rc;
-	split = alloc_free_split(v, m, (uint32_t)b0, (uint32_t)b1);
-	if (split == b0)
-		return 0;
-	if (split < b1) {
-		rc = xmap_punch(v, m, split, b1 - split);
-		if (!rc)
-			rc = xmap_store(v, in, m);
-		if (!rc)
-			rc = vol_inode_put(v, in);
-	}
-	return rc ? rc : VMFS_ENEEDRG;
-}
-
 int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t len)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
@@ -680,7 +657,8 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 		}
 		rc = xmap_load(v, in, &m);
 		if (!rc)
-			rc = punch_step(v, in, &m, off, end);
+			rc = free_step(v, in, &m, (uint32_t)((off + v->bsize - 1) / v->bsize),
+				       (uint32_t)(end / v->bsize));
 		if (rc)
 			goto out;
 		rc = punch_locked(v, &m, off, end);

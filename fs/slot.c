@@ -350,11 +350,12 @@ int orphan_listed(struct vol *v, uint64_t ino)
 	return rc;
 }
 
-int orphan_del(struct vol *v, uint64_t ino)
+/* Take ino off slot's list, if it is there. */
+static int orphan_drop(struct vol *v, uint32_t slot, uint64_t ino)
 {
 	struct vmfs_orphan *o;
 	struct mbuf *mb;
-	int rc = orphan_load(v, (uint32_t)v->slot, &mb, &o);
+	int rc = orphan_load(v, slot, &mb, &o);
 
 	if (rc)
 		return rc;
@@ -369,46 +370,45 @@ int orphan_del(struct vol *v, uint64_t ino)
 	return 0;
 }
 
+int orphan_del(struct vol *v, uint64_t ino)
+{
+	return orphan_drop(v, (uint32_t)v->slot, ino);
+}
+
 int orphan_process(struct vol *v, uint32_t slot)
 {
-	struct vmfs_orphan *o;
-	struct mbuf *mb;
-	int rc = orphan_load(v, slot, &mb, &o);
-
-	if (rc)
-		return rc;
-	/* From the end, one at a time, the list stored after each: a step
-	 * that needs more group locks (VMFS_ENEEDRG, alloc.h) leaves the
+	/* From the end, one at a time, each taken off the list once freed: a
+	 * step that needs more group locks (VMFS_ENEEDRG, alloc.h) leaves the
 	 * rest listed, the current one (partly freed) included. */
-	while (o->count > 0) {
-		uint64_t ino = o->ino[o->count - 1];
+	for (;;) {
+		struct vmfs_orphan *o;
 		struct vmfs_inode in;
+		struct mbuf *mb;
+		uint64_t ino;
+		int rc = orphan_load(v, slot, &mb, &o);
 
+		if (rc)
+			return rc;
+		if (o->count == 0) {
+			free(o);
+			break;
+		}
+		ino = o->ino[o->count - 1];
+		free(o);
 		/* Only an inode that is really unlinked may go. */
 		if (!vol_inode_get(v, ino, &in) && in.nlink == 0) {
 			rc = inode_release(v, ino);
 			if (rc)
-				goto out;
+				return rc;
 			log_info("slot %u: freed orphan inode %llu", slot, (unsigned long long)ino);
 		}
-		free(o);
-		rc = orphan_load(v, slot, &mb, &o);	/* the free may have changed it */
+		rc = orphan_drop(v, slot, ino);	/* reloaded: the free may have changed it */
 		if (rc)
 			return rc;
-		for (uint32_t i = o->count; i-- > 0;) {
-			if (o->ino[i] == ino) {
-				o->ino[i] = o->ino[--o->count];
-				break;
-			}
-		}
-		orphan_store(v, mb, o);
 		if ((int)slot == v->slot)
 			spare_forget(v, ino);
 	}
 	if ((int)slot == v->slot)
 		v->nspare = 0;	/* the spares (spare.h) were on that list: freed */
-	rc = vol_commit(v);
-out:
-	free(o);
-	return rc;
+	return vol_commit(v);
 }
