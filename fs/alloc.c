@@ -436,9 +436,20 @@ out:
 	return rc;
 }
 
-static int chunk_take(struct vol *v, uint64_t b, uint64_t *addr)
+static bool mblk_pending(const struct vol *v, uint64_t addr)
+{
+	for (size_t i = 0; i < v->npmfree; i++)
+		if (v->pmfree[i] == addr)
+			return true;
+	return false;
+}
+
+/* Take a free slot of chunk b; for a data page (vol.h pmfree) not one
+ * freed in the running transaction. */
+static int chunk_take(struct vol *v, uint64_t b, uint64_t *addr, bool page)
 {
 	struct vmfs_chunk *c = malloc(sizeof(*c));
+	uint32_t free_seen = 0;
 	struct mbuf *mb;
 	int rc;
 
@@ -453,6 +464,9 @@ static int chunk_take(struct vol *v, uint64_t b, uint64_t *addr)
 	for (uint32_t s = 1; s < c->nslots; s++) {
 		if (c->bitmap[s / 8] & (1u << (s % 8)))
 			continue;
+		free_seen++;
+		if (page && mblk_pending(v, b * v->mpb + s))
+			continue;
 		c->bitmap[s / 8] |= (uint8_t)(1u << (s % 8));
 		c->free_slots--;
 		vmfs_chunk_encode(c, mb->data);
@@ -461,7 +475,7 @@ static int chunk_take(struct vol *v, uint64_t b, uint64_t *addr)
 		rc = 0;
 		break;
 	}
-	if (rc)	/* count said free but bitmap is full: header is inconsistent */
+	if (rc && !free_seen)	/* count said free but bitmap is full: header is inconsistent */
 		rc = VMFS_EBADFIELD;
 out:
 	free(c);
@@ -494,20 +508,17 @@ int alloc_meta_room(struct vol *v, unsigned n)
 	return rc == -ENOSPC ? 0 : rc;
 }
 
-int alloc_mblk(struct vol *v, uint64_t *addr)
+static int take_mblk(struct vol *v, uint64_t *addr, bool page)
 {
 	struct vmfs_rg *rg = NULL;
 	uint64_t b;
 	uint32_t got;
 	int rc;
 
-	if (v->spare_mode)
-		return spare_pop(v, addr);
-
 	if (v->chunk_hint && !rg_usable(v, (uint32_t)alloc_rg_of(v, v->chunk_hint)))
 		v->chunk_hint = 0;
 	if (v->chunk_hint) {
-		rc = chunk_take(v, v->chunk_hint, addr);
+		rc = chunk_take(v, v->chunk_hint, addr, page);
 		if (rc != -ENOSPC)
 			return rc;
 		v->chunk_hint = 0;
@@ -529,7 +540,7 @@ int alloc_mblk(struct vol *v, uint64_t *addr)
 		for (uint32_t j = 0; j < rg->nblocks; j++) {
 			if (vmfs_rg_get(rg, j) != VMFS_B_META)
 				continue;
-			rc = chunk_take(v, rg->first_block + j, addr);
+			rc = chunk_take(v, rg->first_block + j, addr, page);
 			if (rc == 0) {
 				v->chunk_hint = rg->first_block + j;
 				goto out;
@@ -545,10 +556,24 @@ int alloc_mblk(struct vol *v, uint64_t *addr)
 	if (rc)
 		goto out;
 	v->chunk_hint = b;
-	rc = chunk_take(v, b, addr);
+	rc = chunk_take(v, b, addr, page);
 out:
 	free(rg);
 	return rc;
+}
+
+int alloc_mblk(struct vol *v, uint64_t *addr)
+{
+	if (v->spare_mode)
+		return spare_pop(v, addr);
+	return take_mblk(v, addr, false);
+}
+
+int alloc_page(struct vol *v, uint64_t *addr)
+{
+	if (v->spare_mode)
+		return -EAGAIN;
+	return take_mblk(v, addr, true);
 }
 
 int free_mblk(struct vol *v, uint64_t addr)
@@ -585,6 +610,18 @@ int free_mblk(struct vol *v, uint64_t addr)
 		rc = VMFS_EBADFIELD;
 		goto out;
 	}
+	if (v->npmfree == v->pmfree_cap) {
+		size_t cap = v->pmfree_cap ? v->pmfree_cap * 2 : 64;
+		uint64_t *p = realloc(v->pmfree, cap * sizeof(*p));
+
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		v->pmfree = p;
+		v->pmfree_cap = cap;
+	}
+	v->pmfree[v->npmfree++] = addr;
 	c->bitmap[s / 8] &= (uint8_t)~(1u << (s % 8));
 	c->free_slots++;
 	vmfs_chunk_encode(c, mb->data);

@@ -101,6 +101,12 @@ int alloc_blocks(struct vol *v, uint64_t goal, uint32_t want, unsigned state,
  * Their groups must be held (a check said so). */
 int free_blocks(struct vol *v, uint64_t start, uint32_t len) __attribute__((warn_unused_result));
 int alloc_mblk(struct vol *v, uint64_t *addr) __attribute__((warn_unused_result));
+/* An mblk for file data (a page of a small file, file.h): never one freed
+ * in the running transaction, since the caller writes it in place before
+ * that free is durable; not in spare mode (-EAGAIN). */
+int alloc_page(struct vol *v, uint64_t *addr) __attribute__((warn_unused_result));
+/* Free a metadata mblk or a page: to its chunk (in a held group), or to
+ * the spare pool (spare mode, or a group this host does not hold). */
 int free_mblk(struct vol *v, uint64_t addr) __attribute__((warn_unused_result));
 /* Initialise block b (already marked META in its RG) as a chunk header;
  * extra_used marks slots 1..extra_used used too (the RG header). */

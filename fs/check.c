@@ -37,6 +37,7 @@
 #include "dir.h"
 #include "inode.h"
 #include "log.h"
+#include "pages.h"
 #include "slot.h"
 #include "vol.h"
 
@@ -419,6 +420,47 @@ static int mark_dirblk(void *arg, uint64_t addr, int type)
 	return r == 1 ? 0 : VMFS_EBADFIELD;	/* claimed twice: damaged */
 }
 
+/* A small file's pages (pages.h): every one a slot of a meta chunk that
+ * nothing else claims, the count right, none past pages_max (pages past
+ * the size are fallocated ones, zeros); then marked.
+ * Else the file is damaged (emptied). */
+static int mark_pages(struct ck *k, uint64_t ino, const struct vmfs_inode *in, struct kino *ki)
+{
+	struct vol *v = k->v;
+	const char *why = NULL;
+	uint32_t n = 0;
+
+	if (!v->pages_max)
+		why = "the volume has no small-file pages";
+	for (uint32_t i = 0; i < VMFS_PAGES_MAX && !why; i++) {
+		uint64_t addr = page_get(in, i), b = addr / v->mpb;
+
+		if (!addr)
+			continue;
+		n++;
+		if ((uint64_t)i * VMFS_MBLK >= v->pages_max)
+			why = "a page past the small-file limit";
+		else if (!in_rgs(v, b) || addr % v->mpb == 0 || k->bstate[b] == VMFS_B_DATA)
+			why = "a page at an impossible address";
+		else if (marked(k, addr))
+			why = "a page owned elsewhere";
+		for (uint32_t j = 0; j < i && !why; j++)
+			if (page_get(in, j) == addr)
+				why = "a page listed twice";
+	}
+	if (!why && n != pages_count(in))
+		why = "wrong page count";
+	if (why) {
+		ki->flags |= KI_DAMAGED;
+		problem(k, true, "file inode %" PRIu64 ": %s; file emptied", ino, why);
+		return 0;
+	}
+	for (uint32_t i = 0; i < VMFS_PAGES_MAX; i++)
+		if (page_get(in, i) && mark_mblk(k, page_get(in, i)) != 1)
+			return VMFS_EBADFIELD;
+	return 0;
+}
+
 /* Validate and mark a newly reached inode (no entries followed yet). */
 static int visit_inode(struct ck *k, uint64_t ino, struct vmfs_inode *in, struct kino *ki)
 {
@@ -445,6 +487,8 @@ static int visit_inode(struct ck *k, uint64_t ino, struct vmfs_inode *in, struct
 		ki->flags |= KI_REG;
 		if (in->iflags & VMFS_IF_INLINE)
 			return 0;
+		if (in->iflags & VMFS_IF_PAGES)
+			return mark_pages(k, ino, in, ki);
 		vmfs_xmap_hdr_decode(in->area, &xh);
 		if (xmap_load(v, in, &m) == 0) {
 			for (uint32_t b = 0; b < xh.nxblk && !rc; b++)

@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "inode.h"
 #include "log.h"
+#include "pages.h"
 
 #define PG 4096u
 #define RUP(x) (((x) + PG - 1) & ~(uint64_t)(PG - 1))
@@ -140,20 +141,24 @@ int file_read_prep(struct vol *v, uint64_t ino, uint64_t off, size_t size, struc
 		io->len = size;
 		goto out;
 	}
-	rc = vmfs_errno(xmap_load(v, in, &m));
+	if (!(in->iflags & VMFS_IF_PAGES))
+		rc = vmfs_errno(xmap_load(v, in, &m));
 	pthread_mutex_unlock(&v->mu);
 	if (rc)
 		goto out;
 	a0 = RDN(off);
 	a1 = RUP(off + size);
 	buf = diskio_alloc(a1 - a0);
-	io->reqs = calloc(m.n + 2, sizeof(*io->reqs));
+	io->reqs = calloc((in->iflags & VMFS_IF_PAGES) ? pages_of(a1 - a0) : m.n + 2,
+			  sizeof(*io->reqs));
 	io->buf = buf;
 	if (!buf || !io->reqs) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (pos = a0; pos < a1;) {
+	if (in->iflags & VMFS_IF_PAGES)
+		pages_read_reqs(in, a0, a1, buf, io->reqs, &io->nr);
+	for (pos = (in->iflags & VMFS_IF_PAGES) ? a1 : a0; pos < a1;) {
 		uint32_t next;
 		int i = xmap_find(&m, (uint32_t)(pos / v->bsize), &next);
 		uint64_t end;
@@ -248,8 +253,9 @@ int file_write_prep(struct vol *v, uint64_t ino, const void *data, size_t size, 
 	}
 	pthread_mutex_lock(&v->mu);
 	rc = load_reg(v, ino, in);
-	if (!rc && ((in->iflags & VMFS_IF_INLINE) || off + size > in->size || v->error))
-		rc = -EAGAIN;
+	if (!rc && ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) || off + size > in->size ||
+		    v->error))
+		rc = -EAGAIN;	/* small files take the slow path */
 	if (!rc)
 		rc = vmfs_errno(xmap_load(v, in, &m));
 	pthread_mutex_unlock(&v->mu);
@@ -342,9 +348,14 @@ static int write_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, 
 
 	if (!v->rg_locked || end <= off)
 		return 0;
-	if (in->iflags & VMFS_IF_INLINE) {
-		if (end <= VMFS_INO_AREA_SIZE)
-			return 0;
+	if ((in->iflags & VMFS_IF_INLINE) && end <= VMFS_INO_AREA_SIZE)
+		return 0;
+	if ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) && end <= v->pages_max)
+		return pages_room(v, in, off, end);
+	if (in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) {	/* to extents */
+		rc = (in->iflags & VMFS_IF_PAGES) ? pages_frees_room(v, in, 0) : 0;
+		if (rc)
+			return rc;
 		holes = (end - 1) / v->bsize - off / v->bsize + 2;
 	} else {
 		rc = xmap_load(v, in, &m);
@@ -392,17 +403,26 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 
 	if (end > VMFS_MAX_VOLUME || end < off)
 		return -EFBIG;
-	if (in->iflags & VMFS_IF_INLINE) {
-		if (end <= VMFS_INO_AREA_SIZE) {
-			memcpy(in->area + off, data, size);
-			if (end > in->size)
-				in->size = end;
-			return 0;
-		}
-		rc = inline_to_extents(v, in, &m);
-	} else {
-		rc = xmap_load(v, in, &m);
+	if ((in->iflags & VMFS_IF_INLINE) && end <= VMFS_INO_AREA_SIZE) {
+		memcpy(in->area + off, data, size);
+		if (end > in->size)
+			in->size = end;
+		return 0;
 	}
+	if ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) && end <= v->pages_max) {
+		rc = (in->iflags & VMFS_IF_INLINE) ? pages_from_inline(v, in) : 0;
+		if (!rc)
+			rc = pages_write(v, in, data, size, off);
+		if (!rc && end > in->size)
+			in->size = end;
+		return rc;
+	}
+	if (in->iflags & VMFS_IF_INLINE)
+		rc = inline_to_extents(v, in, &m);
+	else if (in->iflags & VMFS_IF_PAGES)
+		rc = pages_to_extents(v, in, &m);
+	else
+		rc = xmap_load(v, in, &m);
 	for (uint64_t pos = off; !rc && pos < end;) {
 		uint32_t lb = (uint32_t)(pos / v->bsize), next;
 		uint64_t boff = pos % v->bsize, n = v->bsize - boff;
@@ -444,7 +464,7 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 		pos += n;
 	}
 	/* Even after an error, store what was mapped so blocks are not lost. */
-	if (!(in->iflags & VMFS_IF_INLINE)) {
+	if (!(in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES))) {
 		int rc2 = xmap_store(v, in, &m);
 
 		rc = rc ? rc : rc2;
@@ -538,6 +558,28 @@ static int free_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint3
 	return rc ? rc : VMFS_ENEEDRG;
 }
 
+/* A truncate that keeps a small file in pages (size <= pages_max). */
+static int truncate_pages(struct vol *v, struct vmfs_inode *in, uint64_t size)
+{
+	int rc = 0;
+
+	if (size < in->size) {
+		rc = v->rg_locked ? pages_frees_room(v, in, pages_of(size)) : 0;
+		if (!rc)
+			rc = pages_free(v, in, pages_of(size), VMFS_PAGES_MAX);
+		if (!rc && size % PG)	/* an extension must read zeros */
+			rc = pages_zero(v, in, size, RUP(size));
+		if (rc)
+			return rc;
+	}
+	in->size = size;
+	if (size == 0) {		/* empty again: back to inline */
+		memset(in->area, 0, sizeof(in->area));
+		in->iflags = (in->iflags & ~VMFS_IF_PAGES) | VMFS_IF_INLINE;
+	}
+	return 0;
+}
+
 int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
@@ -561,9 +603,30 @@ int file_truncate(struct vol *v, uint64_t ino, uint64_t size)
 			in->size = size;
 			goto store;
 		}
+		if (size <= v->pages_max) {
+			rc = write_room(v, in, 0, 1 + VMFS_INO_AREA_SIZE);
+			if (!rc)
+				rc = pages_from_inline(v, in);
+			if (rc)
+				goto out;
+			in->size = size;
+			goto store;
+		}
 		rc = write_room(v, in, 0, 1 + VMFS_INO_AREA_SIZE);
 		if (!rc)
 			rc = inline_to_extents(v, in, &m);
+	} else if (in->iflags & VMFS_IF_PAGES) {
+		if (size <= v->pages_max) {
+			rc = truncate_pages(v, in, size);
+			if (rc)
+				goto put_out;
+			goto store;
+		}
+		rc = write_room(v, in, 0, 1 + (uint64_t)v->pages_max);
+		if (!rc)
+			rc = pages_to_extents(v, in, &m);
+		if (rc)
+			goto put_out;
 	} else {
 		rc = xmap_load(v, in, &m);
 		if (!rc && size < in->size)
@@ -594,6 +657,13 @@ store:
 	rc = vol_inode_put(v, in);
 	if (!rc)
 		rc = vol_maybe_commit(v);
+	goto out;
+put_out:	/* pages freed before the error stay unmapped */
+	{
+		int rc2 = vol_inode_put(v, in);
+
+		rc = rc2 ? rc2 : rc;
+	}
 out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);
@@ -618,6 +688,26 @@ static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t en
 		rc = zero_tail(v, m, off, (off / B + 1) * B);
 	if (!rc && end % B)
 		rc = zero_tail(v, m, b1 * B, end);
+	return rc;
+}
+
+/* A hole punch in a small file: whole pages go, the edges are zeroed. */
+static int punch_pages(struct vol *v, struct vmfs_inode *in, uint64_t off, uint64_t end)
+{
+	uint32_t first = pages_of(off), last = (uint32_t)(end / PG);
+	int rc = 0;
+
+	if (first < last && v->rg_locked) {
+		uint32_t n = 0;
+
+		for (uint32_t i = first; i < last; i++)
+			n += page_get(in, i) != 0;
+		rc = n ? alloc_mblk_frees(v, n) : 0;
+	}
+	if (!rc && first < last)
+		rc = pages_free(v, in, first, last);
+	if (!rc)		/* only the partial edges are still mapped */
+		rc = pages_zero(v, in, off, end);
 	return rc;
 }
 
@@ -655,6 +745,12 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 			memset(in->area + off, 0, (size_t)(end - off));
 			goto store;
 		}
+		if (in->iflags & VMFS_IF_PAGES) {
+			rc = punch_pages(v, in, off, end);
+			if (rc)
+				goto put_out;
+			goto store;
+		}
 		rc = xmap_load(v, in, &m);
 		if (!rc)
 			rc = free_step(v, in, &m, (uint32_t)((off + v->bsize - 1) / v->bsize),
@@ -673,13 +769,26 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 		rc = more;
 		goto out;
 	}
-	if (in->iflags & VMFS_IF_INLINE) {
-		if (end <= VMFS_INO_AREA_SIZE)
-			goto size;
-		rc = inline_to_extents(v, in, &m);
-	} else {
-		rc = xmap_load(v, in, &m);
+	if ((in->iflags & VMFS_IF_INLINE) && end <= VMFS_INO_AREA_SIZE)
+		goto size;
+	if ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) && end <= v->pages_max) {
+		rc = (in->iflags & VMFS_IF_INLINE) ? pages_from_inline(v, in) : 0;
+		if (!rc)
+			rc = pages_fill(v, in, off, end);
+		if (rc) {	/* what was filled stays mapped (zeros) */
+			int rc2 = vol_inode_put(v, in);
+
+			rc = rc2 ? rc2 : rc;
+			goto out;
+		}
+		goto size;
 	}
+	if (in->iflags & VMFS_IF_INLINE)
+		rc = inline_to_extents(v, in, &m);
+	else if (in->iflags & VMFS_IF_PAGES)
+		rc = pages_to_extents(v, in, &m);
+	else
+		rc = xmap_load(v, in, &m);
 	for (uint64_t lb = off / v->bsize; !rc && lb < (end + v->bsize - 1) / v->bsize;) {
 		uint32_t next, got;
 		uint64_t pb, want, hole_end;
@@ -728,6 +837,13 @@ store:
 	}
 	if (!rc)
 		rc = vol_maybe_commit(v);
+	goto out;
+put_out:	/* pages freed before the error stay unmapped */
+	{
+		int rc2 = vol_inode_put(v, in);
+
+		rc = rc2 ? rc2 : rc;
+	}
 out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);
@@ -747,13 +863,17 @@ int file_seek(struct vol *v, uint64_t ino, uint64_t off, int whence, uint64_t *r
 	rc = load_reg(v, ino, in);
 	if (!rc && off >= in->size)
 		rc = -ENXIO;
-	if (!rc && !(in->iflags & VMFS_IF_INLINE))
+	if (!rc && !(in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)))
 		rc = vmfs_errno(xmap_load(v, in, &m));
 	pthread_mutex_unlock(&v->mu);
 	if (rc)
 		goto out;
 	if (in->iflags & VMFS_IF_INLINE) {
 		*res = whence == SEEK_DATA ? off : in->size;
+		goto out;
+	}
+	if (in->iflags & VMFS_IF_PAGES) {
+		rc = pages_seek(in, off, whence, res);
 		goto out;
 	}
 	if (whence == SEEK_DATA) {

@@ -372,6 +372,7 @@ int format_volume(const char *path, const struct format_opts *o, char *msg, size
 	vmfs_hdr_init(&sb.h, VMFS_T_SB, VMFS_SB_ADDR, sb.uuid);
 	sb.major = VMFS_VERSION_MAJOR;
 	sb.minor = VMFS_VERSION_MINOR;
+	sb.feature_incompat = VMFS_FEATURE_INCOMPAT_PAGES;
 	sb.block_size = o->block_size;
 	if (o->label)
 		strncpy(sb.label, o->label, sizeof(sb.label) - 1);

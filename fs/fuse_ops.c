@@ -32,6 +32,7 @@
 #include "fuse_loop.h"
 #include "inode.h"
 #include "log.h"
+#include "pages.h"
 #include "spare.h"
 #include "vmfs/dlm.h"
 
@@ -350,7 +351,9 @@ static void fill_stat(struct fsctx *c, const struct vmfs_inode *in, struct stat 
 	st->st_gid = in->gid;
 	st->st_size = (off_t)in->size;
 	st->st_blksize = S_ISREG(in->mode) ? (blksize_t)c->v->bsize : VMFS_MBLK;
-	if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE))
+	if (S_ISREG(in->mode) && (in->iflags & VMFS_IF_PAGES))
+		st->st_blocks = (blkcnt_t)pages_count(in) * (VMFS_MBLK / 512);
+	else if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE))
 		st->st_blocks = (blkcnt_t)(in->nblocks * (c->v->bsize / 512));
 	else
 		st->st_blocks = (blkcnt_t)((in->size + 511) / 512);

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "dir.h"
 #include "log.h"
+#include "pages.h"
 
 #define XM_PTRS_OFF	16
 #define XM_INLINE_OFF	(16 + VMFS_XMAP_NXBLK * 8)
@@ -81,7 +82,11 @@ int inode_free(struct vol *v, uint64_t ino)
 	rc = vol_inode_get(v, ino, in);
 	if (rc)
 		goto out;
-	if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE)) {
+	if (S_ISREG(in->mode) && (in->iflags & VMFS_IF_PAGES)) {
+		rc = pages_free(v, in, 0, VMFS_PAGES_MAX);
+		if (rc)
+			goto out;
+	} else if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE)) {
 		rc = xmap_load(v, in, &m);
 		if (rc)
 			goto out;
@@ -130,7 +135,24 @@ int inode_release(struct vol *v, uint64_t ino)
 	/* Every mblk it frees must be in a held group: this is no place for
 	 * the spare pool (orphan_process frees the pool's own spares). */
 	alloc_need_block(v, ino / v->mpb);
-	if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE)) {
+	if (S_ISREG(in->mode) && (in->iflags & VMFS_IF_PAGES)) {
+		/* the pages in held groups go now (progress, as the extents'
+		 * held tail below); the others' groups are asked for */
+		bool freed = false;
+
+		for (uint32_t i = 0; i < VMFS_PAGES_MAX && !rc; i++) {
+			uint64_t addr = page_get(in, i);
+
+			if (addr && alloc_need_block(v, addr / v->mpb)) {
+				rc = pages_free(v, in, i, i + 1);
+				freed = true;
+			}
+		}
+		if (!rc && freed)
+			rc = vol_inode_put(v, in);
+		if (rc)
+			goto out;
+	} else if (S_ISREG(in->mode) && !(in->iflags & VMFS_IF_INLINE)) {
 		struct vmfs_xmap_hdr xh;
 		bool mblks;
 
@@ -202,8 +224,8 @@ int xmap_load(struct vol *v, const struct vmfs_inode *ino, struct xmap *m)
 	int rc;
 
 	m->n = 0;
-	if (ino->iflags & VMFS_IF_INLINE)
-		return 0;
+	if (ino->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES))
+		return 0;	/* no extents */
 	vmfs_xmap_hdr_decode(ino->area, &xh);
 	if (xh.nextents > VMFS_XMAP_MAX || xh.nxblk > VMFS_XMAP_NXBLK ||
 	    (xh.nextents > VMFS_XMAP_INLINE &&
@@ -267,6 +289,8 @@ int xmap_store(struct vol *v, struct vmfs_inode *ino, const struct xmap *m)
 
 	if (m->n > VMFS_XMAP_MAX)
 		return -EFBIG;
+	if (ino->iflags & VMFS_IF_PAGES)
+		return -EINVAL;	/* pages.h moves a small file to extents */
 	if (ino->iflags & VMFS_IF_INLINE)
 		memset(&old, 0, sizeof(old));
 	else

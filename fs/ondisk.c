@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "crc32c.h"
 
@@ -77,6 +78,7 @@ OFF(vmfs_xmap_hdr, nextents, 0); OFF(vmfs_xmap_hdr, nxblk, 4);
 _Static_assert(16 + VMFS_XMAP_NXBLK * 8 + VMFS_XMAP_INLINE * VMFS_EXT_SIZE <= VMFS_INO_AREA_SIZE,
 	       "extent map fits the inode area");
 _Static_assert(VMFS_XMAP_INLINE == 111, "inline extents as documented");
+_Static_assert(VMFS_PAGES_OFF + 8 * VMFS_PAGES_MAX <= VMFS_INO_AREA_SIZE, "page map fits the area");
 
 SIZE(vmfs_extblk, 4096);
 OFF(vmfs_extblk, owner, 64); OFF(vmfs_extblk, index, 72); OFF(vmfs_extblk, count, 76);
@@ -502,6 +504,12 @@ int vmfs_inode_decode(const void *blk, uint64_t addr, const uint8_t *uuid, struc
 	if (out->xattr_len > VMFS_INO_XATTR_SIZE || out->size > VMFS_MAX_VOLUME)
 		return VMFS_EBADFIELD;
 	if ((out->iflags & VMFS_IF_INLINE) && out->size > VMFS_INO_AREA_SIZE)
+		return VMFS_EBADFIELD;
+	if ((out->iflags & ~VMFS_IF_KNOWN) ||
+	    ((out->iflags & VMFS_IF_PAGES) &&
+	     (!S_ISREG(out->mode) || (out->iflags & VMFS_IF_INLINE) ||
+	      out->size > (uint64_t)VMFS_PAGES_MAX * VMFS_MBLK ||
+	      get_le32(out->area) > VMFS_PAGES_MAX)))
 		return VMFS_EBADFIELD;
 	return 0;
 }

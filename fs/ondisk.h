@@ -31,9 +31,15 @@
 
 /* Feature flags.  A reader refuses a volume with an unknown incompat bit,
  * mounts read-only with an unknown ro_compat bit, ignores unknown compat
- * bits.  None are defined in format 1.0. */
+ * bits.
+ *   INCOMPAT_PAGES  small regular files keep their data in mblk pages
+ *                   listed in the inode (VMFS_IF_PAGES) instead of a large
+ *                   block; set by vmfs-mkfs since format 1.0's first
+ *                   revision, so a reader that does not know pages
+ *                   refuses such a volume instead of misreading files. */
+#define VMFS_FEATURE_INCOMPAT_PAGES	0x1ull
 #define VMFS_FEATURE_COMPAT_SUPP	0ull
-#define VMFS_FEATURE_INCOMPAT_SUPP	0ull
+#define VMFS_FEATURE_INCOMPAT_SUPP	VMFS_FEATURE_INCOMPAT_PAGES
 #define VMFS_FEATURE_RO_COMPAT_SUPP	0ull
 
 /* Limits of format 1.0. */
@@ -207,6 +213,8 @@ struct vmfs_chunk {
 #define VMFS_INO_AREA_SIZE	(VMFS_INO_XATTR_OFF - VMFS_INO_AREA_OFF)	/* 2816 */
 #define VMFS_INO_XATTR_SIZE	(VMFS_MBLK - VMFS_INO_XATTR_OFF)		/* 1024 */
 #define VMFS_IF_INLINE		0x1u	/* regular file data lives in area */
+#define VMFS_IF_PAGES		0x2u	/* regular file data lives in mblk pages */
+#define VMFS_IF_KNOWN		(VMFS_IF_INLINE | VMFS_IF_PAGES)
 
 struct vmfs_inode {
 	struct vmfs_dhdr h;
@@ -251,6 +259,14 @@ struct vmfs_extblk {
 	uint32_t count;
 	struct vmfs_extent ext[VMFS_EXTBLK_MAX];
 };
+
+/* Page map inside inode.area of a small regular file (VMFS_IF_PAGES):
+ * le32 npages (non-zero entries), le32 0, le64 0, then le64 page[i] = the
+ * mblk holding file bytes [i*4096, (i+1)*4096), 0 = a hole (reads zeros).
+ * Pages are whole mblks of a meta chunk, raw data without a header.  Only
+ * entries below the page count of the size may be non-zero. */
+#define VMFS_PAGES_MAX		64	/* 256 KiB; at most block_size / 4 */
+#define VMFS_PAGES_OFF		16
 
 /* Directory layout in inode.area: linear hashing over buckets. */
 #define VMFS_DIR_NIDX		((VMFS_INO_AREA_SIZE - 32) / 8)	/* 348 */

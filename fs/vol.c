@@ -88,6 +88,10 @@ int vol_open(const char *path, enum vol_mode mode, bool rdonly, struct vol **out
 	}
 	v->bsize = v->sb.block_size;
 	v->mpb = v->bsize / VMFS_MBLK;
+	/* a small file fits in its first block when it grows out of pages */
+	if (v->sb.feature_incompat & VMFS_FEATURE_INCOMPAT_PAGES)
+		v->pages_max = VMFS_PAGES_MAX * VMFS_MBLK < v->bsize / 4 ?
+			VMFS_PAGES_MAX * VMFS_MBLK : v->bsize / 4;
 	*out = v;
 	return 0;
 out:
@@ -112,6 +116,7 @@ void vol_close(struct vol *v)
 		free(v->htab);
 	}
 	free(v->pfree);
+	free(v->pmfree);
 	free(v->rg_held);
 	free(v->rg_hint);
 	diskio_close(v->dio);
@@ -387,12 +392,13 @@ int vol_commit(struct vol *v)
 		return -EIO;
 	}
 	v->npfree = 0;
+	v->npmfree = 0;
 	return 0;
 }
 
 int vol_maybe_commit(struct vol *v)
 {
-	if (v->ndirty > v->sb.journal_blocks / 4 || v->npfree > 4096)
+	if (v->ndirty > v->sb.journal_blocks / 4 || v->npfree > 4096 || v->npmfree > 4096)
 		return vol_commit(v);
 	return 0;
 }

@@ -52,6 +52,7 @@ struct vol {
 	bool rdonly;
 	uint32_t bsize;		/* sb.block_size */
 	uint32_t mpb;		/* mblks per block */
+	uint32_t pages_max;	/* small files in pages up to this size; 0 = none */
 
 	pthread_mutex_t mu;	/* the metadata lock, see above */
 	/* cache: protected by mu */
@@ -61,6 +62,11 @@ struct vol {
 	size_t ndirty;
 	struct pending_free *pfree;
 	size_t npfree, pfree_cap;
+	/* mblks freed to their chunk in the running transaction: not yet
+	 * reusable as file data pages (alloc_page), which are written in
+	 * place at once, before the free is durable */
+	uint64_t *pmfree;
+	size_t npmfree, pmfree_cap;
 	/* journal: protected by mu */
 	int slot;		/* claimed host slot, -1 offline */
 	uint64_t seq;		/* last committed transaction */

@@ -25,6 +25,7 @@
 
 #include "fsvol.h"
 #include "inode.h"
+#include "pages.h"
 #include "vmfsctl.h"
 
 #define FUSE_ROOT_INO 1	/* the mount shows the root inode as 1 */
@@ -35,6 +36,7 @@ struct fileinfo {
 	uint64_t written;	/* blocks mapped by written extents */
 	uint64_t unwritten;	/* blocks reserved by fallocate, not yet written */
 	uint32_t extents;
+	uint32_t pages;		/* a small file's 4 KiB pages (fs/pages.h) */
 	char resource[32];
 	char lockspace[FSVOL_UUID_STR_LEN];
 	/* lock manager view */
@@ -118,6 +120,8 @@ static int read_inode(struct vol *v, struct fileinfo *fi)
 			fi->written += m.e[i].len;
 	}
 	fi->extents = m.n;
+	if (!rc && S_ISREG(fi->in->mode) && (fi->in->iflags & VMFS_IF_PAGES))
+		fi->pages = pages_count(fi->in);
 	xmap_release(&m);
 	return rc;
 }
@@ -188,13 +192,15 @@ static void print_json(const char *path, const struct fsvol *fv, const struct fi
 	json_object_object_add(o, "type", json_object_new_string(type_name(in->mode)));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)in->size));
 	json_object_object_add(o, "allocated_bytes",
-			       json_object_new_int64((int64_t)((fi->written + fi->unwritten) * bs)));
+			       json_object_new_int64((int64_t)((fi->written + fi->unwritten) * bs +
+							       (uint64_t)fi->pages * VMFS_MBLK)));
 	json_object_object_add(o, "allocated_blocks",
 			       json_object_new_int64((int64_t)(fi->written + fi->unwritten)));
 	json_object_object_add(o, "unwritten_blocks", json_object_new_int64((int64_t)fi->unwritten));
 	json_object_object_add(o, "extents", json_object_new_int64(fi->extents));
 	json_object_object_add(o, "inline", json_object_new_boolean(
 				       S_ISREG(in->mode) && (in->iflags & VMFS_IF_INLINE)));
+	json_object_object_add(o, "pages", json_object_new_int64(fi->pages));
 	json_object_object_add(o, "block_size", json_object_new_int64(bs));
 	json_object_object_add(o, "nlink", json_object_new_int64(in->nlink));
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)in->igen));
@@ -245,6 +251,9 @@ static void print_human(const char *path, const struct fsvol *fv, const struct f
 		printf("allocated:   0 bytes (not a regular file: no data blocks)\n");
 	else if (in->iflags & VMFS_IF_INLINE)
 		printf("allocated:   0 bytes (data inline in the inode)\n");
+	else if (in->iflags & VMFS_IF_PAGES)
+		printf("allocated:   %u bytes (a small file: %u pages of 4 KiB)\n",
+		       fi->pages * VMFS_MBLK, fi->pages);
 	else
 		printf("allocated:   %" PRIu64 " bytes (%" PRIu64 " blocks: %" PRIu64 " written, %"
 		       PRIu64 " unwritten; %u extents)\n", alloc * bs, alloc, fi->written,

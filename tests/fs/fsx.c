@@ -147,7 +147,8 @@ static void op_read(void)
 
 static void op_truncate(void)
 {
-	uint64_t ns = rnd() % 2 ? rndn(msize + 1) : rndn(maxlen);
+	/* now and then to zero: a small file starts again inline */
+	uint64_t ns = rnd() % 8 == 0 ? 0 : rnd() % 2 ? rndn(msize + 1) : rndn(maxlen);
 
 	if (verbose)
 		printf("%lu truncate %" PRIu64 " -> %" PRIu64 "\n", opno, msize, ns);

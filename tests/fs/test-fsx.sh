@@ -10,15 +10,20 @@ setup_dir
 
 SEED=${VMFS_SEED:-$(( $(date +%s) % 1000000 ))}
 OPS=${VMFS_FSX_OPS:-1500}
-echo "fsx seeds $SEED..$((SEED + 2)) (replay: VMFS_SEED=$SEED)"
+echo "fsx seeds $SEED..$((SEED + 3)) (replay: VMFS_SEED=$SEED)"
 for bs in 1M 64K; do
 	new_image "$T/img" 1G --block-size $bs
 	vmount "$T/img" "$T/m" || fail "mount"
-	# three testers at once, plus directory churn: the mount is multithreaded
+	# four testers at once, plus directory churn: the mount is
+	# multithreaded.  Tester 3 keeps its file under 250000 bytes, where a
+	# small file lives inline and in pages (fs/pages.h) and moves to
+	# extents at pages_max (256 KiB with 1 MiB blocks, 16 KiB with 64 KiB).
 	pids=""
-	for i in 0 1 2; do
-		timeout 1200 "$TESTBIN/fsx" -s $((SEED + i)) -n "$OPS" -k "$T/model.$i" "$T/m/fsx.$i" \
-			> "$T/fsx.$i.log" 2>&1 &
+	for i in 0 1 2 3; do
+		len=""
+		[ $i = 3 ] && len="-l 250000"
+		timeout 1200 "$TESTBIN/fsx" -s $((SEED + i)) -n "$OPS" $len -k "$T/model.$i" \
+			"$T/m/fsx.$i" > "$T/fsx.$i.log" 2>&1 &
 		pids="$pids $!"
 	done
 	PIDS="$PIDS $pids"
@@ -38,7 +43,7 @@ for bs in 1M 64K; do
 	vumount "$T/m" || fail "unmount"
 	"$FSCK" "$T/img" || fail "fsck after fsx (block size $bs)"
 	vmount "$T/img" "$T/m" || fail "remount"
-	for i in 0 1 2; do
+	for i in 0 1 2 3; do
 		timeout 120 cmp "$T/model.$i" "$T/m/fsx.$i" || fail "fsx.$i differs from its model after remount"
 	done
 	vumount "$T/m" || fail "unmount 2"

@@ -75,7 +75,7 @@ static void test_sb(void)
 	vmfs_sb_encode(&sb, blk);
 	CHECK(vmfs_sb_decode(blk, 0, uuid, &out) == VMFS_EBADVERSION);
 	sb.major = VMFS_VERSION_MAJOR;
-	sb.feature_incompat = 1;		/* unknown incompat feature */
+	sb.feature_incompat = VMFS_FEATURE_INCOMPAT_SUPP << 1;	/* unknown incompat feature */
 	vmfs_sb_encode(&sb, blk);
 	CHECK(vmfs_sb_decode(blk, 0, uuid, &out) == VMFS_EBADVERSION);
 	CHECK(strcmp(vmfs_strerror(VMFS_EBADCRC), "checksum mismatch") == 0);
@@ -141,6 +141,35 @@ static void test_records(void)
 	CHECK(in2->mtime_ns == -5 && memcmp(in2->area, "hello", 5) == 0);
 	CHECK(memcmp(blk + VMFS_INO_AREA_OFF, "hello", 5) == 0);
 	in->size = VMFS_INO_AREA_SIZE + 1;	/* inline data cannot be that big */
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
+	/* a small file in pages (ondisk.h): 256 KiB at most, a count that
+	 * fits the map, regular files only, not inline at once */
+	memset(in->area, 0, sizeof(in->area));
+	in->iflags = VMFS_IF_PAGES;
+	in->size = (uint64_t)VMFS_PAGES_MAX * VMFS_MBLK;
+	put_le32(in->area, 1);
+	put_le64(in->area + VMFS_PAGES_OFF + 8 * 3, 777);
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == 0);
+	CHECK(get_le64(blk + VMFS_INO_AREA_OFF + VMFS_PAGES_OFF + 24) == 777);
+	in->size++;
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
+	in->size = 5;
+	put_le32(in->area, VMFS_PAGES_MAX + 1);
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
+	put_le32(in->area, 1);
+	in->iflags = VMFS_IF_PAGES | VMFS_IF_INLINE;
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
+	in->iflags = VMFS_IF_PAGES;
+	in->mode = 040755;
+	vmfs_inode_encode(in, blk);
+	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
+	in->mode = 0100644;
+	in->iflags = 0x80;	/* unknown flag */
 	vmfs_inode_encode(in, blk);
 	CHECK(vmfs_inode_decode(blk, 4096, uuid, in2) == VMFS_EBADFIELD);
 

@@ -75,6 +75,7 @@ dd if=/dev/urandom of="$M/sparse" bs=1M count=1 seek=50 conv=notrunc status=none
 	fail "write sparse"
 fallocate -l 3M "$M/prealloc" || fail "fallocate"
 echo small > "$M/small" || fail "write small"
+head -c 10000 /dev/urandom > "$M/config" || fail "write config"	# 3 pages (fs/pages.h)
 
 # check_file NAME SIZE ALLOC_BLOCKS UNWRITTEN_BLOCKS [inline]
 check_file() {
@@ -106,6 +107,12 @@ check_file sparse $((100 * 1048576)) 1 0
 check_file prealloc $((3 * 1048576)) "$(blocks_of $((3 * 1048576)))" "$(blocks_of $((3 * 1048576)))"
 check_file small 6 0 0 inline
 jcheck "$T/small.json" 'j["inline"]' True
+"$CTL" fileinfo "$M/config" --json > "$T/config.json" || fail "vmfsctl fileinfo config"
+jcheck "$T/config.json" 'j["size"]' 10000 'j["allocated_bytes"]' 12288 'j["pages"]' 3 \
+	'j["allocated_blocks"]' 0 'j["inline"]' False
+expect "config st_blocks" $(( $(stat -c %b "$M/config") * 512 )) 12288
+"$CTL" fileinfo "$M/config" | grep -q "^allocated: *12288 bytes (a small file: 3 pages" ||
+	{ "$CTL" fileinfo "$M/config"; fail "human fileinfo of a small file"; }
 "$CTL" fileinfo "$M/five" > "$T/five.txt" || fail "fileinfo human"
 grep -q "^open lock: " "$T/five.txt" ||
 	{ cat "$T/five.txt"; fail "human fileinfo lacks the lock line"; }
