@@ -65,10 +65,13 @@ int diskio_pwrite(struct diskio *d, const void *buf, size_t len, uint64_t off)
  * the FUSE data path's: the worker that received a request goes back to
  * the device at once instead of sleeping until the disk answers, and the
  * reaper answers several completions per wake-up.
- * Returns 0 when done will be called (exactly once, on the reaper
- * thread), or a negative errno when nothing was submitted (then done is
- * never called): -EIO failed or fenced, -EOPNOTSUPP not the aio backend
- * or no kernel aio context (use diskio_batch), -ENOMEM.
+ * Returns 0 when done will be called (exactly once: on the reaper thread,
+ * or, when the kernel refuses the requests, on whichever thread submitted
+ * them, maybe the caller before diskio_submit returns), or a negative
+ * errno when nothing was queued (then done is never called): -EIO failed
+ * or fenced, -EOPNOTSUPP not the aio backend or no kernel aio context
+ * (use diskio_batch), -ENOMEM.  Batches queued by several threads at once
+ * go to the kernel in one io_submit (diskio.c: fewer doorbells).
  * Timeouts as for diskio_batch: a batch still out after the I/O timeout
  * gets done(arg, -ETIMEDOUT), its buffers stay the kernel's, the device is
  * failed.  done must not block for long (it holds up every completion). */
