@@ -221,12 +221,16 @@ static void touch_mtime(struct vmfs_inode *in)
 
 /* Overwrites through file_write_fast() record mtime at most once per
  * MTIME_LAZY_NS per inode: each update dirties the inode, which costs a
- * metadata transaction (journal write + flush), and stamping every 4 KiB
- * write of a VM disk would make those transactions the bottleneck.  So the
- * mtime of a file being overwritten lags the last write by under a second
- * (VMFS likewise does not stamp every guest write).  Writes that allocate,
- * extend or drop set-user-ID still go through touch_mtime(). */
-#define MTIME_LAZY_NS 1000000000ll
+ * metadata transaction, whose fdatasync waits for every write in flight
+ * on the device while it holds vol.mu (tens of ms under a random-write
+ * load, so a stamp a second cost 4 KiB random writes 20-30% of their
+ * rate).  So the mtime of a file being overwritten lags the last write by
+ * up to 10 s, unless the file is fsync'ed or closed: those stamp it
+ * (fuse_ops.c stamp_pending), as Linux's lazytime writes timestamps
+ * out at fsync.  VMFS likewise does not stamp every guest write.  Writes
+ * that allocate, extend or drop set-user-ID still go through
+ * touch_mtime(). */
+#define MTIME_LAZY_NS 10000000000ll
 
 static bool mtime_due(const struct vmfs_inode *in)
 {

@@ -1718,6 +1718,9 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		free(in);
 		goto reply;
 	}
+	/* an overwrite may leave mtime lazy; set before the answer, after
+	 * which the file may be released and vn gone */
+	atomic_store(&vn->unstamped, true);
 	if (size <= VMFS_AIO_MAX) {
 		rc = write_async(req, c, vn, ino, buf, size, off);
 		if (rc >= 0)
@@ -1769,10 +1772,29 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* Stamp the mtime an overwrite left lazy (file.c MTIME_LAZY_NS), at
+ * fsync and at close, under PR on the inode as the overwrite itself. */
+static void stamp_pending(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn = vnode_open_find(c, ino);
+	struct lkset ls;
+
+	if (!vn || !atomic_exchange(&vn->unstamped, false))
+		return;
+	if (lk_inode(c, &ls, ino, VMFS_LK_PR))
+		return;		/* fenced: nothing is written any more */
+	if (file_write_stamp(c->v, ino))
+		log_warn("inode %llu: could not record its modification time",
+			 (unsigned long long)ino);
+	lks_unlock(c, &ls);
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
 
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		stamp_pending(c, to_disk(c, ino));
 	if (c->pl && fi->flock_release)
 		plock_release_flock(c->pl, to_disk(c, ino), fi->lock_owner);
 	open_unlock(c, to_disk(c, ino), fi);
@@ -1791,6 +1813,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	 * disk already; writes still in flight were not acknowledged and
 	 * need not be covered.  The commit makes the metadata durable and
 	 * its fdatasync the data. */
+	if (!datasync)
+		stamp_pending(c, to_disk(c, ino));
 	pthread_mutex_lock(&c->v->mu);
 	rc = c->v->ndirty ? vol_commit(c->v) : diskio_sync(c->v->dio);
 	pthread_mutex_unlock(&c->v->mu);

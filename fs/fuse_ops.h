@@ -42,6 +42,8 @@ struct vnode {
 	atomic_int aio;		/* READs/WRITEs whose disk I/O is in flight without
 				 * rw (answered on completion, fuse_ops.c op_read);
 				 * exclusive holders of rw wait for 0 (vnode_wrlock) */
+	atomic_bool unstamped;	/* overwritten since mtime was last stamped (file.c
+				 * MTIME_LAZY_NS): fsync and close stamp it */
 	struct vnode *next;	/* hash chain, protected by fsctx.vmu */
 };
 

@@ -11,10 +11,12 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
 static char base[PATH_MAX - 300];
+static char wbuf[4096];
 
 #define OK(call)							\
 	do {								\
@@ -193,6 +195,29 @@ int main(int argc, char **argv)
 	OK(fsync(fd));
 	OK(fdatasync(fd));
 	close(fd);
+
+	/* mtime of overwrites: lazy while the file is written (fs/file.c
+	 * MTIME_LAZY_NS), stamped at fsync and at close */
+	fd = open(P("lazy"), O_RDWR | O_CREAT, 0644);
+	CHECK(fd >= 0);
+	OK(fallocate(fd, 0, 0, 1 << 20));
+	memset(wbuf, 'w', sizeof(wbuf));
+	CHECK(pwrite(fd, wbuf, 4096, 0) == 4096);	/* written once: stamped */
+	OK(fsync(fd));
+	{
+		struct timespec t0;
+
+		usleep(1100000);
+		clock_gettime(CLOCK_REALTIME, &t0);
+		CHECK(pwrite(fd, wbuf, 4096, 8192) == 4096);	/* an overwrite: lazy */
+		OK(fsync(fd));
+		CHECK(fstat(fd, &st) == 0 && st.st_mtim.tv_sec >= t0.tv_sec);
+		usleep(1100000);
+		clock_gettime(CLOCK_REALTIME, &t0);
+		CHECK(pwrite(fd, wbuf, 4096, 16384) == 4096);
+		close(fd);
+		CHECK(stat(P("lazy"), &st) == 0 && st.st_mtim.tv_sec >= t0.tv_sec);
+	}
 
 	/* unlink while open: data stays readable until close */
 	OK(mkfile("open-unlinked", "still here"));
