@@ -567,7 +567,8 @@ static int truncate_pages(struct vol *v, struct vmfs_inode *in, uint64_t size)
 {
 	int rc = 0;
 
-	if (size < in->size) {
+	/* not growing: pages past the new end go, fallocated ones too */
+	if (size <= in->size) {
 		rc = v->rg_locked ? pages_frees_room(v, in, pages_of(size)) : 0;
 		if (!rc)
 			rc = pages_free(v, in, pages_of(size), VMFS_PAGES_MAX);

@@ -261,7 +261,8 @@ int pages_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, uint64_
 
 	for (uint64_t i = off / PG; i < pages_of(end); i++)
 		need += (in->iflags & VMFS_IF_INLINE) || !page_get(in, (uint32_t)i);
-	return need ? alloc_meta_room(v, need) : 0;
+	/* free slots freed in this transaction do not count (alloc_page) */
+	return need ? alloc_meta_room(v, need + (unsigned)v->npmfree) : 0;
 }
 
 int pages_frees_room(struct vol *v, const struct vmfs_inode *in, uint32_t first)
