@@ -1815,9 +1815,17 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	 * its fdatasync the data. */
 	if (!datasync)
 		stamp_pending(c, to_disk(c, ino));
+	vol_presync(c->v);
 	pthread_mutex_lock(&c->v->mu);
-	rc = c->v->ndirty ? vol_commit(c->v) : diskio_sync(c->v->dio);
-	pthread_mutex_unlock(&c->v->mu);
+	if (c->v->ndirty) {
+		rc = vol_commit(c->v);
+		pthread_mutex_unlock(&c->v->mu);
+	} else {		/* nothing to commit: the sync needs no vol.mu */
+		rc = c->v->error;
+		pthread_mutex_unlock(&c->v->mu);
+		if (!rc)
+			rc = diskio_sync(c->v->dio);
+	}
 	fuse_reply_err(req, -vmfs_errno(rc));
 }
 
@@ -2496,6 +2504,7 @@ static void *committer_main(void *arg)
 		if (c->cstop)
 			break;
 		pthread_mutex_unlock(&c->cmu);
+		vol_presync(c->v);
 		pthread_mutex_lock(&c->v->mu);
 		if (c->v->ndirty && vol_commit(c->v))
 			log_err("periodic commit failed");

@@ -375,6 +375,23 @@ static int commit_in_place(struct vol *v)
 	return rc;
 }
 
+void vol_presync(struct vol *v)
+{
+	uint64_t seq;
+	bool need;
+
+	pthread_mutex_lock(&v->mu);
+	need = v->ckpt_unsynced && v->mode == VOL_MOUNT && !v->error;
+	seq = v->seq;
+	pthread_mutex_unlock(&v->mu);
+	if (!need || diskio_sync(v->dio))
+		return;		/* a failure is the commit's to report */
+	pthread_mutex_lock(&v->mu);
+	if (v->seq == seq)	/* nothing was written in place since */
+		v->ckpt_unsynced = false;
+	pthread_mutex_unlock(&v->mu);
+}
+
 int vol_commit(struct vol *v)
 {
 	int rc;

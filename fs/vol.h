@@ -146,6 +146,13 @@ int vol_inode_put(struct vol *v, const struct vmfs_inode *in)
 /* Commit the running transaction (see above).  Offline mode writes dirty
  * blocks in place and syncs.  Needs mu held. */
 int vol_commit(struct vol *v) __attribute__((warn_unused_result));
+/* Without vol.mu: make the last commit's in-place writes durable, so that
+ * the next commit need not (journal.c invariant 2) while it holds vol.mu.
+ * That fdatasync waits for every write in flight on the device, which
+ * under load takes tens of ms (hundreds on a backing file still being
+ * allocated), during which no operation could take vol.mu; done here,
+ * only the caller waits.  The periodic commit and fsync call it first. */
+void vol_presync(struct vol *v);
 /* Commit if the running transaction is getting large. */
 int vol_maybe_commit(struct vol *v) __attribute__((warn_unused_result));
 
