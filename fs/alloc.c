@@ -120,6 +120,19 @@ int alloc_init(struct vol *v)
 	return alloc_recount(v);
 }
 
+int alloc_settle(struct vol *v, uint64_t want)
+{
+	uint64_t pending = 0;
+
+	if (!v->npfree || v->rdonly)
+		return 0;
+	for (size_t i = 0; i < v->npfree; i++)
+		pending += v->pfree[i].len;
+	if (pending > v->free_blocks || want > v->free_blocks - pending)
+		return vol_commit(v);
+	return 0;
+}
+
 int alloc_room(struct vol *v, uint64_t want)
 {
 	struct vmfs_rg *rg;

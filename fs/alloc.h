@@ -82,6 +82,12 @@ int alloc_recount(struct vol *v) __attribute__((warn_unused_result));
  *   alloc_mblk_frees  n mblks may be freed (room in the spare pool; else
  *                     the groups of spares it can give back first) */
 int alloc_room(struct vol *v, uint64_t want) __attribute__((warn_unused_result));
+/* Before an operation that allocates up to want blocks changes anything:
+ * if the blocks freed in the running transaction (not reusable before it
+ * commits) are what stands between it and the room it needs, commit now.
+ * Else a file removed and written again at once found the volume full
+ * (ext4 likewise forces a commit on ENOSPC).  0 or the commit's error. */
+int alloc_settle(struct vol *v, uint64_t want) __attribute__((warn_unused_result));
 int alloc_meta_room(struct vol *v, unsigned n) __attribute__((warn_unused_result));
 int alloc_mblk_frees(struct vol *v, uint64_t n) __attribute__((warn_unused_result));
 /* Is block b's group held?  If not, it is added to alloc_need(). */

@@ -348,10 +348,10 @@ static int write_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, 
 {
 	struct xmap m = { 0 };
 	uint64_t holes = 0;
-	int rc = 0;
+	int rc = end > off ? alloc_settle(v, (end - off) / v->bsize + 3) : 0;
 
-	if (!v->rg_locked || end <= off)
-		return 0;
+	if (rc || !v->rg_locked || end <= off)
+		return rc;
 	if ((in->iflags & VMFS_IF_INLINE) && end <= VMFS_INO_AREA_SIZE)
 		return 0;
 	if ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) && end <= v->pages_max)

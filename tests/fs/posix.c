@@ -258,6 +258,18 @@ int main(int argc, char **argv)
 
 		OK(statvfs(base, &sv));
 		CHECK(sv.f_namemax == 255 && sv.f_blocks > 0 && sv.f_bfree <= sv.f_blocks);
+		/* most of the free space, removed and reserved again at once:
+		 * the freed blocks are not reusable before their transaction
+		 * commits, so the allocation has to commit it first */
+		for (int i = 0; i < 3; i++) {
+			off_t len = (off_t)(sv.f_bavail * sv.f_frsize / 10 * 8);
+
+			fd = open(P("big"), O_RDWR | O_CREAT, 0644);
+			CHECK(fd >= 0);
+			OK(fallocate(fd, 0, 0, len));
+			close(fd);
+			OK(unlink(P("big")));
+		}
 	}
 
 	/* a bigger directory: hashed lookups, readdir completeness, removal */
