@@ -158,7 +158,7 @@ int file_read_prep(struct vol *v, uint64_t ino, uint64_t off, size_t size, struc
 	}
 	if (in->iflags & VMFS_IF_PAGES)
 		pages_read_reqs(in, a0, a1, buf, io->reqs, &io->nr);
-	for (pos = (in->iflags & VMFS_IF_PAGES) ? a1 : a0; pos < a1;) {
+	else for (pos = a0; pos < a1;) {
 		uint32_t next;
 		int i = xmap_find(&m, (uint32_t)(pos / v->bsize), &next);
 		uint64_t end;
@@ -357,7 +357,8 @@ static int write_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, 
 	if ((in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) && end <= v->pages_max)
 		return pages_room(v, in, off, end);
 	if (in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)) {	/* to extents */
-		rc = (in->iflags & VMFS_IF_PAGES) ? pages_frees_room(v, in, 0) : 0;
+		rc = (in->iflags & VMFS_IF_PAGES) ?
+			pages_frees_room(v, in, 0, VMFS_PAGES_MAX) : 0;
 		if (rc)
 			return rc;
 		holes = (end - 1) / v->bsize - off / v->bsize + 2;
@@ -562,6 +563,17 @@ static int free_step(struct vol *v, struct vmfs_inode *in, struct xmap *m, uint3
 	return rc ? rc : VMFS_ENEEDRG;
 }
 
+/* After an error part-way through a change: store the inode anyway, so
+ * what was mapped or freed before the error stays consistent with the
+ * allocation maps (else blocks or pages leak, or are freed twice); an
+ * error storing it comes first. */
+static int put_after_error(struct vol *v, const struct vmfs_inode *in, int rc)
+{
+	int rc2 = vol_inode_put(v, in);
+
+	return rc2 ? rc2 : rc;
+}
+
 /* A truncate that keeps a small file in pages (size <= pages_max). */
 static int truncate_pages(struct vol *v, struct vmfs_inode *in, uint64_t size)
 {
@@ -569,7 +581,7 @@ static int truncate_pages(struct vol *v, struct vmfs_inode *in, uint64_t size)
 
 	/* not growing: pages past the new end go, fallocated ones too */
 	if (size <= in->size) {
-		rc = v->rg_locked ? pages_frees_room(v, in, pages_of(size)) : 0;
+		rc = pages_frees_room(v, in, pages_of(size), VMFS_PAGES_MAX);
 		if (!rc)
 			rc = pages_free(v, in, pages_of(size), VMFS_PAGES_MAX);
 		if (!rc && size % PG)	/* an extension must read zeros */
@@ -663,12 +675,8 @@ store:
 	if (!rc)
 		rc = vol_maybe_commit(v);
 	goto out;
-put_out:	/* pages freed before the error stay unmapped */
-	{
-		int rc2 = vol_inode_put(v, in);
-
-		rc = rc2 ? rc2 : rc;
-	}
+put_out:
+	rc = put_after_error(v, in, rc);
 out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);
@@ -700,16 +708,9 @@ static int punch_locked(struct vol *v, struct xmap *m, uint64_t off, uint64_t en
 static int punch_pages(struct vol *v, struct vmfs_inode *in, uint64_t off, uint64_t end)
 {
 	uint32_t first = pages_of(off), last = (uint32_t)(end / PG);
-	int rc = 0;
+	int rc = pages_frees_room(v, in, first, last);
 
-	if (first < last && v->rg_locked) {
-		uint32_t n = 0;
-
-		for (uint32_t i = first; i < last; i++)
-			n += page_get(in, i) != 0;
-		rc = n ? alloc_mblk_frees(v, n) : 0;
-	}
-	if (!rc && first < last)
+	if (!rc)
 		rc = pages_free(v, in, first, last);
 	if (!rc)		/* only the partial edges are still mapped */
 		rc = pages_zero(v, in, off, end);
@@ -780,12 +781,8 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 		rc = (in->iflags & VMFS_IF_INLINE) ? pages_from_inline(v, in) : 0;
 		if (!rc)
 			rc = pages_fill(v, in, off, end);
-		if (rc) {	/* what was filled stays mapped (zeros) */
-			int rc2 = vol_inode_put(v, in);
-
-			rc = rc2 ? rc2 : rc;
-			goto out;
-		}
+		if (rc)		/* what was filled stays mapped (zeros) */
+			goto put_out;
 		goto size;
 	}
 	if (in->iflags & VMFS_IF_INLINE)
@@ -822,14 +819,9 @@ int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t
 
 		rc = rc ? rc : rc2;
 	}
-	if (rc) {
-		/* -ENOSPC, or a step done (VMFS_ENEEDRG): what was allocated
-		 * stays mapped (else the blocks would leak); the size waits */
-		int rc2 = vol_inode_put(v, in);
-
-		rc = rc2 ? rc2 : rc;
-		goto out;
-	}
+	if (rc)		/* -ENOSPC, or a step done (VMFS_ENEEDRG): what was
+			 * allocated stays mapped; the size waits */
+		goto put_out;
 size:
 	if (!rc && !(mode & FALLOC_FL_KEEP_SIZE) && end > in->size)
 		in->size = end;
@@ -843,12 +835,8 @@ store:
 	if (!rc)
 		rc = vol_maybe_commit(v);
 	goto out;
-put_out:	/* pages freed before the error stay unmapped */
-	{
-		int rc2 = vol_inode_put(v, in);
-
-		rc = rc2 ? rc2 : rc;
-	}
+put_out:
+	rc = put_after_error(v, in, rc);
 out:
 	pthread_mutex_unlock(&v->mu);
 	xmap_release(&m);

@@ -265,11 +265,11 @@ int pages_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, uint64_
 	return need ? alloc_meta_room(v, need + (unsigned)v->npmfree) : 0;
 }
 
-int pages_frees_room(struct vol *v, const struct vmfs_inode *in, uint32_t first)
+int pages_frees_room(struct vol *v, const struct vmfs_inode *in, uint32_t first, uint32_t last)
 {
 	uint32_t n = 0;
 
-	for (uint32_t i = first; i < VMFS_PAGES_MAX; i++)
+	for (uint32_t i = first; i < last && i < VMFS_PAGES_MAX; i++)
 		n += page_get(in, i) != 0;
 	return n ? alloc_mblk_frees(v, n) : 0;
 }

@@ -66,10 +66,10 @@ int pages_to_extents(struct vol *v, struct vmfs_inode *in, struct xmap *m)
 
 /* The checks of alloc.h before a change: room for the pages [off, end)
  * still lacks (plus one for an inline file's first page); room to free
- * the pages from first on. */
+ * the pages [first, last) (pages_free's range). */
 int pages_room(struct vol *v, const struct vmfs_inode *in, uint64_t off, uint64_t end)
 	__attribute__((warn_unused_result));
-int pages_frees_room(struct vol *v, const struct vmfs_inode *in, uint32_t first)
+int pages_frees_room(struct vol *v, const struct vmfs_inode *in, uint32_t first, uint32_t last)
 	__attribute__((warn_unused_result));
 
 /* SEEK_DATA / SEEK_HOLE from off (< size). */
