@@ -1675,6 +1675,38 @@ out:
  * writes, and with other hosts' on multi-writer files; mtime is last
  * writer wins).  Anything that allocates, grows or appends takes EX on
  * the inode and the group it allocates in. */
+/* The number of unlinked inodes on this host's orphan list. */
+static int orphans_here(struct fsctx *c)
+{
+	int room;
+
+	pthread_mutex_lock(&c->v->mu);
+	room = orphan_room(c->v);
+	pthread_mutex_unlock(&c->v->mu);
+	return room < 0 ? 0 : VMFS_ORPHAN_MAX - room;
+}
+
+/* An allocation said ENOSPC while this host lists unlinked files: their
+ * blocks come free at the kernel's last RELEASE or FORGET of each, and
+ * both are asynchronous (close() returns before the release reaches us),
+ * so "close; unlink a; fallocate b" can find a's blocks still taken.  Wait
+ * a little for the list to shrink, as ext4 retries an allocation after a
+ * journal commit; true: try again.  A file unlinked while still open stays
+ * listed, so the wait is bounded per request. */
+#define ENOSPC_WAIT_MS 500
+static bool enospc_retry(struct fsctx *c, int rc, unsigned *waited_ms)
+{
+	int before = rc == -ENOSPC && *waited_ms < ENOSPC_WAIT_MS ? orphans_here(c) : 0;
+
+	while (before > 0 && *waited_ms < ENOSPC_WAIT_MS) {
+		usleep(5000);
+		*waited_ms += 5;
+		if (orphans_here(c) < before)
+			return true;
+	}
+	return false;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -1734,7 +1766,7 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		pthread_rwlock_unlock(&vn->rw);
 		lks_unlock(c, &ls);
 	}
-	if (rc == -EAGAIN) {
+	for (unsigned waited = 0; rc == -EAGAIN;) {
 		fuse_loop_may_block();	/* allocation: journal, maybe the DLM */
 		lks_init(&ls);
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
@@ -1750,6 +1782,8 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 				break;
 		}
 		lks_unlock(c, &ls);
+		if (enospc_retry(c, rc, &waited))
+			rc = -EAGAIN;
 	}
 reply:
 	/* buf may be the worker's receive buffer, written to the disk as is
@@ -1847,21 +1881,24 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, o
 		return;
 	}
 	rc = may_write(fi);
-	if (!rc) {
+	for (unsigned waited = 0; !rc;) {
 		lks_init(&ls);
 		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
 		lks_want_alloc(c, &ls);
 		rc = lks_lock(c, &ls);
-	}
-	for (unsigned tries = 0; !rc;) {	/* in steps over groups (alloc.h) */
-		vnode_wrlock(vn);
-		rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
-		pthread_rwlock_unlock(&vn->rw);
-		if (rc != VMFS_ENEEDRG) {
-			lks_unlock(c, &ls);
-			break;
+		for (unsigned tries = 0; !rc;) {	/* in steps over groups (alloc.h) */
+			vnode_wrlock(vn);
+			rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
+			pthread_rwlock_unlock(&vn->rw);
+			if (rc != VMFS_ENEEDRG) {
+				lks_unlock(c, &ls);
+				break;
+			}
+			rc = lks_regroup(c, &ls, &tries);
 		}
-		rc = lks_regroup(c, &ls, &tries);
+		if (!enospc_retry(c, rc, &waited))
+			break;
+		rc = 0;		/* orphans ended: again */
 	}
 	fuse_reply_err(req, -vmfs_errno(rc));
 }
