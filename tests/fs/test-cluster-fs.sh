@@ -205,6 +205,11 @@ step_errors() {
 	done
 }
 
+# vol_uuid: the volume's UUID, which names its lockspace.
+vol_uuid() {
+	"$VMFSCTL" volume "$DISK" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["uuid"])'
+}
+
 # hang_report I WHAT: a command on host I hung: dump its mount's threads.
 hang_report() {
 	local i=$1 pid out
@@ -217,6 +222,12 @@ hang_report() {
 	fi
 	echo "---- last lines of host$i's mount log:" >&2
 	tail -n 20 "$T/mount-h$i.log" >&2 || true
+	# the lock table names who holds what and who waits (once per step)
+	out=$T/hang-step$STEP-locks.txt
+	if [[ ! -e $out ]]; then
+		hexec "$i" timeout 20 "$VMFSCTL" locks --lockspace "$(vol_uuid)" >"$out" 2>&1 || true
+		echo "# the lock table at the hang: $out" >&2
+	fi
 }
 
 # on I SCRIPT: run SCRIPT with bash in host I, M = host I's mount point,
@@ -316,7 +327,7 @@ slot_of() { sed -n 's/.*claimed host slot \([0-9]*\).*/\1/p' "$T/mount-h$1.log" 
 plocks_of() {
 	local ino uuid
 	ino=$(hexec 1 stat -c %i "$1")
-	uuid=$("$VMFSCTL" volume "$DISK" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+	uuid=$(vol_uuid)
 	hexec 1 "$VMFSCTL" locks --json --lockspace "$uuid" | "$PY" -c '
 import json, sys
 out = []
@@ -454,7 +465,7 @@ if want_step 3; then step3 || true; step_errors; fi
 # groups_of I: the resource-group locks ("a<N>") host I holds, sorted.
 groups_of() {
 	local uuid
-	uuid=$("$VMFSCTL" volume "$DISK" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+	uuid=$(vol_uuid)
 	hexec 1 "$VMFSCTL" locks --json --lockspace "$uuid" | "$PY" -c '
 import json, re, sys
 out = []
