@@ -16,22 +16,27 @@
  *                        the destination's prepared claims tagged NAME and,
  *                        on each of their resources, the lock granted on
  *                        this host, with its epoch) at most every 100 ms
- *   pause                the engine decided to switch over: ask vmfs-dlmd to
- *                        keep the totem ring warm (vmfs_dlm_warm) until the
- *                        transfer below, 10-30 ms later; on a ring idle for
- *                        a few ms the transfer would first wait for the
- *                        held token (about 1 ms more of downtime)
- *   switchover (paused)  ONE vmfs_dlm_transfer_set() with those locks and
- *                        epochs.  The epochs make it safe to use a lookup
- *                        made before the pause: if anything moved since, the
- *                        lock manager refuses the whole set (ESTALE, ENOLOCK)
- *                        and nothing changes; the hook then looks up again
- *                        and retries once, paying a lookup in the pause only
- *                        in that rare case (or when the last lookup found
- *                        nothing prepared yet).
- *   abort                (the destination did not acknowledge) give the
- *                        disks back: ONE vmfs_dlm_transfer_set() from the
- *                        destination's locks to the return claims
+ *   pause                the engine decided to switch over and the guest
+ *                        is paused (its disk I/O is done in the vCPU
+ *                        threads, so none is in flight any more): a thread
+ *                        of ours makes the transfer NOW, while the engine
+ *                        sends the final pages and the device state
+ *                        (10-30 ms) - ONE vmfs_dlm_transfer_set() with those
+ *                        locks and epochs.  The epochs make it safe to use
+ *                        a lookup made before the pause: if anything moved
+ *                        since, the lock manager refuses the whole set
+ *                        (ESTALE, ENOLOCK) and nothing changes; the thread
+ *                        then looks up again and retries once.
+ *   switchover (paused)  join that thread: its outcome is the hook's.  The
+ *                        transfer is one totem round trip (1-1.5 ms on a
+ *                        loaded host, tests/dlm/bench-transfer.sh), which no
+ *                        longer adds to the downtime: the hook only waits
+ *                        for what is normally done already.
+ *   abort                (the migration failed after the transfer: the
+ *                        destination did not acknowledge, or anything
+ *                        failed between the pause and the switchover) give
+ *                        the disks back: ONE vmfs_dlm_transfer_set() from
+ *                        the destination's locks to the return claims
  *                        (vmfs_handoff_giveback), then wait until the mount
  *                        re-armed the VM's handles; the guest resumes here
  *                        owning its disks.
@@ -43,9 +48,11 @@
  * file can queue one (it is the lock's owner; fs/openlock.h).  It costs one
  * lock-manager message before the pause and one after the migration;
  * nothing in the pause.  Without it (the disk is not a file on a clustered
- * vmfs mount, or the mount refused) the migration goes on as before and a
- * failure after the handoff leaves the disks with the destination (said in
- * the log).
+ * vmfs mount, or the mount refused) nothing can undo a transfer, so it waits
+ * for the switchover hook (after the destination said READY), the ring kept
+ * warm from the pause (vmfs_dlm_warm: on a ring idle for a few ms the
+ * transfer would first wait for the held token, about 1 ms more); a failure
+ * after it leaves the disks with the destination (said in the log).
  *
  * The commit is vmfs_dlm_transfer_set() itself, not
  * vmfs_handoff_commit_ldisks(): that one also reads the new epochs back
@@ -54,8 +61,10 @@
  *
  * Threads: handoff_begin runs on the control thread before the migration
  * thread starts; everything else but handoff_json runs on the migration
- * thread, except the warm-up request, made from a thread of its own that is
- * joined before the handle's next use (handoff_warm).  The figures shown by status are under v->mig_lock.
+ * thread, except the pause job (the transfer, or the warm-up request), made
+ * from a thread of its own that is joined before the handle's or the
+ * lookup's next use (job_join).  The figures shown by status are under
+ * v->mig_lock.
  */
 #include "config.h"
 #include "vmm.h"
@@ -93,17 +102,22 @@ struct vmm_handoff {
 	char why[384];			/* its reason when it failed */
 	uint64_t lookup_at;		/* when (monotonic us) */
 	bool moved;			/* the transfer of this migration succeeded */
+	bool gave_back;			/* abort ran its give-back (it is not retried) */
 	bool ret_armed;			/* the return claim on cfg.disk is armed */
 	bool ret_keep;			/* give-back failed: the claim outlives the migration */
-	pthread_t warm_thread;		/* asks for the ring warm-up; joined before any
-					 * other use of h (handoff_warm) */
-	bool warm_started;
-	int warm_rc;			/* written by warm_thread, read after the join */
+	pthread_t job_thread;		/* the pause job (handoff_paused); joined
+					 * before any other use of h (job_join) */
+	enum { JOB_NONE, JOB_WARM, JOB_TRANSFER } job;	/* started, not joined */
+	int job_rc;			/* written by job_thread, read after the join */
+	unsigned job_lookups;		/* lookups the transfer job made */
+	uint64_t transfer_us;		/* the transfer job's own time */
+	bool at_pause;			/* this migration's transfer ran at the pause */
 
 	/* the last switchover, for status; under v->mig_lock */
 	const char *mode;		/* "in-process", "exec" */
 	uint64_t hook_us;		/* time in the hook, guest paused */
 	uint64_t lookup_us;		/* last lookup (before the pause) */
+	uint64_t transfer_shown_us;	/* the transfer at the pause, for status */
 	unsigned lookups_in_pause;	/* 0 when the pre-pause lookup served */
 	unsigned disks;
 	char result[256];
@@ -215,11 +229,14 @@ int handoff_begin(struct vmm *v, char *err, size_t errlen)
 	x = v->handoff;
 	pthread_mutex_lock(&v->mig_lock);
 	x->mode = NULL;		/* no switchover in this migration yet */
+	x->transfer_shown_us = 0;
 	pthread_mutex_unlock(&v->mig_lock);
 	x->n = 0;
 	x->lookup_rc = 1;
 	x->lookup_at = 0;
 	x->moved = false;
+	x->gave_back = false;
+	x->at_pause = false;
 	x->ret_armed = false;
 	x->ret_keep = false;	/* a kept claim is armed again (same VM) just below */
 	snprintf(x->why, sizeof(x->why), "not looked up yet");
@@ -282,52 +299,6 @@ void handoff_refresh(struct vmm *v)
 		log_debug("vm %s: handoff not ready yet: %s", v->cfg.name, x->why);
 }
 
-static void *warm_thread(void *arg)
-{
-	struct vmm_handoff *x = arg;
-
-	x->warm_rc = vmfs_dlm_warm(x->h, WARM_MS);
-	return NULL;
-}
-
-/* Called just before the guest is paused for the switchover (migrate.c).
- * The request is a local IPC round trip (the daemon answers once it has
- * handed its first NOOP to corosync), 0.2 to 0.9 ms on a loaded host, and
- * the engine counts the downtime from before
- * its pause callback: so it is made from a short-lived thread, and the
- * migration thread goes on to pause the guest at once.  It is joined
- * before the next use of the handle (the transfer, 10-30 ms later: long
- * done by then).  Failing only means the transfer takes the cold path. */
-void handoff_warm(struct vmm *v)
-{
-	struct vmm_handoff *x = v->handoff;
-	int rc;
-
-	if (!x || !x->h || x->warm_started)
-		return;
-	x->warm_rc = 0;
-	rc = pthread_create(&x->warm_thread, NULL, warm_thread, x);
-	if (rc) {
-		log_info("vm %s: no thread for the lock manager ring warm-up: %s", v->cfg.name,
-			 strerror(rc));
-		return;
-	}
-	x->warm_started = true;
-}
-
-static void warm_join(struct vmm *v)
-{
-	struct vmm_handoff *x = v->handoff;
-
-	if (!x || !x->warm_started)
-		return;
-	pthread_join(x->warm_thread, NULL);
-	x->warm_started = false;
-	if (x->warm_rc < 0)
-		log_info("vm %s: lock manager ring warm-up refused: %s (the handoff may take "
-			 "1-2 ms longer)", v->cfg.name, vmfs_dlm_strerror(x->warm_rc));
-}
-
 /* The transfer of x->d[0..n), conditional on the epochs looked up. */
 static int transfer(struct vmm_handoff *x)
 {
@@ -341,25 +312,26 @@ static int transfer(struct vmm_handoff *x)
 	return vmfs_dlm_transfer_set(x->h, t, x->n);
 }
 
-static int switchover_inproc(struct vmm *v)
+/* The handoff proper, guest paused: transfer with the lookup made before
+ * the pause; look up (again) only when there was none usable or the locks
+ * moved since (refused whole: nothing changed), and retry once.  Sets
+ * x->moved; x->why on failure.  *lookups: lookups made here. */
+static int transfer_paused(struct vmm *v, unsigned *lookups)
 {
 	struct vmm_handoff *x = v->handoff;
-	uint64_t t0 = now_us();
-	unsigned in_pause = 0;
 	int rc;
 
-	warm_join(v);
+	*lookups = 0;
 	if (x->lookup_rc != 0) {
 		/* nothing usable from before the pause (not prepared yet?) */
-		in_pause++;
+		++*lookups;
 		rc = lookup(v);
 		if (rc < 0)
-			goto refused;
+			return rc;
 	}
 	rc = transfer(x);
 	if (rc == VMFS_DLM_ESTALE || rc == VMFS_DLM_ENOLOCK) {
-		/* moved since the lookup: nothing changed; look again, once */
-		in_pause++;
+		++*lookups;
 		rc = lookup(v);
 		if (rc == 0)
 			rc = transfer(x);
@@ -367,16 +339,101 @@ static int switchover_inproc(struct vmm *v)
 	if (rc < 0) {
 		snprintf(x->why, sizeof(x->why), "the lock manager refused the transfer: %s",
 			 vmfs_handoff_strerror(rc));
-		goto refused;
+		return rc;
 	}
 	x->moved = true;
-	set_result(v, "in-process", now_us() - t0, in_pause, "moved %zu disk lock%s to %s",
-		   x->n, x->n == 1 ? "" : "s", x->d[0].d.to_host);
 	return 0;
-refused:
-	set_result(v, "in-process", now_us() - t0, in_pause, "refused: %s", x->why);
-	log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);
-	return -EPERM;
+}
+
+static void *job_main(void *arg)
+{
+	struct vmm *v = arg;
+	struct vmm_handoff *x = v->handoff;
+	uint64_t t0 = now_us();
+
+	if (x->job == JOB_WARM) {
+		x->job_rc = vmfs_dlm_warm(x->h, WARM_MS);
+		return NULL;
+	}
+	x->job_rc = transfer_paused(v, &x->job_lookups);
+	x->transfer_us = now_us() - t0;
+	return NULL;
+}
+
+/* The guest was just paused for the switchover (migrate.c).  In process,
+ * start the pause job on a thread of its own, so that the migration thread
+ * goes on with the final pages at once (the engine counts the downtime from
+ * before its pause callback): the transfer when a give-back can undo it
+ * (the return claim is armed), else the ring warm-up for the transfer in
+ * the hook.  The warm-up request is a local IPC round trip (the daemon
+ * answers once it has handed its first NOOP to corosync); failing only
+ * means the transfer takes the cold path. */
+void handoff_paused(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	int rc;
+
+	if (!x || !x->h || x->job != JOB_NONE)
+		return;
+	x->job = x->ret_armed ? JOB_TRANSFER : JOB_WARM;
+	x->at_pause = x->job == JOB_TRANSFER;
+	x->job_rc = 0;
+	x->job_lookups = 0;
+	x->transfer_us = 0;
+	rc = pthread_create(&x->job_thread, NULL, job_main, v);
+	if (rc) {
+		log_info("vm %s: no thread for the %s at the pause: %s", v->cfg.name,
+			 x->at_pause ? "transfer" : "ring warm-up", strerror(rc));
+		x->job = JOB_NONE;
+		x->at_pause = false;	/* the hook transfers */
+	}
+}
+
+/* Wait for the pause job; its outcome stays in x->job_rc. */
+static void job_join(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+
+	if (!x || x->job == JOB_NONE)
+		return;
+	pthread_join(x->job_thread, NULL);
+	if (x->job == JOB_WARM && x->job_rc < 0)
+		log_info("vm %s: lock manager ring warm-up refused: %s (the handoff may take "
+			 "1-2 ms longer)", v->cfg.name, vmfs_dlm_strerror(x->job_rc));
+	x->job = JOB_NONE;
+}
+
+static int switchover_inproc(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+	uint64_t t0 = now_us();
+	unsigned in_pause = 0;
+	int rc;
+
+	job_join(v);
+	if (x->at_pause) {
+		rc = x->job_rc;
+		in_pause = x->job_lookups;
+	} else {
+		rc = transfer_paused(v, &in_pause);
+	}
+	pthread_mutex_lock(&v->mig_lock);
+	x->transfer_shown_us = x->at_pause ? x->transfer_us : 0;
+	pthread_mutex_unlock(&v->mig_lock);
+	if (rc < 0) {
+		set_result(v, "in-process", now_us() - t0, in_pause, "refused: %s", x->why);
+		log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);
+		return -EPERM;
+	}
+	if (x->at_pause)
+		set_result(v, "in-process", now_us() - t0, in_pause,
+			   "moved %zu disk lock%s to %s at the pause (transfer %" PRIu64 " us, "
+			   "beside the final pages)", x->n, x->n == 1 ? "" : "s",
+			   x->d[0].d.to_host, x->transfer_us);
+	else
+		set_result(v, "in-process", now_us() - t0, in_pause, "moved %zu disk lock%s to %s",
+			   x->n, x->n == 1 ? "" : "s", x->d[0].d.to_host);
+	return 0;
 }
 
 /* --handoff-exec: PROG handoff|abort NAME.  It runs while the VM is paused,
@@ -424,9 +481,10 @@ int handoff_switchover(struct vmm *v)
 	return rc;
 }
 
-/* After a successful switchover the destination did not acknowledge; the
- * guest resumes here as soon as this returns, so the disks must be ours
- * again first.  In process: vmfs_handoff_giveback() moves the destination's
+/* The migration failed after the transfer: the destination did not
+ * acknowledge after a successful switchover, or (transfer at the pause)
+ * something failed before the switchover.  The guest resumes here as soon
+ * as this returns, so the disks must be ours again first.  In process: vmfs_handoff_giveback() moves the destination's
  * locks (the ones the handoff created, conditional on their epochs) to the
  * return claims in ONE transfer; if the destination let go meanwhile (it
  * closed the file or died) a claim is simply granted.  --handoff-exec:
@@ -457,9 +515,10 @@ void handoff_abort(struct vmm *v)
 				 now_us() - t0);
 		return;
 	}
-	warm_join(v);
-	if (!x || !x->moved)
+	job_join(v);
+	if (!x || !x->moved || x->gave_back)
 		return;
+	x->gave_back = true;	/* once: a failed give-back leaves the claim queued */
 	if (!x->ret_armed) {
 		for (size_t i = 0; i < x->n; i++)
 			log_err("vm %s: disk lock %s/%s stays with %s (lkid %" PRIu64 "): this "
@@ -478,13 +537,13 @@ void handoff_abort(struct vmm *v)
 	rc = vmfs_handoff_giveback(x->h, v->cfg.name, x->me, x->d, x->n, back,
 				   VMFS_HANDOFF_DISKS_MAX, &n, why, sizeof(why));
 	if (rc < 0) {
-		log_err("vm %s: the destination did not acknowledge; giving the disks back "
+		log_err("vm %s: the migration failed after the handoff; giving the disks back "
 			"failed: %s.  The return claim stays: the disks come back when %s lets "
 			"go of them; until then this host's writes are fenced (EIO)", v->cfg.name,
 			why, x->n ? x->d[0].d.to_host : "the destination");
 		x->ret_keep = true;	/* handoff_end leaves it queued */
 		set_result(v, "in-process", hook_us, in_pause,
-			   "moved %zu disk lock%s to %s; no ack; give-back failed: %s", x->n,
+			   "moved %zu disk lock%s to %s; failed after; give-back failed: %s", x->n,
 			   x->n == 1 ? "" : "s", x->n ? x->d[0].d.to_host : "?", why);
 		return;
 	}
@@ -494,12 +553,24 @@ void handoff_abort(struct vmm *v)
 			 back[i].d.from_host, back[i].d.to_host, back[i].d.from_lkid,
 			 back[i].d.from_epoch, back[i].d.to_lkid);
 	if (return_wait(v, 5000))
-		log_warn("vm %s: the destination did not acknowledge after the handoff; the "
-			 "disks are back (%s, %" PRIu64 " us): the VM resumes here", v->cfg.name,
-			 why, now_us() - t0);
+		log_warn("vm %s: the migration failed after the handoff; the disks are back "
+			 "(%s, %" PRIu64 " us): the VM resumes here", v->cfg.name, why,
+			 now_us() - t0);
 	x->moved = false;	/* undone */
-	set_result(v, "in-process", hook_us, in_pause,
-		   "no ack from the destination: disks given back (%s)", why);
+	set_result(v, "in-process", hook_us, in_pause, "%s: disks given back (%s)",
+		   x->mode ? "no ack from the destination" :
+		   "the migration failed after the transfer at the pause", why);
+}
+
+void handoff_resume_source(struct vmm *v)
+{
+	struct vmm_handoff *x = v->handoff;
+
+	job_join(v);
+	/* In process only: an exec hook's abort already ran (after the hook),
+	 * or the hook never ran and nothing moved. */
+	if (x && v->cfg.handoff_inproc)
+		handoff_abort(v);
 }
 
 void handoff_end(struct vmm *v)
@@ -508,7 +579,7 @@ void handoff_end(struct vmm *v)
 
 	if (!x)
 		return;
-	warm_join(v);
+	job_join(v);
 	if (x->moved) {
 		uint64_t us;
 
@@ -562,6 +633,10 @@ void handoff_json(struct vmm *v, json_object *o)
 					       json_object_new_int64((int64_t)x->lookup_us));
 			json_object_object_add(j, "lookups_in_pause",
 					       json_object_new_int((int)x->lookups_in_pause));
+			/* at the pause: the transfer's own time, beside the
+			 * final pages (hook_us is what it added to the pause) */
+			json_object_object_add(j, "transfer_at_pause_us",
+					       json_object_new_int64((int64_t)x->transfer_shown_us));
 		}
 	}
 	pthread_mutex_unlock(&v->mig_lock);

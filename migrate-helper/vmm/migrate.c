@@ -70,20 +70,22 @@ static int cb_pause(void *opaque)
 	struct vmm *v = opaque;
 	int rc;
 
-	/* The engine pauses only to switch over: the handoff's lock message
-	 * follows the final pages; keep the lock manager's ring warm for it. */
-	handoff_warm(v);
 	rc = vm_pause(v);
-
-	if (!rc)
-		vm_set_state(v, VM_PAUSED);
-	return rc;
+	if (rc)
+		return rc;
+	vm_set_state(v, VM_PAUSED);
+	/* The engine pauses only to switch over: with the guest's disk I/O
+	 * stopped, the handoff's lock message can go now, beside the final
+	 * pages (handoff.c). */
+	handoff_paused(v);
+	return 0;
 }
 
 static int cb_resume_source(void *opaque)
 {
 	struct vmm *v = opaque;
 
+	handoff_resume_source(v);	/* a transfer at the pause is undone first */
 	vm_set_state(v, VM_RUNNING);
 	vm_resume(v);
 	return 0;
@@ -96,6 +98,31 @@ static int cb_throttle(void *opaque, unsigned percent)
 	atomic_store(&v->throttle, percent);
 	log_info("vm %s: throttle %u%%", v->cfg.name, percent);
 	return 0;
+}
+
+/* Test-only faults (VMFS_VMM_TEST_FAULT, vmfs-vmm(8)): the destination
+ * fails after the handoff, before its acknowledgement - the window the
+ * source's give-back covers.  "dest-state-kill": die when the device state
+ * arrives (the source is paused and its transfer at the pause done, the
+ * switchover hook not reached); "dest-resume-kill": die before the resume
+ * (after the hook); both SIGKILL, no cleanup.  "dest-resume-stall": never
+ * resume nor answer (until killed). */
+static void test_fault(struct vmm *v, const char *at)
+{
+	const char *f = getenv("VMFS_VMM_TEST_FAULT");
+
+	if (!f || strncmp(f, "dest-", 5) || strncmp(f + 5, at, strlen(at)) ||
+	    f[5 + strlen(at)] != '-')
+		return;
+	if (!strcmp(f, "dest-state-kill") || !strcmp(f, "dest-resume-kill")) {
+		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: dying now", v->cfg.name, f);
+		raise(SIGKILL);
+	} else if (!strcmp(f, "dest-resume-stall")) {
+		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: stalling before the resume", v->cfg.name,
+			 f);
+		for (;;)
+			pause();
+	}
 }
 
 static int cb_save_state(void *opaque, void **buf, size_t *len)
@@ -149,6 +176,7 @@ static int cb_load_state(void *opaque, const void *buf, size_t len)
 	size_t csz = v->accel->cpu_state_size;
 	int rc;
 
+	test_fault(v, "state");
 	if (len < sizeof(*s) || s->magic != VMM_STATE_MAGIC ||
 	    s->version != VMM_STATE_VERSION || s->ncpus != v->ncpus ||
 	    s->cpu_state_size != csz || len != sizeof(*s) + v->ncpus * csz ||
@@ -193,34 +221,13 @@ static void *announce_thread(void *arg)
 	return NULL;
 }
 
-/* Test-only fault (VMFS_VMM_TEST_FAULT, vmfs-vmm(8)): the destination fails
- * after the handoff, before its acknowledgement - the window the source's
- * give-back covers.  "dest-resume-kill": die at once (SIGKILL, no cleanup);
- * "dest-resume-stall": never resume nor answer (until killed). */
-static void test_fault_resume(struct vmm *v)
-{
-	const char *f = getenv("VMFS_VMM_TEST_FAULT");
-
-	if (!f || !*f)
-		return;
-	if (!strcmp(f, "dest-resume-kill")) {
-		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: dying before the resume", v->cfg.name, f);
-		raise(SIGKILL);
-	} else if (!strcmp(f, "dest-resume-stall")) {
-		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: stalling before the resume", v->cfg.name,
-			 f);
-		for (;;)
-			pause();
-	}
-}
-
 static int cb_resume_dest(void *opaque)
 {
 	struct vmm *v = opaque;
 	struct vmfs_bootinfo *bi = (void *)(v->ram + GUEST_BOOTINFO_GPA);
 	pthread_t t;
 
-	test_fault_resume(v);
+	test_fault(v, "resume");
 
 	/* Tells the guest it moved; it then verifies its memory. */
 	__atomic_add_fetch(&bi->resume_count, 1, __ATOMIC_SEQ_CST);

@@ -187,13 +187,16 @@ int migration_json(struct vmm *v, char **json);
 
 /* handoff.c: the switchover hook (--handoff, --handoff-exec).  begin: at
  * migrate_start (control thread), before the migration thread exists;
- * refresh (each pre-copy round), switchover, abort, end: migration thread;
- * json: any thread (status); free: exit path. */
+ * refresh (each pre-copy round), paused (the guest was paused for the
+ * switchover), switchover, abort, resume_source (a failed migration, before
+ * the guest resumes here), end: migration thread; json: any thread
+ * (status); free: exit path. */
 int handoff_begin(struct vmm *v, char *err, size_t errlen) __attribute__((warn_unused_result));
 void handoff_refresh(struct vmm *v);
-void handoff_warm(struct vmm *v);
+void handoff_paused(struct vmm *v);
 int handoff_switchover(struct vmm *v);
 void handoff_abort(struct vmm *v);
+void handoff_resume_source(struct vmm *v);
 void handoff_end(struct vmm *v);
 void handoff_json(struct vmm *v, struct json_object *o);
 void handoff_free(struct vmm *v);

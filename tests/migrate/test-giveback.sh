@@ -9,6 +9,9 @@
 #      source gives the disks back (its return claim, armed before the
 #      pause, gets the destination's lock in one transfer), the guest runs
 #      on in host1 with no disk error, the disk lock is host1's alone;
+#   1b. the destination is killed when the device state arrives
+#      (dest-state-kill): the source's transfer at the pause already moved
+#      the lock, the switchover hook was not reached; same checks;
 #   2. the destination stays alive but never resumes nor acknowledges
 #      (dest-resume-stall): the source times out waiting for the ack and
 #      actively transfers the locks back; same checks;
@@ -76,6 +79,23 @@ grep -q "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log" || die "the source di
 after_fault "destination killed"
 rm -f "$T/f-kill.pid"
 
+# ------------------------------------------------------------------ 1b. at the state
+
+info "[${SECONDS}s] 1b. the destination dies at the device state: after the transfer at the pause, before the switchover"
+prepare 2 f-skill
+incoming 2 f-skill VMFS_VMM_TEST_FAULT=dest-state-kill
+ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused at once"
+wait_for 60 "the migration to fail" mig_is vm-0 failed || die "status: $(ctl vm-0 status)"
+wait_for 10 "the destination to die" vmm_dead f-skill
+grep -q 'dest-state-kill' "$T/f-skill.log" || die "the destination did not reach the fault"
+wait "$PREP_PID" || true
+[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == 2 ]] ||
+	die "the source did not give back the disk it moved at the pause: $(tail -n 5 "$T/vm-0.log")"
+[[ $(st vm-0 handoff.result) == *"failed after the transfer at the pause"* ]] ||
+	die "status.handoff does not say the transfer at the pause was undone: $(st vm-0 handoff.result)"
+after_fault "destination killed at the device state"
+rm -f "$T/f-skill.pid"
+
 # ------------------------------------------------------------------ 2. stalled
 
 info "[${SECONDS}s] 2. the destination stalls after the handoff, never acknowledges"
@@ -86,8 +106,8 @@ wait_for 60 "the migration to fail (the ack times out)" mig_is vm-0 failed || di
 grep -q 'dest-resume-stall' "$T/f-stall.log" || die "the destination did not reach the stall"
 vmm_dead f-stall && die "the stalled destination died by itself"
 wait "$PREP_PID" || true
-[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == 2 ]] ||
-	die "the source did not log the second give-back"
+[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == 3 ]] ||
+	die "the source did not log the third give-back"
 after_fault "destination stalled"
 kill -KILL "$(cat "$T/f-stall.pid")"
 wait_for 10 "the stalled destination to die" vmm_dead f-stall
