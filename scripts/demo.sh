@@ -186,14 +186,21 @@ def field(a):
     print("" if v is None else v)
 
 def summary(a):
-    m = json.load(open(a[0]))["migration"]
+    st = json.load(open(a[0]))
+    m = st["migration"]
     d = m["downtime_breakdown"]
+    h = st.get("handoff") or {}
     print("total time     %6d ms  (setup %d ms, %d rounds, %.1f MiB sent, %d zero pages not sent)" % (
         m["total_time_ms"], m["setup_time_ms"], m["rounds"], m["transferred_bytes"] / 1048576, m["zero_pages"]))
     print("downtime       %6d ms  (target %s ms): the VM paused on host1 until host2 ran it" % (m["downtime_ms"], a[1]))
     print("  final pages       %6d ms" % d["final_pages_ms"])
     print("  device state      %6d ms  (vCPUs and devices: save, send, load on host2)" % d["device_state_ms"])
-    print("  disk-lock handoff %6d ms  (in vmfs-vmm: one lock-manager TRANSFER_SET)" % d["handoff_ms"])
+    if h.get("transfer_at_pause_us"):
+        print("  disk-lock handoff %6d ms  (%d us waiting: the lock-manager TRANSFER_SET went at the pause, "
+              "beside the final pages, and took %.1f ms)" % (d["handoff_ms"], h.get("hook_us", 0),
+                                                             h["transfer_at_pause_us"] / 1000))
+    else:
+        print("  disk-lock handoff %6d ms  (in vmfs-vmm: one lock-manager TRANSFER_SET)" % d["handoff_ms"])
     print("  resume on host2   %6d ms" % d["resume_ms"])
 
 def holders(a):
