@@ -2536,15 +2536,17 @@ static void *committer_main(void *arg)
 		struct timespec dl;
 
 		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += 1;
+		dl.tv_sec += c->commit_s;
 		pthread_cond_timedwait(&c->ccond, &c->cmu, &dl);
 		if (c->cstop)
 			break;
 		pthread_mutex_unlock(&c->cmu);
 		vol_presync(c->v);
 		pthread_mutex_lock(&c->v->mu);
-		if (c->v->ndirty && vol_commit(c->v))
-			log_err("periodic commit failed");
+		/* vol_commit says why it failed; the volume is read-only
+		 * after that, so it is not tried again */
+		if (c->v->ndirty && !c->v->error && vol_commit(c->v))
+			log_debug("periodic commit failed");
 		mc_trim(c->v);
 		pthread_mutex_unlock(&c->v->mu);
 		pthread_mutex_lock(&c->cmu);
@@ -2558,6 +2560,7 @@ int fsctx_init(struct fsctx *c, struct vol *v)
 	memset(c, 0, sizeof(*c));
 	c->v = v;
 	c->timeout = 1.0;
+	c->commit_s = FSCTX_COMMIT_S;
 	vmfs_uuid_str(v->sb.uuid, c->ls);
 	c->vsize = VT_SIZE;
 	c->vt = calloc(c->vsize, sizeof(*c->vt));

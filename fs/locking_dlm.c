@@ -31,7 +31,6 @@
 _Static_assert(sizeof(struct vmfs_dlm_lksb) <= sizeof(((struct vmfs_lkh *)0)->cookie),
 	       "vmfs_lkh.cookie must hold a lock status block");
 
-#define RETRY_MAX 32
 #define RETRY_MS 20
 
 /* Minimum hold time of the resource-group locks "a<N>" (GFS2's glock
@@ -61,8 +60,12 @@ struct dlm_be {
 	int wake[2];			/* pipe: stop the event thread */
 	bool running;
 	pthread_mutex_t mu;		/* retry list */
-	char retry[RETRY_MAX][VMFS_DLM_NAME_MAX + 1];
-	int nretry;
+	/* Locks whose flush was deferred, to try again shortly.  It grows as
+	 * needed: a deferral that is not recorded is never retried, and the
+	 * other host waits for ever (a host can defer as many group locks as
+	 * it holds, when they are demanded within their hold time). */
+	char (*retry)[VMFS_DLM_NAME_MAX + 1];
+	int nretry, retry_cap;
 };
 
 static void retry_add(struct dlm_be *b, const char *res)
@@ -71,10 +74,19 @@ static void retry_add(struct dlm_be *b, const char *res)
 	for (int i = 0; i < b->nretry; i++)
 		if (!strcmp(b->retry[i], res))
 			goto out;
-	if (b->nretry < RETRY_MAX)
-		snprintf(b->retry[b->nretry++], sizeof(b->retry[0]), "%s", res);
-	else
-		log_warn("lock %s: flush deferred and the retry list is full", res);
+	if (b->nretry == b->retry_cap) {
+		int cap = b->retry_cap ? b->retry_cap * 2 : 32;
+		void *p = realloc(b->retry, (size_t)cap * sizeof(b->retry[0]));
+
+		if (!p) {
+			log_err("lock %s: flush deferred and no memory to retry it: another host "
+				"may wait for it until this host's next use of it", res);
+			goto out;
+		}
+		b->retry = p;
+		b->retry_cap = cap;
+	}
+	snprintf(b->retry[b->nretry++], sizeof(b->retry[0]), "%s", res);
 out:
 	pthread_mutex_unlock(&b->mu);
 }
@@ -162,13 +174,15 @@ static void cb_blocking(void *ctx, uint64_t lkid, int wanted)
 
 static void retry_flushes(struct dlm_be *b)
 {
-	char res[RETRY_MAX][VMFS_DLM_NAME_MAX + 1];
+	char (*res)[VMFS_DLM_NAME_MAX + 1];
 	int n;
 
+	/* take the list: a flush that fails again adds to a new one */
 	pthread_mutex_lock(&b->mu);
+	res = b->retry;
 	n = b->nretry;
-	memcpy(res, b->retry, sizeof(res[0]) * (size_t)n);
-	b->nretry = 0;
+	b->retry = NULL;
+	b->nretry = b->retry_cap = 0;
 	pthread_mutex_unlock(&b->mu);
 	for (int i = 0; i < n; i++) {
 		int rc = vmfs_dlm_cache_drop(b->h, b->ls, res[i]);
@@ -178,6 +192,7 @@ static void retry_flushes(struct dlm_be *b)
 		if (rc && rc != -EBUSY && rc != VMFS_DLM_ENOLOCK && rc != -EAGAIN)
 			log_debug("lock %s: retried release: %s", res[i], vmfs_dlm_strerror(rc));
 	}
+	free(res);
 }
 
 static void *event_main(void *arg)
@@ -285,6 +300,7 @@ static void dlm_fini(void *be)
 	close(b->wake[0]);
 	close(b->wake[1]);
 	pthread_mutex_destroy(&b->mu);
+	free(b->retry);
 	free(b);
 }
 

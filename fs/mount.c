@@ -34,6 +34,7 @@ struct mopts {
 	char *host;
 	int local;		/* -o local: single host, no lock manager */
 	int cluster;		/* -o cluster: refuse to mount without vmfs-dlmd */
+	int commit;		/* -o commit=SECONDS: periodic journal commit */
 	int foreground;
 	int debug;
 	int help, version;
@@ -47,6 +48,7 @@ static const struct fuse_opt mount_opts[] = {
 	MOPT("host=%s", host),
 	MOPT("local", local),
 	MOPT("cluster", cluster),
+	MOPT("commit=%d", commit),
 	MOPT("-f", foreground),
 	MOPT("-d", debug),
 	MOPT("-h", help),
@@ -87,9 +89,11 @@ static void usage(FILE *f)
 	       "  -o cluster    require the lock manager (vmfs-dlmd); without it refuse\n"
 	       "  -o local      single host: no lock manager; refused while another\n"
 	       "                host has the volume mounted\n"
+	       "  -o commit=S   commit metadata changes nobody synced every S seconds\n"
+	       "                (1-300, default %d)\n"
 	       "Default: the lock manager when vmfs-dlmd answers, else single-host.\n"
 	       "  -o OPT        other options are passed to FUSE (e.g. ro, allow_other)\n"
-	       "Unmount with: fusermount3 -u MOUNTPOINT\n");
+	       "Unmount with: fusermount3 -u MOUNTPOINT\n", FSCTX_COMMIT_S);
 }
 
 /* The mount's source (fsname) is the device's absolute path, as with other
@@ -226,6 +230,8 @@ static int open_volume(struct mopts *m, struct fsctx *c, bool *ctx_ok)
 	rc = fsctx_init(c, v);
 	if (rc)
 		goto out;
+	if (m->commit)
+		c->commit_s = (unsigned)m->commit;
 	*ctx_ok = true;
 	rc = claim(m, c, host, &recovered);
 	if (rc)
@@ -317,6 +323,12 @@ int main(int argc, char **argv)
 			usage(stderr);
 		}
 		rc = m.help || m.version ? 0 : 2;
+		goto done;
+	}
+	if (m.commit && (m.commit < 1 || m.commit > 300)) {
+		fprintf(stderr, "vmfs-mount: commit=%d: the commit interval is 1 to 300 seconds\n",
+			m.commit);
+		rc = 2;
 		goto done;
 	}
 	if (m.debug) {

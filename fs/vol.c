@@ -403,8 +403,13 @@ int vol_commit(struct vol *v)
 	rc = v->mode == VOL_OFFLINE ? commit_in_place(v) : journal_commit(v);
 	if (rc) {
 		/* The cache no longer matches the disk: stop changing anything. */
-		log_err("transaction commit failed: %s; the volume is now read-only",
-			vmfs_strerror(rc));
+		if (diskio_fenced(v->dio))	/* decision 3: as it must */
+			log_warn("this host is fenced (no lease): %zu changed metadata blocks "
+				 "stay off the disk; whoever recovers this host's slot replays "
+				 "its journal up to the last commit", v->ndirty);
+		else
+			log_err("transaction commit failed: %s; the volume is now read-only",
+				vmfs_strerror(rc));
 		v->error = -EIO;
 		return -EIO;
 	}

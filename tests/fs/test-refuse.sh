@@ -1,7 +1,7 @@
 #!/bin/bash
 # A damaged superblock, journal, heartbeat or resource group makes the
 # mount refuse, naming the structure and its byte offset; fsck -y repairs
-# it and the volume mounts again.
+# it and the volume mounts again.  A bad -o commit= is refused too.
 . "$(dirname "$0")/lib.sh"
 need_root
 need_fuse
@@ -35,4 +35,13 @@ for c in "${cases[@]}"; do
 	vumount "$T/m" || fail unmount
 	echo "refused and repaired: $msg"
 done
+# a commit interval out of range is refused before anything is opened
+for bad in commit=301 commit=-1 commit=x; do
+	if "$MOUNT" -o "$bad" "$T/img" "$T/m" 2> "$T/err"; then
+		MOUNTS="$MOUNTS $T/m"
+		fail "mounted with -o $bad"
+	fi
+	grep -q "commit" "$T/err" || { cat "$T/err"; fail "-o $bad: the message does not name the option"; }
+done
+echo "refused: commit intervals out of range"
 echo "refusal tests passed"
