@@ -64,37 +64,37 @@ vmm 1 vm-0
 wait_for 30 "guest ticks" grep -q 'vmfs-guest: tick' "$T/vm-0.serial"
 assert_holder 1 "guest started"
 
+# dest_dies TAG FAULT N: migrate vm-0 to host2, whose vmfs-vmm (TAG) dies
+# at FAULT (VMFS_VMM_TEST_FAULT); the migration fails and host1 logs its
+# Nth give-back of the disk.
+dest_dies() {
+	local tag=$1 fault=$2 n=$3
+	prepare 2 "$tag"
+	incoming 2 "$tag" VMFS_VMM_TEST_FAULT="$fault"
+	ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused at once"
+	wait_for 60 "the migration to fail" mig_is vm-0 failed || die "status: $(ctl vm-0 status)"
+	wait_for 10 "the destination to die" vmm_dead "$tag"
+	grep -q "$fault" "$T/$tag.log" || die "the destination did not reach the fault $fault"
+	# (the prepare may see its claim granted, or gone again: given back)
+	wait "$PREP_PID" || true
+	[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == "$n" ]] ||
+		die "$fault: the source did not give the disk back: $(tail -n 5 "$T/vm-0.log")"
+	rm -f "$T/$tag.pid"
+}
+
 # ------------------------------------------------------------------ 1. killed
 
 info "[${SECONDS}s] 1. the destination dies after the handoff, before its ack"
-prepare 2 f-kill
-incoming 2 f-kill VMFS_VMM_TEST_FAULT=dest-resume-kill
-ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused at once"
-wait_for 60 "the migration to fail" mig_is vm-0 failed || die "status: $(ctl vm-0 status)"
-wait_for 10 "the destination to die" vmm_dead f-kill
-grep -q 'dest-resume-kill' "$T/f-kill.log" || die "the destination did not reach the fault (the handoff did not happen?)"
-# (the prepare may see its claim granted, or gone again: given back)
-wait "$PREP_PID" || true
-grep -q "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log" || die "the source did not log the give-back"
+dest_dies f-kill dest-resume-kill 1
 after_fault "destination killed"
-rm -f "$T/f-kill.pid"
 
 # ------------------------------------------------------------------ 1b. at the state
 
 info "[${SECONDS}s] 1b. the destination dies at the device state: after the transfer at the pause, before the switchover"
-prepare 2 f-skill
-incoming 2 f-skill VMFS_VMM_TEST_FAULT=dest-state-kill
-ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused at once"
-wait_for 60 "the migration to fail" mig_is vm-0 failed || die "status: $(ctl vm-0 status)"
-wait_for 10 "the destination to die" vmm_dead f-skill
-grep -q 'dest-state-kill' "$T/f-skill.log" || die "the destination did not reach the fault"
-wait "$PREP_PID" || true
-[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == 2 ]] ||
-	die "the source did not give back the disk it moved at the pause: $(tail -n 5 "$T/vm-0.log")"
+dest_dies f-skill dest-state-kill 2
 [[ $(st vm-0 handoff.result) == *"failed after the transfer at the pause"* ]] ||
 	die "status.handoff does not say the transfer at the pause was undone: $(st vm-0 handoff.result)"
 after_fault "destination killed at the device state"
-rm -f "$T/f-skill.pid"
 
 # ------------------------------------------------------------------ 2. stalled
 
