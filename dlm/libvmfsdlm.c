@@ -1915,6 +1915,16 @@ int vmfs_dlm_cache_get(vmfs_dlm_t *h, const char *ls, const char *res, int mode,
 			ret = -EDEADLK;
 			break;
 		}
+		if (flags & VMFS_DLM_NOQUEUE) {
+			/* Not grantable now: another use of ours conflicts, the
+			 * lock is changing, or another host wants it.  A NOQUEUE
+			 * caller may hold locks it took in another order (a
+			 * filesystem's "try, else retake all in order"); waiting
+			 * here for a thread that waits for those would be a
+			 * deadlock no lock manager can see. */
+			ret = VMFS_DLM_EAGAIN;
+			break;
+		}
 		ret = cache_wait(h, deadline);
 		if (ret < 0)
 			break;

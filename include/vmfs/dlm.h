@@ -199,7 +199,9 @@ int vmfs_dlm_query(vmfs_dlm_t *h, const char *what, const char *arg, char **json
  * other uses of it; converted up when cached at a weaker mode; taken anew
  * otherwise.  A use that conflicts with another use of the same handle
  * waits for it, so the cache also excludes the process's own threads.
- * flags: VMFS_DLM_NOQUEUE, VMFS_DLM_VALBLK (a PW/EX use may change
+ * flags: VMFS_DLM_NOQUEUE (VMFS_DLM_EAGAIN at once instead of any wait:
+ * for another host, for a conflicting use of this handle, or for the
+ * lock to finish changing), VMFS_DLM_VALBLK (a PW/EX use may change
  * lksb->lvb; it is written when the lock is released or demoted).
  * lksb->mode is the mode of the use (the lock may be held stronger).
  *

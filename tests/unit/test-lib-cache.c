@@ -503,6 +503,17 @@ static void test_concurrent(void)
 	      "two PR uses share one lock");
 	ret = vmfs_dlm_cache_get(handle, LS, "g", VMFS_DLM_EX, 0, NULL, 100, &lk2);
 	check(ret == VMFS_DLM_ETIMEDOUT, "EX use waits for the PR uses (timed out): %d", ret);
+	{
+		uint64_t t0 = now_mono_ms();
+
+		/* a NOQUEUE use never waits, not even for a use of its own
+		 * handle: its caller may hold what that use waits for */
+		ret = vmfs_dlm_cache_get(handle, LS, "g", VMFS_DLM_EX, VMFS_DLM_NOQUEUE, NULL,
+					 5000, &lk2);
+		check(ret == VMFS_DLM_EAGAIN && now_mono_ms() - t0 < 1000,
+		      "NOQUEUE EX use refused at once beside PR uses: %d after %llu ms", ret,
+		      (unsigned long long)(now_mono_ms() - t0));
+	}
 	vmfs_dlm_cache_put(handle, &lk);
 	vmfs_dlm_cache_put(handle, &lk);
 
