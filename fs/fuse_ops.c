@@ -1670,11 +1670,6 @@ out:
 	return rc == 0 ? 1 : rc;
 }
 
-/* Writes: an overwrite of allocated blocks changes only data and mtime,
- * so it runs under PR on the inode (in parallel with this host's other
- * writes, and with other hosts' on multi-writer files; mtime is last
- * writer wins).  Anything that allocates, grows or appends takes EX on
- * the inode and the group it allocates in. */
 /* The number of unlinked inodes on this host's orphan list. */
 static int orphans_here(struct fsctx *c)
 {
@@ -1707,6 +1702,11 @@ static bool enospc_retry(struct fsctx *c, int rc, unsigned *waited_ms)
 	return false;
 }
 
+/* Writes: an overwrite of allocated blocks changes only data and mtime,
+ * so it runs under PR on the inode (in parallel with this host's other
+ * writes, and with other hosts' on multi-writer files; mtime is last
+ * writer wins).  Anything that allocates, grows or appends takes EX on
+ * the inode and the group it allocates in. */
 static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
