@@ -484,9 +484,10 @@ int handoff_switchover(struct vmm *v)
 /* The migration failed after the transfer: the destination did not
  * acknowledge after a successful switchover, or (transfer at the pause)
  * something failed before the switchover.  The guest resumes here as soon
- * as this returns, so the disks must be ours again first.  In process: vmfs_handoff_giveback() moves the destination's
- * locks (the ones the handoff created, conditional on their epochs) to the
- * return claims in ONE transfer; if the destination let go meanwhile (it
+ * as this returns, so the disks must be ours again first.  In process:
+ * vmfs_handoff_giveback() moves the destination's locks (the ones the
+ * handoff created, conditional on their epochs) to the return claims in
+ * ONE transfer; if the destination let go meanwhile (it
  * closed the file or died) a claim is simply granted.  --handoff-exec:
  * PROG abort NAME, which does the same (vmfs-migrate abort on the source).
  * Then wait until the mount re-armed the handles the handoff fenced.
@@ -557,6 +558,7 @@ void handoff_abort(struct vmm *v)
 			 "(%s, %" PRIu64 " us): the VM resumes here", v->cfg.name, why,
 			 now_us() - t0);
 	x->moved = false;	/* undone */
+	/* x->mode is set once the switchover hook ran */
 	set_result(v, "in-process", hook_us, in_pause, "%s: disks given back (%s)",
 		   x->mode ? "no ack from the destination" :
 		   "the migration failed after the transfer at the pause", why);

@@ -103,18 +103,19 @@ static int cb_throttle(void *opaque, unsigned percent)
 /* Test-only faults (VMFS_VMM_TEST_FAULT, vmfs-vmm(8)): the destination
  * fails after the handoff, before its acknowledgement - the window the
  * source's give-back covers.  "dest-state-kill": die when the device state
- * arrives (the source is paused and its transfer at the pause done, the
+ * arrives (the source is paused and its transfer at the pause made, the
  * switchover hook not reached); "dest-resume-kill": die before the resume
  * (after the hook); both SIGKILL, no cleanup.  "dest-resume-stall": never
- * resume nor answer (until killed). */
+ * resume nor answer (until killed).  at: "state" or "resume". */
 static void test_fault(struct vmm *v, const char *at)
 {
 	const char *f = getenv("VMFS_VMM_TEST_FAULT");
+	char stage[32];
+	size_t n = (size_t)snprintf(stage, sizeof(stage), "dest-%s-", at);
 
-	if (!f || strncmp(f, "dest-", 5) || strncmp(f + 5, at, strlen(at)) ||
-	    f[5 + strlen(at)] != '-')
-		return;
-	if (!strcmp(f, "dest-state-kill") || !strcmp(f, "dest-resume-kill")) {
+	if (!f || strncmp(f, stage, n))
+		return;		/* none, or another stage's */
+	if (!strcmp(f + n, "kill")) {
 		log_warn("vm %s: VMFS_VMM_TEST_FAULT=%s: dying now", v->cfg.name, f);
 		raise(SIGKILL);
 	} else if (!strcmp(f, "dest-resume-stall")) {
