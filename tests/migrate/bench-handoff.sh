@@ -31,11 +31,7 @@ for ((n = 1; n <= HOPS; n++)); do
 	src=vm-$((n - 1)) dst=vm-$n
 	prepare "$other" "$dst"
 	incoming "$other" "$dst"
-	ctl "$src" migrate "$("$VC" addr "$other"):$PORT" | grep -q '"ok":true' ||
-		die "hop $n: migrate refused"
-	wait_for 60 "hop $n: source postmigrate" state_is "$src" postmigrate ||
-		die "hop $n did not complete: $(st "$src" migration.error); $(st "$src" handoff.result)"
-	wait_for 20 "hop $n: destination running" state_is "$dst" running
+	migrate_done "hop $n" "$src" "$dst" "$other"
 	wait "$PREP_PID" || die "hop $n: prepare on host$other failed"
 	echo "$(st "$src" handoff.hook_us) $(st "$src" handoff.transfer_at_pause_us)" \
 	     "$(st "$src" migration.downtime_ms)" >>"$T/hops"

@@ -183,6 +183,17 @@ prepare() {
 	wait_for 30 "prepare on host$1 ($2)" grep -q "^prepared $VM" "$T/prep-$2.out" ||
 		{ cat "$T/prep-$2.out" >&2; die "vmfs-migrate prepare on host$1 failed"; }
 }
+# migrate_done WHAT SRC DST D: migrate vmfs-vmm SRC's guest to DST, the
+# incoming vmfs-vmm on host D (at PORT); returns once SRC is postmigrate
+# and DST runs, or dies naming WHAT.
+migrate_done() {
+	local what=$1 src=$2 dst=$3 d=$4
+	ctl "$src" migrate "$("$VC" addr "$d"):$PORT" | grep -q '"ok":true' || die "$what: migrate refused"
+	wait_for 60 "$what: source postmigrate" state_is "$src" postmigrate ||
+		die "$what did not complete: $(st "$src" migration.error); $(st "$src" handoff.result)"
+	wait_for 20 "$what: destination running" state_is "$dst" running ||
+		die "$what: the destination does not run: $(st "$dst" state)"
+}
 # abort_prepare D TAG: vmfs-migrate abort on host D; the prepare exits 3
 abort_prepare() {
 	local rc=0

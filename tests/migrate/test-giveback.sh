@@ -138,10 +138,7 @@ info "[${SECONDS}s] 4. a normal migration to host2"
 prepare 2 vm-1
 HOOK=(--handoff-exec "$T/hook")	# for step 5
 incoming 2 vm-1
-ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused"
-wait_for 60 "source postmigrate" state_is vm-0 postmigrate ||
-	die "the migration did not complete: $(st vm-0 migration.error); $(st vm-0 handoff.result)"
-wait_for 20 "destination running" state_is vm-1 running
+migrate_done "the migration to host2" vm-0 vm-1 2
 wait "$PREP_PID" || die "prepare on host2 failed"
 assert_holder 2 "after the migration"
 [[ $(st vm-0 handoff.lookups_in_pause) == 0 ]] || die "the hook looked up in the pause"

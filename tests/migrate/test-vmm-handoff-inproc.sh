@@ -39,10 +39,7 @@ hop() {
 	prepare "$d" "$dst"
 	use_hook "$mode"
 	incoming "$d" "$dst"
-	ctl "$src" migrate "$("$VC" addr "$d"):$PORT" | grep -q '"ok":true' || die "hop $n: migrate refused"
-	wait_for 60 "hop $n: source postmigrate" state_is "$src" postmigrate ||
-		die "hop $n ($s -> $d) did not complete: $(st "$src" migration.error); $(st "$src" handoff.result)"
-	wait_for 20 "hop $n: destination running" state_is "$dst" running
+	migrate_done "hop $n (host$s -> host$d)" "$src" "$dst" "$d"
 	wait_for 20 "hop $n: guest resume report" grep -q "vmfs-guest: resume n=$n" "$T/$dst.serial"
 	grep -q "resume n=$n verify ok" "$T/$dst.serial" || die "hop $n: the guest's memory check failed"
 	h1=$(st "$src" ram_sha256) h2=$(st "$dst" ram_sha256)
