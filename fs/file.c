@@ -398,9 +398,42 @@ static int inline_to_extents(struct vol *v, struct vmfs_inode *in, struct xmap *
 	return rc;
 }
 
-/* Slow write path; vol.mu held. */
+/* A block the slow write path fills whole (zeros around the data): an
+ * unwritten block, or one it allocates for a hole.  Its extent says
+ * unwritten (reads give zeros) until the data is on the disk, so the
+ * block can be written after vol.mu is dropped: other metadata work and
+ * other files' writes on this host do not wait for it (file_write). */
+struct fill {
+	uint32_t lb;
+	uint64_t pblk, boff;
+	size_t len;
+	const uint8_t *data;
+};
+
+struct fills {
+	struct fill *f;
+	unsigned n, cap;
+};
+
+static int fill_add(struct fills *fl, uint32_t lb, uint64_t pblk, uint64_t boff,
+		    const uint8_t *data, size_t len)
+{
+	if (fl->n == fl->cap) {
+		unsigned cap = fl->cap ? fl->cap * 2 : 4;
+		struct fill *f = realloc(fl->f, cap * sizeof(*f));
+
+		if (!f)
+			return -ENOMEM;
+		fl->f = f;
+		fl->cap = cap;
+	}
+	fl->f[fl->n++] = (struct fill){ lb, pblk, boff, len, data };
+	return 0;
+}
+
+/* Slow write path; vol.mu held.  Blocks to fill whole are left to fl. */
 static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *data, size_t size,
-			uint64_t off)
+			uint64_t off, struct fills *fl)
 {
 	struct xmap m = { 0 };
 	uint64_t end = off + size;
@@ -442,9 +475,7 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 		} else if (i >= 0) {	/* unwritten: write it whole, then mark written */
 			uint64_t pb = m.e[i].pblk + (lb - m.e[i].lblk);
 
-			rc = blk_write_full(v, pb, boff, data + (pos - off), (size_t)n);
-			if (!rc)
-				rc = xmap_set_flags(&m, lb, 0);
+			rc = fill_add(fl, lb, pb, boff, data + (pos - off), (size_t)n);
 		} else {		/* hole: allocate next to the previous block */
 			uint64_t goal = 0, pb;
 			uint32_t got;
@@ -462,9 +493,9 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 			}
 			rc = alloc_blocks(v, goal, 1, VMFS_B_DATA, &pb, &got);
 			if (!rc)
-				rc = blk_write_full(v, pb, boff, data + (pos - off), (size_t)n);
+				rc = xmap_insert(&m, lb, (uint32_t)pb, 1, VMFS_EXT_UNWRITTEN);
 			if (!rc)
-				rc = xmap_insert(&m, lb, (uint32_t)pb, 1, 0);
+				rc = fill_add(fl, lb, pb, boff, data + (pos - off), (size_t)n);
 		}
 		pos += n;
 	}
@@ -480,9 +511,76 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 	return rc;
 }
 
+/* Write the blocks of fl whole, in one batch; vol.mu not held. */
+static int fills_write(struct vol *v, const struct fills *fl)
+{
+	struct diskio_req *r = calloc(fl->n, sizeof(*r));
+	void **bounce = calloc(fl->n, sizeof(*bounce));
+	int rc = r && bounce ? 0 : -ENOMEM;
+
+	for (unsigned k = 0; !rc && k < fl->n; k++) {
+		const struct fill *f = &fl->f[k];
+		void *buf = (void *)f->data;
+
+		if (f->boff != 0 || f->len != v->bsize || !io_aligned(f->data)) {
+			buf = bounce[k] = diskio_alloc(v->bsize);
+			if (!buf) {
+				rc = -ENOMEM;
+				break;
+			}
+			memset(buf, 0, v->bsize);
+			memcpy((uint8_t *)buf + f->boff, f->data, f->len);
+		}
+		r[k] = (struct diskio_req){ buf, v->bsize, f->pblk * v->bsize, true };
+	}
+	if (!rc)
+		rc = diskio_batch(v->dio, r, (int)fl->n);
+	for (unsigned k = 0; bounce && k < fl->n; k++)
+		if (bounce[k])
+			free_io_buf(bounce[k], rc);
+	free(bounce);
+	free(r);
+	return rc;
+}
+
+/* The filled blocks hold their data: mark them written.  vol.mu held.
+ * The caller's exclusive vnode and inode locks kept the map as it was;
+ * a block found otherwise is left alone. */
+static int fills_mark(struct vol *v, uint64_t ino, struct vmfs_inode *in, const struct fills *fl)
+{
+	struct xmap m = { 0 };
+	int rc = v->error ? v->error : load_reg(v, ino, in);
+
+	if (!rc && (in->iflags & (VMFS_IF_INLINE | VMFS_IF_PAGES)))
+		return 0;
+	if (!rc)
+		rc = xmap_load(v, in, &m);
+	for (unsigned k = 0; !rc && k < fl->n; k++) {
+		int i = xmap_find(&m, fl->f[k].lb, NULL);
+
+		if (i >= 0 && (m.e[i].flags & VMFS_EXT_UNWRITTEN) &&
+		    m.e[i].pblk + (fl->f[k].lb - m.e[i].lblk) == fl->f[k].pblk)
+			rc = xmap_set_flags(&m, fl->f[k].lb, 0);
+	}
+	if (!rc)
+		rc = xmap_store(v, in, &m);
+	if (!rc)
+		rc = vol_inode_put(v, in);
+	xmap_release(&m);
+	return rc;
+}
+
+/* Three steps when the write fills blocks (holes, unwritten extents):
+ * under vol.mu allocate them with unwritten extents and grow the file;
+ * write their data without vol.mu; under vol.mu again mark them written.
+ * A crash or an error between the steps leaves allocated blocks that
+ * read as zeros, never another file's old data.  A step that says
+ * VMFS_ENEEDRG is retried whole by the caller, which finds the blocks
+ * already allocated and fills them again. */
 int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
+	struct fills fl = { 0 };
 	int rc;
 
 	if (!in)
@@ -492,17 +590,27 @@ int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint6
 	if (!rc)
 		rc = write_room(v, in, off, off + size);
 	if (!rc) {
-		rc = write_locked(v, in, data, size, off);
+		rc = write_locked(v, in, data, size, off, &fl);
 		touch_mtime(in);
 		{
 			int rc2 = vol_inode_put(v, in);
 
 			rc = rc ? rc : rc2;
 		}
-		if (!rc)
+		if (!rc && !fl.n)
 			rc = vol_maybe_commit(v);
 	}
 	pthread_mutex_unlock(&v->mu);
+	if (!rc && fl.n) {
+		rc = fills_write(v, &fl);
+		pthread_mutex_lock(&v->mu);
+		if (!rc)
+			rc = fills_mark(v, ino, in, &fl);
+		if (!rc)
+			rc = vol_maybe_commit(v);
+		pthread_mutex_unlock(&v->mu);
+	}
+	free(fl.f);
 	free(in);
 	return step_errno(rc);
 }

@@ -3,10 +3,10 @@
  * Locking contract: the caller holds the file's vnode lock (shared for
  * file_read, file_seek and file_write_fast; exclusive for the others).
  * These functions take vol.mu themselves around metadata access and never
- * hold it during data I/O, except when a write fills a hole or an unwritten
- * block: then the block is written under vol.mu so the allocation, the data
- * and the extent all land in the same transaction (no block can be committed
- * as allocated without its extent).
+ * hold it during data I/O.  A write that fills a hole or an unwritten block
+ * allocates it with an unwritten extent in one transaction (no block can be
+ * committed as allocated without its extent), writes the data without
+ * vol.mu, then marks the extent written (file_write).
  *
  * Data invariants: bytes of a file's last block beyond EOF are zero (holes
  * and unwritten blocks read as zeros; writes into them write the whole
