@@ -408,11 +408,12 @@ struct fill {
 	uint64_t pblk, boff;
 	size_t len;
 	const uint8_t *data;
+	unsigned seq;		/* order of writing, for pieces of one block */
 };
 
 struct fills {
 	struct fill *f;
-	unsigned n, cap;
+	unsigned n, cap, seq;
 };
 
 static int fill_add(struct fills *fl, uint32_t lb, uint64_t pblk, uint64_t boff,
@@ -427,7 +428,7 @@ static int fill_add(struct fills *fl, uint32_t lb, uint64_t pblk, uint64_t boff,
 		fl->f = f;
 		fl->cap = cap;
 	}
-	fl->f[fl->n++] = (struct fill){ lb, pblk, boff, len, data };
+	fl->f[fl->n++] = (struct fill){ lb, pblk, boff, len, data, 0 };
 	return 0;
 }
 
@@ -511,31 +512,51 @@ static int write_locked(struct vol *v, struct vmfs_inode *in, const uint8_t *dat
 	return rc;
 }
 
-/* Write the blocks of fl whole, in one batch; vol.mu not held. */
-static int fills_write(struct vol *v, const struct fills *fl)
+static int fill_cmp(const void *a, const void *b)
+{
+	const struct fill *x = a, *y = b;
+
+	if (x->pblk != y->pblk)
+		return x->pblk < y->pblk ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Write the blocks of fl whole, in one batch; vol.mu not held.  Writes
+ * of one batch may fill the same block (two small writes into one new
+ * block): it gets one buffer with every piece in the order written. */
+static int fills_write(struct vol *v, struct fills *fl)
 {
 	struct diskio_req *r = calloc(fl->n, sizeof(*r));
 	void **bounce = calloc(fl->n, sizeof(*bounce));
-	int rc = r && bounce ? 0 : -ENOMEM;
+	int rc = r && bounce ? 0 : -ENOMEM, nr = 0;
 
+	qsort(fl->f, fl->n, sizeof(*fl->f), fill_cmp);
 	for (unsigned k = 0; !rc && k < fl->n; k++) {
 		const struct fill *f = &fl->f[k];
-		void *buf = (void *)f->data;
+		bool alone = (k == 0 || fl->f[k - 1].pblk != f->pblk) &&
+			     (k + 1 == fl->n || fl->f[k + 1].pblk != f->pblk);
+		uint8_t *buf;
 
-		if (f->boff != 0 || f->len != v->bsize || !io_aligned(f->data)) {
-			buf = bounce[k] = diskio_alloc(v->bsize);
+		if (alone && f->boff == 0 && f->len == v->bsize && io_aligned(f->data)) {
+			r[nr++] = (struct diskio_req){ (void *)f->data, v->bsize, f->pblk * v->bsize, true };
+			continue;
+		}
+		if (k > 0 && fl->f[k - 1].pblk == f->pblk) {
+			buf = r[nr - 1].buf;	/* another piece of the same block */
+		} else {
+			buf = bounce[nr] = diskio_alloc(v->bsize);
 			if (!buf) {
 				rc = -ENOMEM;
 				break;
 			}
 			memset(buf, 0, v->bsize);
-			memcpy((uint8_t *)buf + f->boff, f->data, f->len);
+			r[nr++] = (struct diskio_req){ buf, v->bsize, f->pblk * v->bsize, true };
 		}
-		r[k] = (struct diskio_req){ buf, v->bsize, f->pblk * v->bsize, true };
+		memcpy(buf + f->boff, f->data, f->len);
 	}
 	if (!rc)
-		rc = diskio_batch(v->dio, r, (int)fl->n);
-	for (unsigned k = 0; bounce && k < fl->n; k++)
+		rc = diskio_batch(v->dio, r, nr);
+	for (int k = 0; bounce && k < nr; k++)
 		if (bounce[k])
 			free_io_buf(bounce[k], rc);
 	free(bounce);
@@ -570,49 +591,95 @@ static int fills_mark(struct vol *v, uint64_t ino, struct vmfs_inode *in, const 
 	return rc;
 }
 
-/* Three steps when the write fills blocks (holes, unwritten extents):
- * under vol.mu allocate them with unwritten extents and grow the file;
- * write their data without vol.mu; under vol.mu again mark them written.
- * A crash or an error between the steps leaves allocated blocks that
- * read as zeros, never another file's old data.  A step that says
- * VMFS_ENEEDRG is retried whole by the caller, which finds the blocks
- * already allocated and fills them again. */
-int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+/* Three steps when writes fill blocks (holes, unwritten extents): under
+ * vol.mu allocate them with unwritten extents and grow the file; write
+ * their data without vol.mu, all in one batch; under vol.mu again mark
+ * them written.  A crash or an error between the steps leaves allocated
+ * blocks that read as zeros, never another file's old data.
+ *
+ * The writes of w are done in order; each gets its own result in rc
+ * (0 or -errno).  When a write needs other groups (VMFS_ENEEDRG), it and
+ * the writes after it keep rc = FILE_WRITE_TODO and so does the call's
+ * result: the caller regroups and calls again with them.  A failed last
+ * step leaves every write of the call to do again, which finds its
+ * blocks allocated and fills them again. */
+int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct fills fl = { 0 };
+	bool wrote = false;
 	int rc;
 
 	if (!in)
 		return -ENOMEM;
 	pthread_mutex_lock(&v->mu);
 	rc = v->error ? v->error : load_reg(v, ino, in);
-	if (!rc)
-		rc = write_room(v, in, off, off + size);
-	if (!rc) {
-		rc = write_locked(v, in, data, size, off, &fl);
-		touch_mtime(in);
-		{
-			int rc2 = vol_inode_put(v, in);
+	for (int k = 0; !rc && k < n; k++) {
+		unsigned before = fl.n;
+		int wrc;
 
-			rc = rc ? rc : rc2;
+		if (w[k].rc != FILE_WRITE_TODO)
+			continue;
+		wrc = write_room(v, in, w[k].off, w[k].off + w[k].size);
+		if (!wrc) {
+			wrc = write_locked(v, in, w[k].data, w[k].size, w[k].off, &fl);
+			wrote = true;
 		}
-		if (!rc && !fl.n)
-			rc = vol_maybe_commit(v);
+		if (wrc)	/* its blocks allocated so far stay, unwritten */
+			fl.n = before;
+		if (wrc == VMFS_ENEEDRG) {
+			rc = wrc;
+			break;
+		}
+		for (unsigned f = before; f < fl.n; f++)
+			fl.f[f].seq = fl.seq++;
+		w[k].rc = wrc ? step_errno(wrc) : FILE_WRITE_FILLING;
 	}
+	if (wrote) {
+		int rc2;
+
+		touch_mtime(in);
+		rc2 = vol_inode_put(v, in);
+		rc = rc2 ? rc2 : rc;
+	}
+	if (!rc && !fl.n)
+		rc = vol_maybe_commit(v);
 	pthread_mutex_unlock(&v->mu);
-	if (!rc && fl.n) {
-		rc = fills_write(v, &fl);
+	if (fl.n && (!rc || rc == VMFS_ENEEDRG)) {
+		int frc = fills_write(v, &fl);
+
 		pthread_mutex_lock(&v->mu);
-		if (!rc)
-			rc = fills_mark(v, ino, in, &fl);
-		if (!rc)
-			rc = vol_maybe_commit(v);
+		if (!frc)
+			frc = fills_mark(v, ino, in, &fl);
+		if (!frc)
+			frc = vol_maybe_commit(v);
 		pthread_mutex_unlock(&v->mu);
+		if (frc == VMFS_ENEEDRG)
+			rc = frc;
+		for (int j = 0; j < n; j++)
+			if (w[j].rc == FILE_WRITE_FILLING && frc)
+				w[j].rc = frc == VMFS_ENEEDRG ? FILE_WRITE_TODO : step_errno(frc);
+	}
+	/* what is left: done, or stopped by an error of the whole call */
+	for (int j = 0; j < n; j++) {
+		bool failed = rc && rc != VMFS_ENEEDRG;
+
+		if (w[j].rc == FILE_WRITE_FILLING)
+			w[j].rc = failed ? step_errno(rc) : 0;
+		else if (w[j].rc == FILE_WRITE_TODO && failed)
+			w[j].rc = step_errno(rc);
 	}
 	free(fl.f);
 	free(in);
-	return step_errno(rc);
+	return rc == VMFS_ENEEDRG ? rc : 0;
+}
+
+int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
+{
+	struct file_wreq w = { data, size, off, FILE_WRITE_TODO };
+	int rc = file_write_many(v, ino, &w, 1);
+
+	return rc ? rc : w.rc;
 }
 
 /* Zero [from, block end) of the block holding byte from, if written. */

@@ -62,6 +62,21 @@ int file_write_fast(struct vol *v, uint64_t ino, const void *data, size_t size, 
 	__attribute__((warn_unused_result));
 int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
 	__attribute__((warn_unused_result));
+/* Several writes to one file in one pass (file.c file_write_many): their
+ * block fills go to the disk in one batch.  rc is FILE_WRITE_TODO on the
+ * way in; on the way out 0 or -errno, or still FILE_WRITE_TODO for the
+ * writes to do again after the caller regrouped (the call then returns
+ * VMFS_ENEEDRG; else 0). */
+#define FILE_WRITE_TODO 1
+#define FILE_WRITE_FILLING 2	/* inside file_write_many only */
+struct file_wreq {
+	const void *data;
+	size_t size;
+	uint64_t off;
+	int rc;
+};
+int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
+	__attribute__((warn_unused_result));
 int file_truncate(struct vol *v, uint64_t ino, uint64_t size) __attribute__((warn_unused_result));
 int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t len)
 	__attribute__((warn_unused_result));

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,6 +79,8 @@ static struct vnode *vnode_get(struct fsctx *c, uint64_t ino, uint64_t lookups, 
 		if (vn) {
 			vn->ino = ino;
 			pthread_rwlock_init(&vn->rw, NULL);
+			pthread_mutex_init(&vn->fq_mu, NULL);
+			pthread_cond_init(&vn->fq_cond, NULL);
 			vn->next = c->vt[h];
 			c->vt[h] = vn;
 		}
@@ -103,6 +106,14 @@ static bool vnode_last(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t
 	return last;
 }
 
+static void vnode_free(struct vnode *vn)
+{
+	pthread_rwlock_destroy(&vn->rw);
+	pthread_mutex_destroy(&vn->fq_mu);
+	pthread_cond_destroy(&vn->fq_cond);
+	free(vn);
+}
+
 /* Drop lookups/opens from the vnode of ino; free the vnode when nothing
  * uses it any more.  With vmu.  True if it was freed. */
 static bool vnode_count_down(struct fsctx *c, uint64_t ino, uint64_t lookups, uint32_t opens)
@@ -119,8 +130,7 @@ static bool vnode_count_down(struct fsctx *c, uint64_t ino, uint64_t lookups, ui
 	while (*pp != vn)
 		pp = &(*pp)->next;
 	*pp = vn->next;
-	pthread_rwlock_destroy(&vn->rw);
-	free(vn);
+	vnode_free(vn);
 	return true;
 }
 
@@ -1467,6 +1477,29 @@ static int xattr_return(fuse_req_t req, struct fsctx *c, uint64_t ino, const cha
 	return openlock_return_arm(c->ol, ino, vm);
 }
 
+/* fuse_reply_open() plus FOPEN_PARALLEL_DIRECT_WRITES, which libfuse 3.14
+ * has no fuse_file_info bit for (later versions have one).  Without it the
+ * kernel holds the inode lock exclusively across each direct write, so the
+ * synchronous writers of one file (QEMU's default aio=threads, fio psync)
+ * went one at a time; with it, writes inside EOF hold it shared and reach
+ * us together, and overwrites run in parallel here (op_write).  Writes
+ * that extend the file stay exclusive in the kernel.  The bytes are the
+ * ones fuse_reply_open() sends, with the flag added. */
+static int reply_open(fuse_req_t req, const struct fuse_file_info *fi)
+{
+	struct fuse_open_out out = { .fh = fi->fh };
+
+	if (fi->direct_io)
+		out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	if (fi->keep_cache)
+		out.open_flags |= FOPEN_KEEP_CACHE;
+	if (fi->nonseekable)
+		out.open_flags |= FOPEN_NONSEEKABLE;
+	if (fi->noflush)
+		out.open_flags |= FOPEN_NOFLUSH;
+	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
@@ -1489,7 +1522,7 @@ static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 	/* No page cache: VM images need it off so no host serves stale pages
 	 * once several hosts share the volume (DESIGN.md decision 6). */
 	fi->direct_io = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	if (reply_open(req, fi) == -ENOENT) {
 		open_unlock(c, ino, fi);
 		vnode_put(c, ino, 0, 1);
 	}
@@ -1702,6 +1735,121 @@ static bool enospc_retry(struct fsctx *c, int rc, unsigned *waited_ms)
 	return false;
 }
 
+/* An allocating write waiting for its turn on the file (write_fill). */
+struct fill_wait {
+	struct file_wreq w;
+	bool lead;		/* woken to take the turn, not done */
+	struct fill_wait *next;
+};
+
+#define FILL_BATCH_MAX 32	/* writes in one pass: 32 MiB at most */
+
+/* One pass of the turn's holder: lock, do every write of w still to do
+ * (file_write_many: one disk batch for the blocks they fill), unlock.
+ * A write that failed with ENOSPC while this host's unlinked files free
+ * blocks is set to do again (enospc_retry). */
+static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct file_wreq *w,
+		      int n, unsigned *waited)
+{
+	struct lkset ls;
+	int rc;
+
+	lks_init(&ls);
+	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	lks_want_alloc(c, &ls);
+	rc = lks_lock(c, &ls);
+	if (!rc) {
+		for (unsigned tries = 0;;) {	/* until the groups held have room */
+			vnode_wrlock(vn);
+			rc = file_write_many(c->v, ino, w, n);
+			pthread_rwlock_unlock(&vn->rw);
+			if (rc != VMFS_ENEEDRG || (rc = lks_regroup(c, &ls, &tries)))
+				break;
+		}
+		lks_unlock(c, &ls);
+	}
+	for (int k = 0; k < n; k++) {
+		if (w[k].rc == FILE_WRITE_TODO)
+			w[k].rc = rc;	/* the locks failed */
+		if (w[k].rc == -ENOSPC && enospc_retry(c, -ENOSPC, waited))
+			w[k].rc = FILE_WRITE_TODO;
+	}
+}
+
+/* A write that allocates, grows the file or fills unwritten blocks.  It
+ * needs the file's inode lock in EX and its vnode lock exclusively, so
+ * such writes to one file go one at a time: at queue depth 8, each waited
+ * for the one before it and for that one's disk write.  Instead the writer
+ * holding the turn takes every write queued behind it into its pass, so
+ * their blocks go to the disk in one batch, and then hands the turn to the
+ * oldest write still waiting.  Each writer answers its own request, and
+ * its buffer stays its own.  fq_mu guards the queue and every fill_wait
+ * on it or in a pass. */
+static int write_fill(struct fsctx *c, struct vnode *vn, uint64_t ino, const char *buf,
+		      size_t size, uint64_t off)
+{
+	struct fill_wait me = { { buf, size, off, FILE_WRITE_TODO }, false, NULL };
+	struct fill_wait *b[FILL_BATCH_MAX];
+	struct file_wreq w[FILL_BATCH_MAX];
+	unsigned waited = 0;
+	int n = 1;
+
+	fuse_loop_may_block();	/* allocation: journal, maybe the DLM */
+	pthread_mutex_lock(&vn->fq_mu);
+	if (vn->fq_busy) {
+		struct fill_wait **pp = &vn->fq;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = &me;
+		while (me.w.rc == FILE_WRITE_TODO && !me.lead)
+			pthread_cond_wait(&vn->fq_cond, &vn->fq_mu);
+		if (!me.lead) {
+			pthread_mutex_unlock(&vn->fq_mu);
+			return me.w.rc;
+		}
+	}
+	vn->fq_busy = true;
+	b[0] = &me;
+	while (me.w.rc == FILE_WRITE_TODO) {
+		/* those queued while the previous pass ran come along */
+		while (n < FILL_BATCH_MAX && vn->fq) {
+			b[n++] = vn->fq;
+			vn->fq = vn->fq->next;
+		}
+		for (int k = 0; k < n; k++)
+			w[k] = b[k]->w;
+		pthread_mutex_unlock(&vn->fq_mu);
+		fill_pass(c, vn, ino, w, n, &waited);
+		pthread_mutex_lock(&vn->fq_mu);
+		int left = 0;	/* the done ones go; mine stays first while to do */
+
+		for (int k = 0; k < n; k++) {
+			b[k]->w.rc = w[k].rc;
+			if (w[k].rc == FILE_WRITE_TODO)
+				b[left++] = b[k];
+		}
+		n = left;
+		pthread_cond_broadcast(&vn->fq_cond);
+	}
+	/* mine is done: the others still to do wait again, at the front */
+	for (int k = n - 1; k >= 0; k--) {
+		b[k]->next = vn->fq;
+		vn->fq = b[k];
+	}
+	if (vn->fq) {
+		struct fill_wait *head = vn->fq;
+
+		vn->fq = head->next;
+		head->lead = true;	/* it takes the turn; fq_busy stays */
+		pthread_cond_broadcast(&vn->fq_cond);
+	} else {
+		vn->fq_busy = false;
+	}
+	pthread_mutex_unlock(&vn->fq_mu);
+	return me.w.rc;
+}
+
 /* Writes: an overwrite of allocated blocks changes only data and mtime,
  * so it runs under PR on the inode (in parallel with this host's other
  * writes, and with other hosts' on multi-writer files; mtime is last
@@ -1766,25 +1914,8 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		pthread_rwlock_unlock(&vn->rw);
 		lks_unlock(c, &ls);
 	}
-	for (unsigned waited = 0; rc == -EAGAIN;) {
-		fuse_loop_may_block();	/* allocation: journal, maybe the DLM */
-		lks_init(&ls);
-		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want_alloc(c, &ls);
-		rc = lks_lock(c, &ls);
-		if (rc)
-			goto reply;
-		for (unsigned tries = 0;;) {	/* until the groups held have room */
-			vnode_wrlock(vn);
-			rc = file_write(c->v, ino, buf, size, (uint64_t)off);
-			pthread_rwlock_unlock(&vn->rw);
-			if (rc != VMFS_ENEEDRG || (rc = lks_regroup(c, &ls, &tries)))
-				break;
-		}
-		lks_unlock(c, &ls);
-		if (enospc_retry(c, rc, &waited))
-			rc = -EAGAIN;
-	}
+	if (rc == -EAGAIN)
+		rc = write_fill(c, vn, ino, buf, size, (uint64_t)off);
 reply:
 	/* buf may be the worker's receive buffer, written to the disk as is
 	 * (fuse_loop.h): after an uncancellable timeout the kernel keeps it */
@@ -2601,8 +2732,7 @@ void fsctx_fini(struct fsctx *c)
 		for (size_t i = 0; i < c->vsize; i++) {
 			for (struct vnode *vn = c->vt[i], *n; vn; vn = n) {
 				n = vn->next;
-				pthread_rwlock_destroy(&vn->rw);
-				free(vn);
+				vnode_free(vn);
 			}
 		}
 		free(c->vt);

@@ -44,6 +44,12 @@ struct vnode {
 				 * exclusive holders of rw wait for 0 (vnode_wrlock) */
 	atomic_bool unstamped;	/* overwritten since mtime was last stamped (file.c
 				 * MTIME_LAZY_NS): fsync and close stamp it */
+	/* Allocating writes (fuse_ops.c write_fill): one at a time holds the
+	 * locks and does every write queued behind it in the same pass. */
+	pthread_mutex_t fq_mu;
+	pthread_cond_t fq_cond;
+	struct fill_wait *fq;	/* waiting, oldest first */
+	bool fq_busy;		/* a write holds the turn */
 	struct vnode *next;	/* hash chain, protected by fsctx.vmu */
 };
 

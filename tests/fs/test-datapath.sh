@@ -2,6 +2,7 @@
 # The FUSE data path under concurrency (fs/fuse_loop.c, op_read/op_write,
 # diskio_submit): 1 MiB writes that go to the disk from the receive buffer,
 # 4 KiB reads and writes at queue depth 32 answered from the completion,
+# writes filling new blocks several at once (write_fill),
 # each verified by fio's checksums; the same overwrites while another
 # process grows and shrinks the file's tail (truncate waits for the I/O in
 # flight: vnode_wrlock) and punches holes; every byte is checked against a
@@ -33,6 +34,18 @@ fio_v randwrite 4k 32 256M --number_ios=20000 ||
 	fail "4 KiB random overwrites at QD32 read back wrong"
 fio --name=r --filename="$F" --rw=randread --bs=4k --iodepth=32 --size=256M --ioengine=libaio \
 	--direct=1 --number_ios=20000 > "$T/fio.out" 2>&1 || { tail "$T/fio.out"; fail "4 KiB reads at QD32"; }
+
+# 2b. writes that fill new blocks, several at once (fuse_ops.c write_fill:
+#     one writer takes the others queued on the file into its pass):
+#     1 MiB at QD8 into a file fio fallocated (unwritten extents), 4 KiB and
+#     12 KiB at random at QD32/QD16, so pieces of one new block meet in one
+#     pass, into an fallocated file and into holes
+for spec in "write 1M 8 64M" "randwrite 4k 32 64M" "randwrite 12k 16 64M --fallocate=none" \
+	    "randwrite 1M 8 64M --fallocate=none"; do
+	rm -f "$T/m/fill.bin"
+	F=$T/m/fill.bin fio_v $spec || fail "fills at queue depth ($spec) read back wrong"
+done
+rm -f "$T/m/fill.bin"
 
 # 3. the same file as a known pattern, compared with a copy made outside
 dd if=/dev/urandom of="$T/ref" bs=1M count=64 status=none
