@@ -195,6 +195,14 @@ int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode m
 	return lks_lock(c, s);
 }
 
+int lk_inode_alloc(struct fsctx *c, struct lkset *s, uint64_t ino)
+{
+	lks_init(s);
+	lks_want(s, VMFS_LK_INODE, ino, VMFS_LK_EX);
+	lks_want_alloc(c, s);
+	return lks_lock(c, s);
+}
+
 /* ---- callbacks from the lock manager ---- */
 
 /* The cached blocks a lock covers, so that its handover forgets only those:

@@ -49,6 +49,11 @@ int lks_regroup(struct fsctx *c, struct lkset *s, unsigned *tries)
 /* Convenience: one inode lock. */
 int lk_inode(struct fsctx *c, struct lkset *s, uint64_t ino, enum vmfs_lk_mode mode)
 	__attribute__((warn_unused_result));
+/* The inode in EX and the group this host allocates in: where a change
+ * that may allocate or free the inode's blocks starts (lks_regroup adds
+ * the groups it turns out to need). */
+int lk_inode_alloc(struct fsctx *c, struct lkset *s, uint64_t ino)
+	__attribute__((warn_unused_result));
 
 /* Mount: connect to vmfs-dlmd for the volume's lockspace (its UUID),
  * register as recovery agent, claim a host slot under its lock, replay

@@ -296,10 +296,7 @@ static void orphan_reap(struct fsctx *c, uint64_t ino)
 	struct lkset ls;
 	int rc;
 
-	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-	lks_want_alloc(c, &ls);
-	rc = lks_lock(c, &ls);
+	rc = lk_inode_alloc(c, &ls, ino);
 	while (!rc) {		/* else fenced: recovery frees it */
 		pthread_mutex_lock(&c->v->mu);
 		rc = vnode_in_use(c, ino) ? 0 : orphan_end(c, ino, true);
@@ -1754,10 +1751,7 @@ static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct fi
 	struct lkset ls;
 	int rc;
 
-	lks_init(&ls);
-	lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-	lks_want_alloc(c, &ls);
-	rc = lks_lock(c, &ls);
+	rc = lk_inode_alloc(c, &ls, ino);
 	if (!rc) {
 		for (unsigned tries = 0;;) {	/* until the groups held have room */
 			vnode_wrlock(vn);
@@ -1871,14 +1865,11 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 	rc = may_write(fi);
 	if (rc)
 		goto reply;
-	lks_init(&ls);
 	if (fi->flags & O_APPEND) {
 		/* direct_io: the kernel passes the offset it saw; take EOF here */
 		struct vmfs_inode *in = malloc(sizeof(*in));
 
-		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want_alloc(c, &ls);
-		rc = in ? lks_lock(c, &ls) : -ENOMEM;
+		rc = in ? lk_inode_alloc(c, &ls, ino) : -ENOMEM;
 		if (rc) {
 			free(in);
 			goto reply;
@@ -2013,10 +2004,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, o
 	}
 	rc = may_write(fi);
 	for (unsigned waited = 0; !rc;) {
-		lks_init(&ls);
-		lks_want(&ls, VMFS_LK_INODE, ino, VMFS_LK_EX);
-		lks_want_alloc(c, &ls);
-		rc = lks_lock(c, &ls);
+		rc = lk_inode_alloc(c, &ls, ino);
 		for (unsigned tries = 0; !rc;) {	/* in steps over groups (alloc.h) */
 			vnode_wrlock(vn);
 			rc = file_fallocate(c->v, ino, mode, (uint64_t)off, (uint64_t)len);
