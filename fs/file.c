@@ -408,12 +408,13 @@ struct fill {
 	uint64_t pblk, boff;
 	size_t len;
 	const uint8_t *data;
-	unsigned seq;		/* order of writing, for pieces of one block */
+	unsigned seq;		/* index when added: the order of writing, which
+				 * pieces of one block keep when sorted */
 };
 
 struct fills {
 	struct fill *f;
-	unsigned n, cap, seq;
+	unsigned n, cap;
 };
 
 static int fill_add(struct fills *fl, uint32_t lb, uint64_t pblk, uint64_t boff,
@@ -428,7 +429,8 @@ static int fill_add(struct fills *fl, uint32_t lb, uint64_t pblk, uint64_t boff,
 		fl->f = f;
 		fl->cap = cap;
 	}
-	fl->f[fl->n++] = (struct fill){ lb, pblk, boff, len, data, 0 };
+	fl->f[fl->n] = (struct fill){ lb, pblk, boff, len, data, fl->n };
+	fl->n++;
 	return 0;
 }
 
@@ -631,8 +633,6 @@ int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
 			rc = wrc;
 			break;
 		}
-		for (unsigned f = before; f < fl.n; f++)
-			fl.f[f].seq = fl.seq++;
 		w[k].rc = wrc ? step_errno(wrc) : FILE_WRITE_FILLING;
 	}
 	if (wrote) {

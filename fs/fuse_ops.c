@@ -1474,26 +1474,23 @@ static int xattr_return(fuse_req_t req, struct fsctx *c, uint64_t ino, const cha
 	return openlock_return_arm(c->ol, ino, vm);
 }
 
-/* fuse_reply_open() plus FOPEN_PARALLEL_DIRECT_WRITES, which libfuse 3.14
- * has no fuse_file_info bit for (later versions have one).  Without it the
- * kernel holds the inode lock exclusively across each direct write, so the
- * synchronous writers of one file (QEMU's default aio=threads, fio psync)
- * went one at a time; with it, writes inside EOF hold it shared and reach
- * us together, and overwrites run in parallel here (op_write).  Writes
- * that extend the file stay exclusive in the kernel.  The bytes are the
- * ones fuse_reply_open() sends, with the flag added. */
-static int reply_open(fuse_req_t req, const struct fuse_file_info *fi)
+/* Answer an OPEN with direct I/O and parallel direct writes.  No page
+ * cache: VM images need it off so no host serves stale pages once several
+ * hosts share the volume (DESIGN.md decision 6).  Parallel direct writes
+ * (FOPEN_PARALLEL_DIRECT_WRITES): without them the kernel holds the inode
+ * lock exclusively across each direct write, so the synchronous writers
+ * of one file (QEMU's default aio=threads, fio psync) went one at a time;
+ * with them, writes inside EOF hold it shared and reach us together, and
+ * overwrites run in parallel here (op_write).  Writes that extend the file
+ * stay exclusive in the kernel.  libfuse 3.14's fuse_file_info has no bit
+ * for that flag (later versions have one), so this sends the bytes
+ * fuse_reply_open() would, with the flag added. */
+static int reply_open(fuse_req_t req, uint64_t fh)
 {
-	struct fuse_open_out out = { .fh = fi->fh };
+	struct fuse_open_out out = {
+		.fh = fh, .open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES,
+	};
 
-	if (fi->direct_io)
-		out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
-	if (fi->keep_cache)
-		out.open_flags |= FOPEN_KEEP_CACHE;
-	if (fi->nonseekable)
-		out.open_flags |= FOPEN_NONSEEKABLE;
-	if (fi->noflush)
-		out.open_flags |= FOPEN_NOFLUSH;
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
 }
 
@@ -1516,10 +1513,7 @@ static void op_open(fuse_req_t req, fuse_ino_t fino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* No page cache: VM images need it off so no host serves stale pages
-	 * once several hosts share the volume (DESIGN.md decision 6). */
-	fi->direct_io = 1;
-	if (reply_open(req, fi) == -ENOENT) {
+	if (reply_open(req, fi->fh) == -ENOENT) {
 		open_unlock(c, ino, fi);
 		vnode_put(c, ino, 0, 1);
 	}
@@ -1552,7 +1546,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	fill_entry(c, in, &e);
-	fi->direct_io = 1;
+	fi->direct_io = 1;	/* as reply_open; not parallel: a new file grows */
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		open_unlock(c, in->h.self, fi);
 		vnode_put(c, in->h.self, 1, 1);
