@@ -38,8 +38,20 @@ struct worker {
 	void *base;		/* allocation; mem = base + PG - WRITE_HDR */
 	struct fuse_buf fbuf;
 	bool abandon;		/* the kernel may still read base (fuse_loop_abandon_buffer) */
+	bool taken;		/* a handler owns base now (fuse_loop_take_buffer) */
 	struct pool *p;
 };
+
+/* Receive buffers given back by handlers that took theirs
+ * (fuse_loop_buffer_put), for the next worker that needs one: a fresh
+ * 1 MiB allocation would be a new mapping whose 257 pages all fault on
+ * the first receive. */
+#define SPARE_MAX 32
+static struct {
+	pthread_mutex_t mu;
+	void *base[SPARE_MAX];
+	int n;
+} spare = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 struct pool {
 	struct fuse_session *se;
@@ -134,12 +146,37 @@ void fuse_loop_may_block(void)
 	pthread_mutex_unlock(&self->p->mu);
 }
 
-/* A receive buffer whose byte WRITE_HDR is page-aligned. */
+void *fuse_loop_take_buffer(const void *data)
+{
+	if (!self || self->taken || self->abandon || (const char *)data < (char *)self->base ||
+	    (const char *)data >= (char *)self->base + RECV_SIZE + PG)
+		return NULL;
+	self->taken = true;
+	return self->base;
+}
+
+void fuse_loop_buffer_put(void *base)
+{
+	pthread_mutex_lock(&spare.mu);
+	if (spare.n < SPARE_MAX) {
+		spare.base[spare.n++] = base;
+		base = NULL;
+	}
+	pthread_mutex_unlock(&spare.mu);
+	free(base);
+}
+
+/* A receive buffer whose byte WRITE_HDR is page-aligned: a spare one, or
+ * a new one. */
 static int buf_new(struct worker *w)
 {
 	void *base = NULL;
 
-	if (posix_memalign(&base, PG, RECV_SIZE + PG))
+	pthread_mutex_lock(&spare.mu);
+	if (spare.n)
+		base = spare.base[--spare.n];
+	pthread_mutex_unlock(&spare.mu);
+	if (!base && posix_memalign(&base, PG, RECV_SIZE + PG))
 		return -ENOMEM;
 	w->base = base;
 	w->fbuf = (struct fuse_buf){ .mem = (char *)base + PG - WRITE_HDR, .size = RECV_SIZE };
@@ -176,7 +213,17 @@ static void *worker_main(void *arg)
 			break;
 		}
 		fuse_session_process_buf(p->se, &w->fbuf);
-		if (w->abandon) {
+		if (w->taken) {
+			/* the handler's now, given back with fuse_loop_buffer_put */
+			w->taken = false;
+			w->abandon = false;	/* then the write_early's to keep */
+			w->base = NULL;
+			if (buf_new(w)) {
+				log_err("FUSE worker: out of memory for a receive buffer");
+				fuse_session_exit(p->se);
+				break;
+			}
+		} else if (w->abandon) {
 			/* diskio.h: the kernel owns it for good; leak it */
 			log_warn("FUSE worker: a timed-out write keeps its receive buffer; "
 				 "taking a new one");
@@ -260,6 +307,10 @@ int fuse_loop_run(struct fuse_session *se, int nthreads)
 			pthread_join(w[i].tid, NULL);
 		free(w[i].base);
 	}
+	pthread_mutex_lock(&spare.mu);
+	while (spare.n)
+		free(spare.base[--spare.n]);
+	pthread_mutex_unlock(&spare.mu);
 	if (!rc)
 		rc = p.error;
 	pthread_cond_destroy(&p.wake);

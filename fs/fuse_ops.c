@@ -36,6 +36,7 @@
 #include "pages.h"
 #include "spare.h"
 #include "vmfs/dlm.h"
+#include "vmfs/fs.h"
 
 #define VT_SIZE 4096
 
@@ -81,6 +82,7 @@ static struct vnode *vnode_get(struct fsctx *c, uint64_t ino, uint64_t lookups, 
 			pthread_rwlock_init(&vn->rw, NULL);
 			pthread_mutex_init(&vn->fq_mu, NULL);
 			pthread_cond_init(&vn->fq_cond, NULL);
+			wb_init(&vn->wb);
 			vn->next = c->vt[h];
 			c->vt[h] = vn;
 		}
@@ -111,6 +113,7 @@ static void vnode_free(struct vnode *vn)
 	pthread_rwlock_destroy(&vn->rw);
 	pthread_mutex_destroy(&vn->fq_mu);
 	pthread_cond_destroy(&vn->fq_cond);
+	wb_destroy(&vn->wb);
 	free(vn);
 }
 
@@ -1336,6 +1339,8 @@ static bool is_multiwriter(const struct vmfs_inode *in)
 #define FH_OWNERS 8
 struct fh {
 	struct ol_ref *ol;		/* NULL when not a regular file */
+	bool early;			/* held exclusive: writes may be answered
+					 * before they complete (wb.h) */
 	pthread_mutex_t mu;
 	uint64_t owners[FH_OWNERS];	/* protected by mu */
 	int nowners;
@@ -1385,8 +1390,11 @@ static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct
 	pthread_mutex_init(&f->mu, NULL);
 	if (c->ol && S_ISREG(in->mode)) {
 		req_program(req, fc->pid, prog, sizeof(prog));
-		rc = openlock_open(c->ol, ino, write, is_multiwriter(in), fc->pid, prog, &f->ol,
-				   why, sizeof(why));
+		bool multi = is_multiwriter(in);
+
+		rc = openlock_open(c->ol, ino, write, multi, fc->pid, prog, &f->ol, why,
+				   sizeof(why));
+		f->early = write && !multi;
 		if (rc == -EBUSY)
 			log_warn("open of inode %llu for %s by %s[%d] refused: %s",
 				 (unsigned long long)ino, write ? "write" : "read", prog,
@@ -1575,7 +1583,30 @@ struct aio_op {
 	struct file_io io;
 	size_t size;		/* write: the byte count to acknowledge */
 	bool write;
+	/* write_early: answered at submission; the receive buffer the data
+	 * is in (fuse_loop_take_buffer) and the range in flight (wb.h) */
+	void *rbuf;
+	struct wb_range wbr;
 };
+
+/* The end of a write answered at submission (write_early).  Its failure
+ * waits in vn->wb for the next fsync or close. */
+static void early_done(struct aio_op *a, int rc)
+{
+	struct vnode *vn = a->vn;
+
+	if (rc)
+		log_err("inode %llu: a write of %zu bytes at %llu answered before it completed "
+			"failed: %s (reported at the next fsync or close)",
+			(unsigned long long)vn->ino, a->size, (unsigned long long)a->wbr.off,
+			strerror(-vmfs_errno(rc)));
+	file_io_release(&a->io, rc);
+	if (rc != -ETIMEDOUT)	/* else the kernel keeps it (diskio.h) */
+		fuse_loop_buffer_put(a->rbuf);
+	atomic_fetch_sub(&vn->aio, 1);
+	wb_end(&vn->wb, &a->wbr, rc);	/* last: a drain may free vn now */
+	free(a);
+}
 
 /* Completion, on the diskio reaper thread. */
 static void aio_op_done(void *arg, int rc)
@@ -1583,6 +1614,10 @@ static void aio_op_done(void *arg, int rc)
 	struct aio_op *a = arg;
 
 	lks_unlock(a->c, &a->ls);
+	if (a->rbuf) {
+		early_done(a, rc);
+		return;
+	}
 	atomic_fetch_sub(&a->vn->aio, 1);	/* before the answer: vn may go then */
 	if (rc)
 		fuse_reply_err(a->req, -vmfs_errno(rc));
@@ -1626,6 +1661,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		return;
 	}
 	*a = (struct aio_op){ .req = req, .c = c, .vn = vn };
+	wb_wait_overlap(&vn->wb, (uint64_t)off, size);	/* read what was written */
 	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
 	if (rc)
 		goto reply;
@@ -1692,6 +1728,124 @@ out:
 	file_io_release(&a->io, rc);
 	free(a);
 	return rc == 0 ? 1 : rc;
+}
+
+/* May writes through this handle be answered before they complete
+ * (wb.h)?  Single host: yes.  Cluster: when it holds the file exclusive. */
+static bool early_ok(struct fsctx *c, struct fuse_file_info *fi)
+{
+	const struct fh *f = fh_of(fi);
+
+	return !c->lk.cluster || (f && f->early);
+}
+
+/* write_early's answer when the write did not qualify but may be an
+ * overwrite still: do it the synchronous way (file_write_fast). */
+#define WRITE_SYNC 1
+
+/* Tests only: VMFS_TEST_WB_DELAY_MS (read at mount) holds each write
+ * answered at submission back that long before it goes to the disk, as a
+ * slow disk would, so that a read or write which does not wait for it
+ * finds the old data (tests/fs/wb-order.c).  Without it this machine's
+ * disk answered too fast for the test to tell. */
+static unsigned wb_test_delay_ms;
+
+struct wb_delayed {
+	struct aio_op *a;
+	unsigned ms;
+};
+
+static void *wb_delayed_submit(void *arg)
+{
+	struct wb_delayed *dl = arg;
+	struct aio_op *a = dl->a;
+	int rc;
+
+	usleep(dl->ms * 1000u);
+	free(dl);
+	rc = diskio_submit(a->c->v->dio, a->io.reqs, a->io.nr, aio_op_done, a);
+	if (rc)
+		aio_op_done(a, rc);
+	return NULL;
+}
+
+/* diskio_submit for write_early, or its test delay. */
+static int wb_submit(struct aio_op *a)
+{
+	struct wb_delayed *dl;
+	pthread_attr_t at;
+	pthread_t t;
+	int rc;
+
+	if (!wb_test_delay_ms)
+		return diskio_submit(a->c->v->dio, a->io.reqs, a->io.nr, aio_op_done, a);
+	dl = malloc(sizeof(*dl));
+	if (!dl)
+		return -ENOMEM;
+	*dl = (struct wb_delayed){ a, wb_test_delay_ms };
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	rc = -pthread_create(&t, &at, wb_delayed_submit, dl);
+	pthread_attr_destroy(&at);
+	if (rc)
+		free(dl);
+	return rc;
+}
+
+/* A large overwrite of a file held exclusive, answered as soon as its disk
+ * write is submitted (wb.h says what keeps that safe).  The data goes to
+ * the disk from the worker's receive buffer, which the write takes
+ * (fuse_loop_take_buffer) and gives back on completion.  0: answered;
+ * -EAGAIN: not an overwrite of written blocks (write_fill); WRITE_SYNC:
+ * WB_MAX writes in flight or the data not in a receive buffer; else the
+ * error to answer. */
+static int write_early(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
+		       const char *buf, size_t size, off_t off)
+{
+	struct aio_op *a = calloc(1, sizeof(*a));
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	*a = (struct aio_op){ .req = req, .c = c, .vn = vn, .size = size, .write = true };
+	if (!wb_begin(&vn->wb, &a->wbr, (uint64_t)off, size)) {
+		free(a);
+		return WRITE_SYNC;
+	}
+	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
+	if (rc)
+		goto out;
+	pthread_rwlock_rdlock(&vn->rw);
+	rc = file_write_prep(c->v, ino, buf, size, (uint64_t)off, false, &a->io);
+	if (!rc && a->io.stamp)
+		rc = file_write_stamp(c->v, ino);
+	if (!rc)
+		a->rbuf = fuse_loop_take_buffer(buf);
+	if (!rc && !a->rbuf)
+		rc = WRITE_SYNC;
+	if (!rc)
+		atomic_fetch_add(&vn->aio, 1);
+	pthread_rwlock_unlock(&vn->rw);
+	if (rc) {
+		lks_unlock(c, &a->ls);
+		goto out;
+	}
+	rc = wb_submit(a);
+	if (!rc) {		/* a is the completion's now, maybe gone already */
+		fuse_reply_write(req, size);
+		return 0;
+	}
+	if (rc == -EOPNOTSUPP)	/* no kernel aio context: in place, answered by the caller */
+		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);
+	atomic_fetch_sub(&vn->aio, 1);
+	lks_unlock(c, &a->ls);
+	if (rc != -ETIMEDOUT)	/* else the kernel keeps the buffer (diskio.h) */
+		fuse_loop_buffer_put(a->rbuf);
+out:
+	wb_end(&vn->wb, &a->wbr, 0);	/* not in flight; rc is answered now */
+	file_io_release(&a->io, rc);
+	free(a);
+	return rc;
 }
 
 /* The number of unlinked inodes on this host's orphan list. */
@@ -1859,6 +2013,8 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 	rc = may_write(fi);
 	if (rc)
 		goto reply;
+	/* after the writes answered before it that it overlaps (wb.h) */
+	wb_wait_overlap(&vn->wb, (uint64_t)off, size);
 	if (fi->flags & O_APPEND) {
 		/* direct_io: the kernel passes the offset it saw; take EOF here */
 		struct vmfs_inode *in = malloc(sizeof(*in));
@@ -1891,6 +2047,11 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		if (rc >= 0)
 			return;		/* answered, now or on completion */
 	} else {
+		rc = early_ok(c, fi) ? write_early(req, c, vn, ino, buf, size, off) : WRITE_SYNC;
+		if (rc == 0)
+			return;		/* answered; its disk write goes on */
+	}
+	if (rc == WRITE_SYNC) {
 		rc = lk_inode(c, &ls, ino, VMFS_LK_PR);
 		if (rc)
 			goto reply;
@@ -1912,14 +2073,26 @@ reply:
 		fuse_reply_write(req, size);
 }
 
+/* Wait for the writes to ino answered before they completed (wb.h);
+ * the first of them that failed and was not reported yet, or 0. */
+static int drain_writes(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn = vnode_open_find(c, ino);
+
+	return vn ? wb_drain(&vn->wb) : 0;
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
+	int rc;
 
 	/* close() of a descriptor drops its owner's POSIX locks */
 	if (c->pl)
 		plock_release_owner(c->pl, to_disk(c, ino), fi->lock_owner);
-	fuse_reply_err(req, 0);
+	/* and reports a failed write, as after a failed writeback */
+	rc = drain_writes(c, to_disk(c, ino));
+	fuse_reply_err(req, -vmfs_errno(rc));
 }
 
 /* Stamp the mtime an overwrite left lazy (file.c MTIME_LAZY_NS), at
@@ -1943,6 +2116,11 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fsctx *c = ctx_of(req);
 
+	/* before the open lock can go to another host: the writes in flight
+	 * (their failures were logged; close reported what it could) */
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && drain_writes(c, to_disk(c, ino)))
+		log_warn("inode %llu: closed with a failed write not reported to the program",
+			 (unsigned long long)to_disk(c, ino));
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		stamp_pending(c, to_disk(c, ino));
 	if (c->pl && fi->flock_release)
@@ -1955,14 +2133,16 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
-	int rc;
+	int rc, wrc;
 
 	/* Data went to the disk O_DIRECT before each write was answered
 	 * (also those answered from the completion, op_read: the answer
-	 * waits for the disk), so every write fsync must cover is on the
-	 * disk already; writes still in flight were not acknowledged and
-	 * need not be covered.  The commit makes the metadata durable and
-	 * its fdatasync the data. */
+	 * waits for the disk), except the large overwrites answered at
+	 * submission (wb.h), waited for here.  So every write fsync must
+	 * cover is on the disk then; writes still in flight were not
+	 * acknowledged and need not be covered.  The commit makes the
+	 * metadata durable and its fdatasync the data. */
+	wrc = drain_writes(c, to_disk(c, ino));
 	if (!datasync)
 		stamp_pending(c, to_disk(c, ino));
 	vol_presync(c->v);
@@ -1976,7 +2156,29 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		if (!rc)
 			rc = diskio_sync(c->v->dio);
 	}
-	fuse_reply_err(req, -vmfs_errno(rc));
+	fuse_reply_err(req, -vmfs_errno(wrc ? wrc : rc));
+}
+
+/* ioctl: VMFS_IOC_DRAIN (vmfs/fs.h) waits for the file's writes answered
+ * before they completed, without the cache flush of an fdatasync: what a
+ * hypervisor does before a migration's handoff moves the disk's lock. */
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		     size_t in_bufsz, size_t out_bufsz)
+{
+	struct fsctx *c = ctx_of(req);
+	int rc;
+
+	(void)arg, (void)fi, (void)flags, (void)in_buf, (void)in_bufsz, (void)out_bufsz;
+	if (cmd != VMFS_IOC_DRAIN) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	rc = drain_writes(c, to_disk(c, ino));
+	if (rc)
+		fuse_reply_err(req, -vmfs_errno(rc));
+	else
+		fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode, off_t off, off_t len,
@@ -2620,6 +2822,7 @@ const struct fuse_lowlevel_ops vmfs_fuse_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
+	.ioctl = op_ioctl,
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
@@ -2674,6 +2877,8 @@ int fsctx_init(struct fsctx *c, struct vol *v)
 	c->v = v;
 	c->timeout = 1.0;
 	c->commit_s = FSCTX_COMMIT_S;
+	if (getenv("VMFS_TEST_WB_DELAY_MS"))
+		wb_test_delay_ms = (unsigned)atoi(getenv("VMFS_TEST_WB_DELAY_MS"));
 	vmfs_uuid_str(v->sb.uuid, c->ls);
 	c->vsize = VT_SIZE;
 	c->vt = calloc(c->vsize, sizeof(*c->vt));

@@ -13,6 +13,7 @@
 #include "plock.h"
 #include "slot.h"
 #include "vol.h"
+#include "wb.h"
 
 /* Extended attributes with a meaning to vmfs-mount (documented in
  * vmfs-mount(8)):
@@ -44,6 +45,8 @@ struct vnode {
 				 * exclusive holders of rw wait for 0 (vnode_wrlock) */
 	atomic_bool unstamped;	/* overwritten since mtime was last stamped (file.c
 				 * MTIME_LAZY_NS): fsync and close stamp it */
+	struct wb_file wb;	/* writes answered before their disk write
+				 * completed (wb.h); also counted in aio */
 	/* Allocating writes (fuse_ops.c write_fill): one at a time holds the
 	 * locks and does every write queued behind it in the same pass. */
 	pthread_mutex_t fq_mu;

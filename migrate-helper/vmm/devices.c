@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "io.h"
+#include "vmfs/fs.h"
 #include "log.h"
 
 int devices_init(struct vmm *v)
@@ -52,6 +54,17 @@ void devices_fini(struct vmm *v)
 	if (v->disk_fd >= 0)
 		close(v->disk_fd);
 	v->serial_fd = v->disk_fd = -1;
+}
+
+int dev_disk_drain(struct vmm *v)
+{
+	if (v->disk_fd < 0 || !ioctl(v->disk_fd, VMFS_IOC_DRAIN))
+		return 0;
+	if (errno == ENOTTY || errno == ENOSYS)
+		return 0;	/* not on vmfs: an answered write is on the disk */
+	log_err("disk %s: a write the guest saw complete failed: %s", v->cfg.disk,
+		strerror(errno));
+	return -errno;
 }
 
 uint32_t guest_clock_ms(struct vmm *v)

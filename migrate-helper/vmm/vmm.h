@@ -156,6 +156,11 @@ void ram_digest(struct vmm *v, char hex[65]);
 /* devices.c */
 int devices_init(struct vmm *v) __attribute__((warn_unused_result));
 void devices_fini(struct vmm *v);
+/* Wait until every disk write the guest saw complete is on the disk,
+ * where other hosts see it (vmfs/fs.h VMFS_IOC_DRAIN): before the
+ * handoff gives the disk's lock to another host.  0, or -errno when one
+ * of them failed (logged). */
+int dev_disk_drain(struct vmm *v);
 uint32_t dev_in(struct vmm *v, uint16_t port, unsigned size);
 void dev_out(struct vmm *v, uint16_t port, unsigned size, uint32_t val);
 uint32_t guest_clock_ms(struct vmm *v);
