@@ -1690,6 +1690,18 @@ reply:
 	free(a);
 }
 
+/* With a->vn->rw held shared: the disk requests of the overwrite a of
+ * a->size bytes at off (file_write_prep; copy as there), and the lazy
+ * mtime stamped before the data (it records the write either way). */
+static int write_prep_locked(struct aio_op *a, uint64_t ino, const char *buf, off_t off, bool copy)
+{
+	int rc = file_write_prep(a->c->v, ino, buf, a->size, (uint64_t)off, copy, &a->io);
+
+	if (!rc && a->io.stamp)
+		rc = file_write_stamp(a->c->v, ino);
+	return rc;
+}
+
 /* A small aligned overwrite, answered from the completion (op_read says
  * how).  -EAGAIN when it does not qualify (op_write's other paths). */
 static int write_async(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
@@ -1706,10 +1718,7 @@ static int write_async(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64
 	if (rc)
 		goto out;
 	pthread_rwlock_rdlock(&vn->rw);
-	rc = file_write_prep(c->v, ino, buf, size, (uint64_t)off, true, &a->io);
-	/* the lazy mtime before the data: it records the write either way */
-	if (!rc && a->io.stamp)
-		rc = file_write_stamp(c->v, ino);
+	rc = write_prep_locked(a, ino, buf, off, true);
 	if (!rc) {
 		atomic_fetch_add(&vn->aio, 1);
 		out = true;
@@ -1816,9 +1825,7 @@ static int write_early(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64
 	if (rc)
 		goto out;
 	pthread_rwlock_rdlock(&vn->rw);
-	rc = file_write_prep(c->v, ino, buf, size, (uint64_t)off, false, &a->io);
-	if (!rc && a->io.stamp)
-		rc = file_write_stamp(c->v, ino);
+	rc = write_prep_locked(a, ino, buf, off, false);
 	if (!rc)
 		a->rbuf = fuse_loop_take_buffer(buf);
 	if (!rc && !a->rbuf)
