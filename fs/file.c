@@ -120,7 +120,9 @@ int file_read_prep(struct vol *v, uint64_t ino, uint64_t off, size_t size, struc
 	if (!in)
 		return -ENOMEM;
 	pthread_mutex_lock(&v->mu);
-	rc = load_reg(v, ino, in);
+	rc = vol_data_check(v);	/* else a block may be marked over old bytes */
+	if (!rc)
+		rc = load_reg(v, ino, in);
 	if (rc || off >= in->size) {
 		pthread_mutex_unlock(&v->mu);
 		goto out;
@@ -523,46 +525,73 @@ static int fill_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Write the blocks of fl whole, in one batch; vol.mu not held.  Writes
- * of one batch may fill the same block (two small writes into one new
- * block): it gets one buffer with every piece in the order written. */
-static int fills_write(struct vol *v, struct fills *fl)
+void file_fill_io_release(struct file_fill_io *io, int rc)
 {
-	struct diskio_req *r = calloc(fl->n, sizeof(*r));
-	void **bounce = calloc(fl->n, sizeof(*bounce));
-	int rc = r && bounce ? 0 : -ENOMEM, nr = 0;
+	for (int k = 0; io->bounce && k < io->nr; k++)
+		if (io->bounce[k])
+			free_io_buf(io->bounce[k], rc);
+	free(io->bounce);
+	free(io->reqs);
+	*io = (struct file_fill_io){ 0 };
+}
 
+/* The disk requests that write the blocks of fl whole; vol.mu not held.
+ * Writes of one batch may fill the same block (two small writes into one
+ * new block): it gets one buffer with every piece in the order written.
+ * A block filled whole from a 4096-aligned buffer is written from it. */
+static int fills_build(struct vol *v, struct fills *fl, struct file_fill_io *io)
+{
+	int rc = 0;
+
+	*io = (struct file_fill_io){ calloc(fl->n, sizeof(*io->reqs)),
+				     calloc(fl->n, sizeof(*io->bounce)), 0 };
+	if (!io->reqs || !io->bounce) {
+		file_fill_io_release(io, 0);
+		return -ENOMEM;
+	}
 	qsort(fl->f, fl->n, sizeof(*fl->f), fill_cmp);
 	for (unsigned k = 0; !rc && k < fl->n; k++) {
 		const struct fill *f = &fl->f[k];
 		bool alone = (k == 0 || fl->f[k - 1].pblk != f->pblk) &&
 			     (k + 1 == fl->n || fl->f[k + 1].pblk != f->pblk);
+		struct diskio_req *r = io->reqs;
 		uint8_t *buf;
 
 		if (alone && f->boff == 0 && f->len == v->bsize && io_aligned(f->data)) {
-			r[nr++] = (struct diskio_req){ (void *)f->data, v->bsize, f->pblk * v->bsize, true };
+			r[io->nr++] = (struct diskio_req){ (void *)f->data, v->bsize,
+							   f->pblk * v->bsize, true };
 			continue;
 		}
 		if (k > 0 && fl->f[k - 1].pblk == f->pblk) {
-			buf = r[nr - 1].buf;	/* another piece of the same block */
+			buf = r[io->nr - 1].buf;	/* another piece of the same block */
 		} else {
-			buf = bounce[nr] = diskio_alloc(v->bsize);
+			buf = io->bounce[io->nr] = diskio_alloc(v->bsize);
 			if (!buf) {
 				rc = -ENOMEM;
 				break;
 			}
 			memset(buf, 0, v->bsize);
-			r[nr++] = (struct diskio_req){ buf, v->bsize, f->pblk * v->bsize, true };
+			r[io->nr++] = (struct diskio_req){ buf, v->bsize, f->pblk * v->bsize, true };
 		}
 		memcpy(buf + f->boff, f->data, f->len);
 	}
-	if (!rc)
-		rc = diskio_batch(v->dio, r, nr);
-	for (int k = 0; bounce && k < nr; k++)
-		if (bounce[k])
-			free_io_buf(bounce[k], rc);
-	free(bounce);
-	free(r);
+	if (rc)
+		file_fill_io_release(io, 0);
+	return rc;
+}
+
+/* Write the blocks of fl whole, in one batch, or hand them to as. */
+static int fills_write(struct vol *v, struct fills *fl, const struct file_fill_submit *as)
+{
+	struct file_fill_io io;
+	int rc = fills_build(v, fl, &io);
+
+	if (rc)
+		return rc;
+	if (as)
+		return as->submit(as->arg, &io);
+	rc = diskio_batch(v->dio, io.reqs, io.nr);
+	file_fill_io_release(&io, rc);
 	return rc;
 }
 
@@ -605,7 +634,8 @@ static int fills_mark(struct vol *v, uint64_t ino, struct vmfs_inode *in, const 
  * result: the caller regroups and calls again with them.  A failed last
  * step leaves every write of the call to do again, which finds its
  * blocks allocated and fills them again. */
-int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
+int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n,
+		    const struct file_fill_submit *as)
 {
 	struct vmfs_inode *in = malloc(sizeof(*in));
 	struct fills fl = { 0 };
@@ -646,7 +676,7 @@ int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
 		rc = vol_maybe_commit(v);
 	pthread_mutex_unlock(&v->mu);
 	if (fl.n && (!rc || rc == VMFS_ENEEDRG)) {
-		int frc = fills_write(v, &fl);
+		int frc = fills_write(v, &fl, as);
 
 		pthread_mutex_lock(&v->mu);
 		if (!frc)
@@ -677,7 +707,7 @@ int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
 int file_write(struct vol *v, uint64_t ino, const void *data, size_t size, uint64_t off)
 {
 	struct file_wreq w = { data, size, off, FILE_WRITE_TODO };
-	int rc = file_write_many(v, ino, &w, 1);
+	int rc = file_write_many(v, ino, &w, 1, NULL);
 
 	return rc ? rc : w.rc;
 }

@@ -75,8 +75,26 @@ struct file_wreq {
 	uint64_t off;
 	int rc;
 };
-int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n)
-	__attribute__((warn_unused_result));
+/* With as, the blocks filled are not written here: their disk requests go
+ * to as->submit (without vol.mu), which owns io from then on (release it
+ * with file_fill_io_release once the requests completed) and answers 0
+ * when they are on their way, after which the blocks are marked written
+ * while the data may still be in flight: the caller counts it with
+ * vol_data_begin/vol_data_end (vol.h) and keeps its readers off those
+ * blocks until it completed.  A failed submit fails the writes (their
+ * blocks stay unwritten). */
+struct file_fill_io {
+	struct diskio_req *reqs;
+	void **bounce;		/* per request: its own buffer, or NULL (the caller's data) */
+	int nr;
+};
+void file_fill_io_release(struct file_fill_io *io, int rc);
+struct file_fill_submit {
+	int (*submit)(void *arg, struct file_fill_io *io);
+	void *arg;
+};
+int file_write_many(struct vol *v, uint64_t ino, struct file_wreq *w, int n,
+		    const struct file_fill_submit *as) __attribute__((warn_unused_result));
 int file_truncate(struct vol *v, uint64_t ino, uint64_t size) __attribute__((warn_unused_result));
 int file_fallocate(struct vol *v, uint64_t ino, int mode, uint64_t off, uint64_t len)
 	__attribute__((warn_unused_result));

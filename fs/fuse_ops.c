@@ -330,11 +330,20 @@ static struct vnode *vnode_open_find(struct fsctx *c, uint64_t ino)
  * the wait ends within the I/O timeout at worst; it is a poll because
  * exclusive users (truncate, fallocate, allocating writes) are rare next
  * to the I/O they wait for. */
-static void vnode_wrlock(struct vnode *vn)
+static void vnode_wrlock_io(struct vnode *vn)
 {
 	pthread_rwlock_wrlock(&vn->rw);
 	while (atomic_load(&vn->aio) > 0)
 		usleep(50);
+}
+
+/* The same, and no write answered before it completed in flight either
+ * (wb.h; fills of new blocks are not in vn->aio): for truncate, fallocate
+ * and appends, which may free or zero blocks anywhere in the file. */
+static void vnode_wrlock(struct vnode *vn)
+{
+	vnode_wrlock_io(vn);
+	wb_wait_all(&vn->wb);
 }
 
 static bool vnode_in_use(struct fsctx *c, uint64_t ino)
@@ -1661,11 +1670,13 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		return;
 	}
 	*a = (struct aio_op){ .req = req, .c = c, .vn = vn };
-	wb_wait_overlap(&vn->wb, (uint64_t)off, size);	/* read what was written */
 	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
 	if (rc)
 		goto reply;
 	pthread_rwlock_rdlock(&vn->rw);
+	/* read what was written: wb.h; under rw, where no fill can mark a
+	 * block written after the wait and before the prep */
+	wb_wait_overlap(&vn->wb, (uint64_t)off, size);
 	rc = file_read_prep(c->v, ino, (uint64_t)off, size, &a->io);
 	if (!rc && a->io.nr && size > VMFS_AIO_MAX) {
 		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);	/* in place */
@@ -1691,11 +1702,16 @@ reply:
 }
 
 /* With a->vn->rw held shared: the disk requests of the overwrite a of
- * a->size bytes at off (file_write_prep; copy as there), and the lazy
- * mtime stamped before the data (it records the write either way). */
+ * a->size bytes at off (file_write_prep; copy as there), once the writes
+ * in flight it overlaps are done, and the lazy mtime stamped before the
+ * data (it records the write either way). */
 static int write_prep_locked(struct aio_op *a, uint64_t ino, const char *buf, off_t off, bool copy)
 {
-	int rc = file_write_prep(a->c->v, ino, buf, a->size, (uint64_t)off, copy, &a->io);
+	int rc;
+
+	/* after the writes answered before it that it overlaps (wb.h) */
+	wb_wait_overlap(&a->vn->wb, (uint64_t)off, a->size);
+	rc = file_write_prep(a->c->v, ino, buf, a->size, (uint64_t)off, copy, &a->io);
 
 	if (!rc && a->io.stamp)
 		rc = file_write_stamp(a->c->v, ino);
@@ -1748,8 +1764,8 @@ static bool early_ok(struct fsctx *c, struct fuse_file_info *fi)
 	return !c->lk.cluster || (f && f->early);
 }
 
-/* write_early's answer when the write did not qualify but may be an
- * overwrite still: do it the synchronous way (file_write_fast). */
+/* op_write: a large write through a handle that may not answer early
+ * (early_ok): an overwrite done the synchronous way (file_write_fast). */
 #define WRITE_SYNC 1
 
 /* Tests only: VMFS_TEST_WB_DELAY_MS (read at mount) holds each write
@@ -1760,26 +1776,29 @@ static bool early_ok(struct fsctx *c, struct fuse_file_info *fi)
 static unsigned wb_test_delay_ms;
 
 struct wb_delayed {
-	struct aio_op *a;
-	unsigned ms;
+	struct diskio *d;
+	struct diskio_req *r;
+	int nr;
+	diskio_done_fn done;
+	void *arg;
 };
 
 static void *wb_delayed_submit(void *arg)
 {
-	struct wb_delayed *dl = arg;
-	struct aio_op *a = dl->a;
+	struct wb_delayed dl = *(struct wb_delayed *)arg;
 	int rc;
 
-	usleep(dl->ms * 1000u);
-	free(dl);
-	rc = diskio_submit(a->c->v->dio, a->io.reqs, a->io.nr, aio_op_done, a);
+	free(arg);
+	usleep(wb_test_delay_ms * 1000u);
+	rc = diskio_submit(dl.d, dl.r, dl.nr, dl.done, dl.arg);
 	if (rc)
-		aio_op_done(a, rc);
+		dl.done(dl.arg, rc);
 	return NULL;
 }
 
-/* diskio_submit for write_early, or its test delay. */
-static int wb_submit(struct aio_op *a)
+/* diskio_submit for the writes answered at submission, or its test delay. */
+static int wb_submit(struct diskio *d, struct diskio_req *r, int nr, diskio_done_fn done,
+		     void *arg)
 {
 	struct wb_delayed *dl;
 	pthread_attr_t at;
@@ -1787,11 +1806,11 @@ static int wb_submit(struct aio_op *a)
 	int rc;
 
 	if (!wb_test_delay_ms)
-		return diskio_submit(a->c->v->dio, a->io.reqs, a->io.nr, aio_op_done, a);
+		return diskio_submit(d, r, nr, done, arg);
 	dl = malloc(sizeof(*dl));
 	if (!dl)
 		return -ENOMEM;
-	*dl = (struct wb_delayed){ a, wb_test_delay_ms };
+	*dl = (struct wb_delayed){ d, r, nr, done, arg };
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	rc = -pthread_create(&t, &at, wb_delayed_submit, dl);
@@ -1804,54 +1823,57 @@ static int wb_submit(struct aio_op *a)
 /* A large overwrite of a file held exclusive, answered as soon as its disk
  * write is submitted (wb.h says what keeps that safe).  The data goes to
  * the disk from the worker's receive buffer, which the write takes
- * (fuse_loop_take_buffer) and gives back on completion.  0: answered;
- * -EAGAIN: not an overwrite of written blocks (write_fill); WRITE_SYNC:
- * WB_MAX writes in flight or the data not in a receive buffer; else the
- * error to answer. */
+ * (fuse_loop_take_buffer) and gives back on completion.  With WB_MAX
+ * writes of the file in flight, or the data not in a receive buffer, it
+ * is written in place before the answer.  0: answered; -EAGAIN: not an
+ * overwrite of written blocks (write_fill); else the error to answer. */
 static int write_early(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
 		       const char *buf, size_t size, off_t off)
 {
 	struct aio_op *a = calloc(1, sizeof(*a));
+	bool early = false;
 	int rc;
 
 	if (!a)
 		return -ENOMEM;
 	*a = (struct aio_op){ .req = req, .c = c, .vn = vn, .size = size, .write = true };
-	if (!wb_begin(&vn->wb, &a->wbr, (uint64_t)off, size)) {
-		free(a);
-		return WRITE_SYNC;
-	}
 	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
-	if (rc)
-		goto out;
+	if (rc) {
+		free(a);
+		return rc;
+	}
 	pthread_rwlock_rdlock(&vn->rw);
 	rc = write_prep_locked(a, ino, buf, off, false);
-	if (!rc)
+	/* counted in flight only now: the prep waited for those it overlaps */
+	if (!rc && wb_begin(&vn->wb, &a->wbr, (uint64_t)off, size)) {
 		a->rbuf = fuse_loop_take_buffer(buf);
-	if (!rc && !a->rbuf)
-		rc = WRITE_SYNC;
-	if (!rc)
+		early = a->rbuf != NULL;
+		if (!early)
+			wb_end(&vn->wb, &a->wbr, 0);
+	}
+	if (early)
 		atomic_fetch_add(&vn->aio, 1);
-	pthread_rwlock_unlock(&vn->rw);
-	if (rc) {
-		lks_unlock(c, &a->ls);
-		goto out;
-	}
-	rc = wb_submit(a);
-	if (!rc) {		/* a is the completion's now, maybe gone already */
-		fuse_reply_write(req, size);
-		return 0;
-	}
-	if (rc == -EOPNOTSUPP)	/* no kernel aio context: in place, answered by the caller */
+	else if (!rc)		/* WB_MAX in flight, or not a receive buffer */
 		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);
-	atomic_fetch_sub(&vn->aio, 1);
+	pthread_rwlock_unlock(&vn->rw);
+	if (early) {
+		rc = wb_submit(c->v->dio, a->io.reqs, a->io.nr, aio_op_done, a);
+		if (!rc) {	/* a is the completion's now, maybe gone already */
+			fuse_reply_write(req, size);
+			return 0;
+		}
+		if (rc == -EOPNOTSUPP)	/* no kernel aio context: in place */
+			rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);
+		atomic_fetch_sub(&vn->aio, 1);
+		if (rc != -ETIMEDOUT)	/* else the kernel keeps the buffer (diskio.h) */
+			fuse_loop_buffer_put(a->rbuf);
+		wb_end(&vn->wb, &a->wbr, 0);	/* not in flight; rc is answered now */
+	}
 	lks_unlock(c, &a->ls);
-	if (rc != -ETIMEDOUT)	/* else the kernel keeps the buffer (diskio.h) */
-		fuse_loop_buffer_put(a->rbuf);
-out:
-	wb_end(&vn->wb, &a->wbr, 0);	/* not in flight; rc is answered now */
 	file_io_release(&a->io, rc);
 	free(a);
+	if (!rc)
+		fuse_reply_write(req, size);
 	return rc;
 }
 
@@ -1887,30 +1909,142 @@ static bool enospc_retry(struct fsctx *c, int rc, unsigned *waited_ms)
 	return false;
 }
 
-/* An allocating write waiting for its turn on the file (write_fill). */
+/* An allocating write waiting for its turn (write_fill). */
 struct fill_wait {
 	struct file_wreq w;
 	bool lead;		/* woken to take the turn, not done */
+	void *rbuf;		/* its receive buffer, taken: may go to a fill_early */
+	bool given;		/* rbuf belongs to a fill_early now */
+	void *copy;		/* its data, copied when rbuf went before it was done */
 	struct fill_wait *next;
 };
 
 #define FILL_BATCH_MAX 32	/* writes in one pass: 32 MiB at most */
 
-/* One pass of the turn's holder: lock, do every write of w still to do
- * (file_write_many: one disk batch for the blocks they fill), unlock.
- * A write that failed with ENOSPC while this host's unlinked files free
- * blocks is set to do again (enospc_retry). */
-static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct file_wreq *w,
-		      int n, unsigned *waited)
+/* A pass whose writers were answered when its fills were submitted (wb.h:
+ * a file held exclusive).  The blocks are marked written at once, so until
+ * the data is on the disk the pass keeps the file's range in vn->wb (this
+ * host's readers and writers wait for it) and the volume counts it
+ * (vol_data_begin: no commit before it).  It owns its writers' receive
+ * buffers until every submission completed. */
+struct fill_early {
+	struct fsctx *c;
+	struct vnode *vn;
+	atomic_int refs;	/* the pass itself, and each submission in flight */
+	atomic_int rc;		/* the first failure of a submission */
+	bool registered;	/* wbr is in vn->wb */
+	struct wb_range wbr;
+	void *rbuf[FILL_BATCH_MAX];
+	int nrbuf;
+};
+
+struct fill_sub {
+	struct fill_early *fe;
+	struct file_fill_io io;
+};
+
+static void fill_early_put(struct fill_early *fe)
 {
+	struct vnode *vn = fe->vn;
+	int rc = atomic_load(&fe->rc);
+
+	if (atomic_fetch_sub(&fe->refs, 1) != 1)
+		return;
+	for (int k = 0; k < fe->nrbuf; k++)
+		if (rc != -ETIMEDOUT)	/* else the kernel may keep them (diskio.h) */
+			fuse_loop_buffer_put(fe->rbuf[k]);
+	if (fe->registered)
+		wb_end(&vn->wb, &fe->wbr, rc);	/* a drain may free vn now */
+	free(fe);
+}
+
+/* Completion of a submission, on the diskio reaper thread. */
+static void fill_sub_done(void *arg, int rc)
+{
+	struct fill_sub *sub = arg;
+	struct fill_early *fe = sub->fe;
+
+	if (rc) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&fe->rc, &none, rc);
+		log_err("inode %llu: filling blocks answered before they were written failed: %s",
+			(unsigned long long)fe->vn->ino, strerror(-vmfs_errno(rc)));
+	}
+	file_fill_io_release(&sub->io, rc);
+	vol_data_end(fe->c->v, rc);
+	free(sub);
+	fill_early_put(fe);
+}
+
+/* file_write_many's hand-off (struct file_fill_submit) for a fill_early. */
+static int fill_submit(void *arg, struct file_fill_io *io)
+{
+	struct fill_early *fe = arg;
+	struct vol *v = fe->c->v;
+	struct fill_sub *sub = malloc(sizeof(*sub));
+	int rc;
+
+	if (!sub) {
+		file_fill_io_release(io, 0);
+		return -ENOMEM;
+	}
+	*sub = (struct fill_sub){ fe, *io };
+	atomic_fetch_add(&fe->refs, 1);
+	vol_data_begin(v);	/* before the blocks are marked written */
+	rc = wb_submit(v->dio, sub->io.reqs, sub->io.nr, fill_sub_done, sub);
+	if (!rc)
+		return 0;
+	if (rc == -EOPNOTSUPP) {	/* no kernel aio context: in place */
+		rc = diskio_batch(v->dio, sub->io.reqs, sub->io.nr);
+		if (!rc) {
+			fill_sub_done(sub, 0);
+			return 0;
+		}
+		if (rc == -ETIMEDOUT)
+			atomic_store(&fe->rc, rc);	/* the buffers stay the kernel's */
+	}
+	vol_data_end(v, 0);	/* nothing will be marked */
+	file_fill_io_release(&sub->io, rc);
+	free(sub);
+	atomic_fetch_sub(&fe->refs, 1);	/* the pass holds one: not the last */
+	return rc;
+}
+
+/* One pass of the turn's holder: lock, wait for the writes in flight in
+ * the blocks it touches, do every write of w still to do
+ * (file_write_many: one disk batch for the blocks they fill), unlock.
+ * With fe, the fills are submitted and the writes done at that point
+ * (unless WB_MAX writes of the file are in flight already: then as
+ * without).  A write that failed with ENOSPC while this host's unlinked
+ * files free blocks is set to do again (enospc_retry). */
+static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct file_wreq *w,
+		      int n, unsigned *waited, struct fill_early *fe)
+{
+	struct file_fill_submit as = { fill_submit, fe };
+	uint64_t lo = UINT64_MAX, hi = 0, bs = c->v->bsize;
 	struct lkset ls;
 	int rc;
 
+	for (int k = 0; k < n; k++) {	/* whole blocks: a fill writes them whole */
+		if (w[k].rc != FILE_WRITE_TODO)
+			continue;
+		lo = w[k].off / bs * bs < lo ? w[k].off / bs * bs : lo;
+		hi = (w[k].off + w[k].size + bs - 1) / bs * bs > hi ?
+		     (w[k].off + w[k].size + bs - 1) / bs * bs : hi;
+	}
 	rc = lk_inode_alloc(c, &ls, ino);
 	if (!rc) {
 		for (unsigned tries = 0;;) {	/* until the groups held have room */
-			vnode_wrlock(vn);
-			rc = file_write_many(c->v, ino, w, n);
+			vnode_wrlock_io(vn);
+			if (tries == 0 && hi > lo) {
+				/* once: later the range in flight may be ours */
+				wb_wait_overlap(&vn->wb, lo, hi - lo);
+				if (fe)
+					fe->registered = wb_begin(&vn->wb, &fe->wbr, lo, hi - lo);
+			}
+			rc = file_write_many(c->v, ino, w, n,
+					     fe && fe->registered ? &as : NULL);
 			pthread_rwlock_unlock(&vn->rw);
 			if (rc != VMFS_ENEEDRG || (rc = lks_regroup(c, &ls, &tries)))
 				break;
@@ -1925,19 +2059,60 @@ static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct fi
 	}
 }
 
+/* A pass's fill_early when every write in it may be answered before its
+ * data is on the disk (its receive buffer taken, not given before). */
+static struct fill_early *fill_early_new(struct fsctx *c, struct vnode *vn,
+					 struct fill_wait *const *b, int n)
+{
+	struct fill_early *fe;
+
+	for (int k = 0; k < n; k++)
+		if (!b[k]->rbuf || b[k]->given)
+			return NULL;
+	fe = calloc(1, sizeof(*fe));
+	if (fe) {
+		fe->c = c;
+		fe->vn = vn;
+		atomic_init(&fe->refs, 1);
+	}
+	return fe;
+}
+
+/* After the pass of fe: its writers' buffers go with it.  A writer still
+ * to do (ENOSPC, to retry) keeps a copy of its data for the next pass. */
+static void fill_early_take(struct fill_early *fe, struct fill_wait *const *b,
+			    const struct file_wreq *w, int n)
+{
+	for (int k = 0; k < n; k++) {
+		b[k]->given = true;
+		fe->rbuf[fe->nrbuf++] = b[k]->rbuf;
+		if (w[k].rc != FILE_WRITE_TODO)
+			continue;
+		b[k]->copy = malloc(w[k].size);
+		if (b[k]->copy)
+			memcpy(b[k]->copy, w[k].data, w[k].size);
+		else
+			b[k]->w.rc = -ENOMEM;
+		b[k]->w.data = b[k]->copy;
+	}
+}
+
 /* A write that allocates, grows the file or fills unwritten blocks.  It
  * needs the file's inode lock in EX and its vnode lock exclusively, so
  * such writes to one file go one at a time: at queue depth 8, each waited
  * for the one before it and for that one's disk write.  Instead the writer
  * holding the turn takes every write queued behind it into its pass, so
  * their blocks go to the disk in one batch, and then hands the turn to the
- * oldest write still waiting.  Each writer answers its own request, and
- * its buffer stays its own.  fq_mu guards the queue and every fill_wait
- * on it or in a pass. */
+ * oldest write still waiting.  Each writer answers its own request.  On a
+ * file held exclusive (early) each takes its receive buffer, and a pass
+ * of such writes is answered when its fills are submitted (fill_early),
+ * so the next request's trip through FUSE overlaps this one's disk write.
+ * fq_mu guards the queue and every fill_wait on it or in a pass. */
 static int write_fill(struct fsctx *c, struct vnode *vn, uint64_t ino, const char *buf,
-		      size_t size, uint64_t off)
+		      size_t size, uint64_t off, bool early)
 {
-	struct fill_wait me = { { buf, size, off, FILE_WRITE_TODO }, false, NULL };
+	struct fill_wait me = { { buf, size, off, FILE_WRITE_TODO }, false,
+				early ? fuse_loop_take_buffer(buf) : NULL, false, NULL, NULL };
 	struct fill_wait *b[FILL_BATCH_MAX];
 	struct file_wreq w[FILL_BATCH_MAX];
 	unsigned waited = 0;
@@ -1955,12 +2130,14 @@ static int write_fill(struct fsctx *c, struct vnode *vn, uint64_t ino, const cha
 			pthread_cond_wait(&vn->fq_cond, &vn->fq_mu);
 		if (!me.lead) {
 			pthread_mutex_unlock(&vn->fq_mu);
-			return me.w.rc;
+			goto out;
 		}
 	}
 	vn->fq_busy = true;
 	b[0] = &me;
 	while (me.w.rc == FILE_WRITE_TODO) {
+		struct fill_early *fe;
+
 		/* those queued while the previous pass ran come along */
 		while (n < FILL_BATCH_MAX && vn->fq) {
 			b[n++] = vn->fq;
@@ -1968,17 +2145,23 @@ static int write_fill(struct fsctx *c, struct vnode *vn, uint64_t ino, const cha
 		}
 		for (int k = 0; k < n; k++)
 			w[k] = b[k]->w;
+		fe = fill_early_new(c, vn, b, n);
 		pthread_mutex_unlock(&vn->fq_mu);
-		fill_pass(c, vn, ino, w, n, &waited);
+		fill_pass(c, vn, ino, w, n, &waited, fe);
 		pthread_mutex_lock(&vn->fq_mu);
 		int left = 0;	/* the done ones go; mine stays first while to do */
 
+		if (fe)
+			fill_early_take(fe, b, w, n);
 		for (int k = 0; k < n; k++) {
-			b[k]->w.rc = w[k].rc;
-			if (w[k].rc == FILE_WRITE_TODO)
+			if (b[k]->w.rc != -ENOMEM || !fe)
+				b[k]->w.rc = w[k].rc;
+			if (b[k]->w.rc == FILE_WRITE_TODO)
 				b[left++] = b[k];
 		}
 		n = left;
+		if (fe)
+			fill_early_put(fe);	/* the pass's own reference */
 		pthread_cond_broadcast(&vn->fq_cond);
 	}
 	/* mine is done: the others still to do wait again, at the front */
@@ -1996,6 +2179,10 @@ static int write_fill(struct fsctx *c, struct vnode *vn, uint64_t ino, const cha
 		vn->fq_busy = false;
 	}
 	pthread_mutex_unlock(&vn->fq_mu);
+out:
+	if (me.rbuf && !me.given && me.w.rc != -ETIMEDOUT)
+		fuse_loop_buffer_put(me.rbuf);
+	free(me.copy);
 	return me.w.rc;
 }
 
@@ -2020,8 +2207,6 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 	rc = may_write(fi);
 	if (rc)
 		goto reply;
-	/* after the writes answered before it that it overlaps (wb.h) */
-	wb_wait_overlap(&vn->wb, (uint64_t)off, size);
 	if (fi->flags & O_APPEND) {
 		/* direct_io: the kernel passes the offset it saw; take EOF here */
 		struct vmfs_inode *in = malloc(sizeof(*in));
@@ -2063,12 +2248,13 @@ static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		if (rc)
 			goto reply;
 		pthread_rwlock_rdlock(&vn->rw);
+		wb_wait_overlap(&vn->wb, (uint64_t)off, size);
 		rc = file_write_fast(c->v, ino, buf, size, (uint64_t)off);
 		pthread_rwlock_unlock(&vn->rw);
 		lks_unlock(c, &ls);
 	}
 	if (rc == -EAGAIN)
-		rc = write_fill(c, vn, ino, buf, size, (uint64_t)off);
+		rc = write_fill(c, vn, ino, buf, size, (uint64_t)off, early_ok(c, fi));
 reply:
 	/* buf may be the worker's receive buffer, written to the disk as is
 	 * (fuse_loop.h): after an uncancellable timeout the kernel keeps it */

@@ -45,6 +45,8 @@ int vol_open(const char *path, enum vol_mode mode, bool rdonly, struct vol **out
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
+	pthread_mutex_init(&v->dmu, NULL);
+	pthread_cond_init(&v->dcond, NULL);
 	v->mode = mode;
 	v->rdonly = rdonly;
 	v->slot = -1;
@@ -121,6 +123,8 @@ void vol_close(struct vol *v)
 	free(v->rg_hint);
 	diskio_close(v->dio);
 	pthread_mutex_destroy(&v->mu);
+	pthread_mutex_destroy(&v->dmu);
+	pthread_cond_destroy(&v->dcond);
 	free(v);
 }
 
@@ -392,6 +396,44 @@ void vol_presync(struct vol *v)
 	pthread_mutex_unlock(&v->mu);
 }
 
+void vol_data_begin(struct vol *v)
+{
+	pthread_mutex_lock(&v->dmu);
+	v->data_inflight++;
+	pthread_mutex_unlock(&v->dmu);
+}
+
+void vol_data_end(struct vol *v, int rc)
+{
+	if (rc)
+		atomic_store(&v->data_lost, true);
+	pthread_mutex_lock(&v->dmu);
+	v->data_inflight--;
+	pthread_cond_broadcast(&v->dcond);
+	pthread_mutex_unlock(&v->dmu);
+}
+
+int vol_data_check(const struct vol *v)
+{
+	return atomic_load(&v->data_lost) ? -EIO : 0;
+}
+
+/* mu held: wait for the data of the fills marked written (vol_data_begin). */
+static int data_wait(struct vol *v)
+{
+	pthread_mutex_lock(&v->dmu);
+	while (v->data_inflight)
+		pthread_cond_wait(&v->dcond, &v->dmu);
+	pthread_mutex_unlock(&v->dmu);
+	if (!vol_data_check(v))
+		return 0;
+	log_err("the data of a write answered before it reached the disk was lost, and its "
+		"block is marked written in the running transaction: the volume is now "
+		"read-only and that transaction is never committed");
+	v->error = -EIO;
+	return -EIO;
+}
+
 int vol_commit(struct vol *v)
 {
 	int rc;
@@ -400,6 +442,10 @@ int vol_commit(struct vol *v)
 		return v->error;
 	if (v->rdonly)
 		return v->ndirty ? -EROFS : 0;
+	/* also with nothing dirty: a handover (vol_handover) lets another
+	 * host change the blocks, which must not have a write in flight */
+	if (data_wait(v))
+		return -EIO;
 	rc = v->mode == VOL_OFFLINE ? commit_in_place(v) : journal_commit(v);
 	if (rc) {
 		/* The cache no longer matches the disk: stop changing anything. */

@@ -17,6 +17,7 @@
 #define VMFS_FS_VOL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -73,6 +74,15 @@ struct vol {
 	uint64_t clean_seq;	/* journal header says clean up to here */
 	bool ckpt_unsynced;	/* in-place writes not yet fdatasync'ed */
 	int error;		/* sticky: once set every change fails */
+	/* Fills whose blocks are marked written in the running transaction
+	 * while their data is still on its way to the disk (vol_data_begin):
+	 * a commit waits for them first, so no transaction makes a block
+	 * written before its data is on the disk.  Protected by dmu, never
+	 * taken with it held; the completions need no mu. */
+	pthread_mutex_t dmu;
+	pthread_cond_t dcond;
+	unsigned data_inflight;
+	atomic_bool data_lost;	/* one failed: its block reads garbage */
 	/* allocator: protected by mu (alloc.h says how the RG locks work) */
 	uint32_t rg_pref;	/* the RG this host starts in (its own) */
 	uint32_t rg_cur;	/* the RG this host allocates in now */
@@ -153,6 +163,18 @@ int vol_commit(struct vol *v) __attribute__((warn_unused_result));
  * allocated), during which no operation could take vol.mu; done here,
  * only the caller waits.  The periodic commit and fsync call it first. */
 void vol_presync(struct vol *v);
+/* The data of a fill goes to the disk after its block is marked written
+ * in the running transaction (fuse_ops.c write_fill answers such writes
+ * at submission): vol_data_begin before the mark, vol_data_end(rc) when
+ * the data write completed (any thread, without mu).  vol_commit waits
+ * for every such write first.  One that failed (rc != 0) leaves a block
+ * marked written over old bytes: the volume fails (vol.error, no commit
+ * any more, so the mark never reaches the disk) and reads get EIO
+ * (vol_data_check). */
+void vol_data_begin(struct vol *v);
+void vol_data_end(struct vol *v, int rc);
+/* 0, or -EIO once a fill's data was lost. */
+int vol_data_check(const struct vol *v);
 /* Commit if the running transaction is getting large. */
 int vol_maybe_commit(struct vol *v) __attribute__((warn_unused_result));
 

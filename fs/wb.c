@@ -69,6 +69,16 @@ void wb_end(struct wb_file *f, struct wb_range *r, int rc)
 	pthread_mutex_unlock(&f->mu);
 }
 
+void wb_wait_all(struct wb_file *f)
+{
+	if (!atomic_load(&f->n))
+		return;
+	pthread_mutex_lock(&f->mu);
+	while (f->list)
+		pthread_cond_wait(&f->cond, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+}
+
 int wb_drain(struct wb_file *f)
 {
 	int rc;

@@ -48,22 +48,30 @@ for spec in "write 1M 8 64M" "randwrite 4k 32 64M" "randwrite 12k 16 64M --fallo
 done
 rm -f "$T/m/fill.bin"
 
-# 2c. large overwrites are answered when submitted (fs/wb.h): a write
-#     behind another to the same place, and reads right after, see them
-#     in order; the drain ioctl and fdatasync report no failure.  Once as
-#     is, once with each such write held back 20 ms before it goes to the
-#     disk (a slow disk: here the disk is too fast for a missing wait to
-#     show)
+# 2c. large writes are answered when submitted (fs/wb.h): overwrites, and
+#     fills of new blocks (marked written while their data is in flight);
+#     a write behind another to the same place, and reads right after, see
+#     them in order; the drain ioctl and fdatasync report no failure.  Once
+#     as is, once with each such write held back 20 ms before it goes to
+#     the disk (a slow disk: here the disk is too fast for a missing wait
+#     to show), into a written file, a fallocated one and a sparse one
 dd if=/dev/zero of="$T/m/order.bin" bs=1M count=8 oflag=direct status=none ||
 	fail "write the ordering test's file"
 "$TESTBIN/wb-order" "$T/m/order.bin" 100 || fail "writes answered early read back out of order"
 vumount "$T/m" || fail "unmount"
 VMFS_TEST_WB_DELAY_MS=20 vmount "$T/img" "$T/m" || fail "mount with writes held back"
-"$TESTBIN/wb-order" "$T/m/order.bin" 20 ||
-	fail "writes answered early, reaching the disk late, read back out of order"
+fallocate -l 8M "$T/m/order-fa.bin" || fail "fallocate the ordering test's file"
+truncate -s 8M "$T/m/order-sparse.bin" || fail "make a sparse file"
+for f in order order-fa order-sparse; do
+	"$TESTBIN/wb-order" "$T/m/$f.bin" 20 ||
+		fail "writes answered early, reaching the disk late, read back out of order ($f)"
+done
 vumount "$T/m" || fail "unmount"
 vmount "$T/img" "$T/m" || fail "mount"
-rm -f "$T/m/order.bin"
+for f in order order-fa order-sparse; do	# what reached the disk before the unmount
+	"$TESTBIN/wb-order" "$T/m/$f.bin" 0 --check 20 || fail "$f.bin after a remount"
+done
+rm -f "$T/m"/order*.bin
 
 # 3. the same file as a known pattern, compared with a copy made outside
 dd if=/dev/urandom of="$T/ref" bs=1M count=64 status=none

@@ -11,6 +11,10 @@
  * and checks the latest pattern (a read waits for the writes it overlaps).
  * Then VMFS_IOC_DRAIN and fdatasync must succeed.  Exit 0, or 1 with the
  * first mismatch on stderr.
+ *
+ *   wb-order FILE 0 --check ROUNDS
+ *
+ * only checks that FILE holds what ROUNDS rounds left (after a remount).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -73,6 +77,15 @@ int main(int argc, char **argv)
 	    posix_memalign((void **)&want, 4096, BLK)) {
 		fprintf(stderr, "wb-order: %s: %s\n", argv[1], strerror(errno));
 		return 2;
+	}
+	if (argc > 4 && !strcmp(argv[3], "--check")) {
+		unsigned pat = (unsigned)atoi(argv[4]) * 2;
+
+		for (unsigned k = 0; k < NBLK; k++)
+			if (check(fd, b, want, k ? pat : pat + 1, k, "the file"))
+				return 1;
+		printf("wb-order: %s holds round %s\n", argv[1], argv[4]);
+		return 0;
 	}
 	for (unsigned r = 1; r <= rounds; r++) {
 		unsigned pat = r * 2;
