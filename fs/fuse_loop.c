@@ -216,7 +216,7 @@ static void *worker_main(void *arg)
 		if (w->taken) {
 			/* the handler's now, given back with fuse_loop_buffer_put */
 			w->taken = false;
-			w->abandon = false;	/* then the write_early's to keep */
+			w->abandon = false;	/* the handler keeps (or leaks) it */
 			w->base = NULL;
 			if (buf_new(w)) {
 				log_err("FUSE worker: out of memory for a receive buffer");

@@ -1701,21 +1701,40 @@ reply:
 	free(a);
 }
 
-/* With a->vn->rw held shared: the disk requests of the overwrite a of
- * a->size bytes at off (file_write_prep; copy as there), once the writes
- * in flight it overlaps are done, and the lazy mtime stamped before the
- * data (it records the write either way). */
-static int write_prep_locked(struct aio_op *a, uint64_t ino, const char *buf, off_t off, bool copy)
+/* Start an overwrite of size bytes at off as an aio_op: PR on the inode,
+ * vn->rw held shared (the caller lets it go), the writes in flight it
+ * overlaps done (wb.h), its disk requests prepared (file_write_prep; copy
+ * as there), and the lazy mtime stamped before the data (it records the
+ * write either way).  0 and *out, or -errno with nothing held (-EAGAIN:
+ * not an aligned overwrite of written blocks). */
+static int write_op_start(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
+			  const char *buf, size_t size, off_t off, bool copy, struct aio_op **out)
 {
+	struct aio_op *a = calloc(1, sizeof(*a));
 	int rc;
 
-	/* after the writes answered before it that it overlaps (wb.h) */
-	wb_wait_overlap(&a->vn->wb, (uint64_t)off, a->size);
-	rc = file_write_prep(a->c->v, ino, buf, a->size, (uint64_t)off, copy, &a->io);
-
+	if (!a)
+		return -ENOMEM;
+	*a = (struct aio_op){ .req = req, .c = c, .vn = vn, .size = size, .write = true };
+	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	pthread_rwlock_rdlock(&vn->rw);
+	wb_wait_overlap(&vn->wb, (uint64_t)off, size);
+	rc = file_write_prep(c->v, ino, buf, size, (uint64_t)off, copy, &a->io);
 	if (!rc && a->io.stamp)
-		rc = file_write_stamp(a->c->v, ino);
-	return rc;
+		rc = file_write_stamp(c->v, ino);
+	if (rc) {
+		pthread_rwlock_unlock(&vn->rw);
+		lks_unlock(c, &a->ls);
+		file_io_release(&a->io, rc);
+		free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
 }
 
 /* A small aligned overwrite, answered from the completion (op_read says
@@ -1723,33 +1742,20 @@ static int write_prep_locked(struct aio_op *a, uint64_t ino, const char *buf, of
 static int write_async(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
 		       const char *buf, size_t size, off_t off)
 {
-	struct aio_op *a = calloc(1, sizeof(*a));
-	bool out = false;
-	int rc;
+	struct aio_op *a;
+	int rc = write_op_start(req, c, vn, ino, buf, size, off, true, &a);
 
-	if (!a)
-		return -ENOMEM;
-	*a = (struct aio_op){ .req = req, .c = c, .vn = vn, .size = size, .write = true };
-	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
 	if (rc)
-		goto out;
-	pthread_rwlock_rdlock(&vn->rw);
-	rc = write_prep_locked(a, ino, buf, off, true);
-	if (!rc) {
-		atomic_fetch_add(&vn->aio, 1);
-		out = true;
-	}
+		return rc;
+	atomic_fetch_add(&vn->aio, 1);
 	pthread_rwlock_unlock(&vn->rw);
-	if (out) {
-		rc = aio_op_submit(a);
-		if (rc == 0)
-			return 0;
-		rc = rc < 0 ? rc : 0;
-		if (!rc)
-			fuse_reply_write(req, size);	/* done synchronously */
-	}
+	rc = aio_op_submit(a);
+	if (rc == 0)
+		return 0;
+	rc = rc < 0 ? rc : 0;
+	if (!rc)
+		fuse_reply_write(req, size);	/* done synchronously */
 	lks_unlock(c, &a->ls);
-out:
 	file_io_release(&a->io, rc);
 	free(a);
 	return rc == 0 ? 1 : rc;
@@ -1830,22 +1836,14 @@ static int wb_submit(struct diskio *d, struct diskio_req *r, int nr, diskio_done
 static int write_early(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64_t ino,
 		       const char *buf, size_t size, off_t off)
 {
-	struct aio_op *a = calloc(1, sizeof(*a));
+	struct aio_op *a;
 	bool early = false;
-	int rc;
+	int rc = write_op_start(req, c, vn, ino, buf, size, off, false, &a);
 
-	if (!a)
-		return -ENOMEM;
-	*a = (struct aio_op){ .req = req, .c = c, .vn = vn, .size = size, .write = true };
-	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
-	if (rc) {
-		free(a);
+	if (rc)
 		return rc;
-	}
-	pthread_rwlock_rdlock(&vn->rw);
-	rc = write_prep_locked(a, ino, buf, off, false);
 	/* counted in flight only now: the prep waited for those it overlaps */
-	if (!rc && wb_begin(&vn->wb, &a->wbr, (uint64_t)off, size)) {
+	if (wb_begin(&vn->wb, &a->wbr, (uint64_t)off, size)) {
 		a->rbuf = fuse_loop_take_buffer(buf);
 		early = a->rbuf != NULL;
 		if (!early)
@@ -1853,7 +1851,7 @@ static int write_early(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64
 	}
 	if (early)
 		atomic_fetch_add(&vn->aio, 1);
-	else if (!rc)		/* WB_MAX in flight, or not a receive buffer */
+	else			/* WB_MAX in flight, or not a receive buffer */
 		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);
 	pthread_rwlock_unlock(&vn->rw);
 	if (early) {
