@@ -83,6 +83,8 @@ static struct vnode *vnode_get(struct fsctx *c, uint64_t ino, uint64_t lookups, 
 			pthread_mutex_init(&vn->fq_mu, NULL);
 			pthread_cond_init(&vn->fq_cond, NULL);
 			wb_init(&vn->wb);
+			pthread_mutex_init(&vn->ra_mu, NULL);
+			pthread_cond_init(&vn->ra_cond, NULL);
 			vn->next = c->vt[h];
 			c->vt[h] = vn;
 		}
@@ -114,6 +116,8 @@ static void vnode_free(struct vnode *vn)
 	pthread_mutex_destroy(&vn->fq_mu);
 	pthread_cond_destroy(&vn->fq_cond);
 	wb_destroy(&vn->wb);
+	pthread_mutex_destroy(&vn->ra_mu);
+	pthread_cond_destroy(&vn->ra_cond);
 	free(vn);
 }
 
@@ -330,11 +334,44 @@ static struct vnode *vnode_open_find(struct fsctx *c, uint64_t ino)
  * the wait ends within the I/O timeout at worst; it is a poll because
  * exclusive users (truncate, fallocate, allocating writes) are rare next
  * to the I/O they wait for. */
+/* A read-ahead in flight or done (op_read, ra_start). */
+struct readahead {
+	struct fsctx *c;
+	struct vnode *vn;
+	uint64_t off;
+	size_t len;		/* the read it stands for: off, len as asked */
+	unsigned gen;		/* vn->wgen when it started */
+	struct lkset ls;	/* PR on the inode until it completed */
+	struct file_io io;
+	bool done;		/* under vn->ra_mu */
+	int rc;
+};
+
+/* Wait for the vnode's read-ahead, if any, and forget it: a write or a
+ * block change makes it stale, and a release must not leave it behind. */
+static void ra_drop(struct vnode *vn)
+{
+	struct readahead *ra;
+
+	pthread_mutex_lock(&vn->ra_mu);
+	ra = vn->ra;
+	vn->ra = NULL;
+	while (ra && !ra->done)
+		pthread_cond_wait(&vn->ra_cond, &vn->ra_mu);
+	pthread_mutex_unlock(&vn->ra_mu);
+	if (ra) {
+		file_io_release(&ra->io, ra->rc);
+		free(ra);
+	}
+}
+
 static void vnode_wrlock_io(struct vnode *vn)
 {
 	pthread_rwlock_wrlock(&vn->rw);
 	while (atomic_load(&vn->aio) > 0)
 		usleep(50);
+	atomic_fetch_add(&vn->wgen, 1);	/* the blocks may change */
+	ra_drop(vn);
 }
 
 /* The same, and no write answered before it completed in flight either
@@ -1350,6 +1387,8 @@ struct fh {
 	struct ol_ref *ol;		/* NULL when not a regular file */
 	bool early;			/* held exclusive: writes may be answered
 					 * before they complete (wb.h) */
+	bool solo;			/* not multi-writer: only this host can
+					 * write while it is open (ra_ok) */
 	pthread_mutex_t mu;
 	uint64_t owners[FH_OWNERS];	/* protected by mu */
 	int nowners;
@@ -1404,6 +1443,7 @@ static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct
 		rc = openlock_open(c->ol, ino, write, multi, fc->pid, prog, &f->ol, why,
 				   sizeof(why));
 		f->early = write && !multi;
+		f->solo = !multi;
 		if (rc == -EBUSY)
 			log_warn("open of inode %llu for %s by %s[%d] refused: %s",
 				 (unsigned long long)ino, write ? "write" : "read", prog,
@@ -1654,6 +1694,119 @@ static int aio_op_submit(struct aio_op *a)
 	return rc ? rc : 1;
 }
 
+/* Completion of a read-ahead, on the diskio reaper thread. */
+static void ra_done(void *arg, int rc)
+{
+	struct readahead *ra = arg;
+	struct vnode *vn = ra->vn;
+
+	lks_unlock(ra->c, &ra->ls);
+	atomic_fetch_sub(&vn->aio, 1);
+	pthread_mutex_lock(&vn->ra_mu);
+	ra->rc = rc;
+	ra->done = true;	/* ra_drop may free it, and a release vn, now */
+	pthread_cond_broadcast(&vn->ra_cond);
+	pthread_mutex_unlock(&vn->ra_mu);
+}
+
+/* May this handle read ahead?  Only where no other host can write the
+ * file while it is open here (not multi-writer), so that what was read
+ * ahead can change only through this host's writes, which bump wgen. */
+static bool ra_ok(struct fsctx *c, struct fuse_file_info *fi)
+{
+	const struct fh *f = fh_of(fi);
+
+	return !c->lk.cluster || (f && f->solo);
+}
+
+/* After answering a large read of [off, off + size) at the position the
+ * previous one ended, with no other read or write of the file being
+ * served (a queue-depth-1 reader: deeper queues keep the disk busy
+ * themselves): read [off + size, + size) now, so that the next request
+ * finds it read or on its way (op_read).  The disk is driven O_DIRECT,
+ * as the reader asked; only the wait moves. */
+static void ra_start(struct fsctx *c, struct vnode *vn, uint64_t ino, uint64_t off, size_t size)
+{
+	struct readahead *ra;
+	bool seq, out = false;
+	int rc;
+
+	pthread_mutex_lock(&vn->ra_mu);
+	seq = vn->ra_next == off && !vn->ra;
+	vn->ra_next = off + size;
+	pthread_mutex_unlock(&vn->ra_mu);
+	if (!seq || atomic_load(&vn->reading) > 1)
+		return;
+	ra = calloc(1, sizeof(*ra));
+	if (!ra)
+		return;
+	*ra = (struct readahead){ .c = c, .vn = vn, .off = off + size, .len = size,
+				  .gen = atomic_load(&vn->wgen) };
+	/* After gen: a write that began before is still being served or in
+	 * flight (or was counted in vn->wb, which the prep waits for); one
+	 * that begins after bumps wgen and so makes this read-ahead stale. */
+	if (atomic_load(&vn->writing) || atomic_load(&vn->aio) ||
+	    lk_inode(c, &ra->ls, ino, VMFS_LK_PR)) {
+		free(ra);
+		return;
+	}
+	pthread_rwlock_rdlock(&vn->rw);
+	wb_wait_overlap(&vn->wb, ra->off, size);
+	rc = file_read_prep(c->v, ino, ra->off, size, &ra->io);
+	if (!rc && ra->io.nr) {
+		atomic_fetch_add(&vn->aio, 1);
+		out = true;
+	}
+	pthread_rwlock_unlock(&vn->rw);
+	if (!out) {		/* holes or EOF: read already (or failed) */
+		lks_unlock(c, &ra->ls);
+		ra->rc = rc;
+		ra->done = true;
+	}
+	pthread_mutex_lock(&vn->ra_mu);
+	if (vn->ra) {		/* another reader started one meanwhile */
+		pthread_mutex_unlock(&vn->ra_mu);
+		if (out) {
+			rc = diskio_batch(c->v->dio, ra->io.reqs, ra->io.nr);
+			ra_done(ra, rc);
+		}
+		file_io_release(&ra->io, ra->rc);
+		free(ra);
+		return;
+	}
+	vn->ra = ra;
+	pthread_mutex_unlock(&vn->ra_mu);
+	if (out && (rc = diskio_submit(c->v->dio, ra->io.reqs, ra->io.nr, ra_done, ra)))
+		ra_done(ra, rc);	/* nothing queued: stale, dropped by the next */
+}
+
+/* The read-ahead for [off, off + size) if there is one and nothing was
+ * written since it started, waited for; else NULL (one that does not
+ * match is dropped). */
+static struct readahead *ra_take(struct vnode *vn, uint64_t off, size_t size)
+{
+	struct readahead *ra;
+
+	pthread_mutex_lock(&vn->ra_mu);
+	ra = vn->ra;
+	if (!ra || ra->off != off || ra->len != size) {
+		pthread_mutex_unlock(&vn->ra_mu);
+		if (ra)
+			ra_drop(vn);
+		return NULL;
+	}
+	vn->ra = NULL;
+	while (!ra->done)
+		pthread_cond_wait(&vn->ra_cond, &vn->ra_mu);
+	pthread_mutex_unlock(&vn->ra_mu);
+	if (ra->rc || ra->gen != atomic_load(&vn->wgen) || atomic_load(&vn->writing)) {
+		file_io_release(&ra->io, ra->rc);
+		free(ra);
+		return NULL;
+	}
+	return ra;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1661,7 +1814,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 	uint64_t ino = to_disk(c, fino);
 	struct vnode *vn = vnode_open_find(c, ino);
 	struct aio_op *a = calloc(1, sizeof(*a));
-	bool out = false;
+	bool out = false, large = size > VMFS_AIO_MAX;
 	int rc;
 
 	if (!vn || !a) {
@@ -1670,6 +1823,23 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		return;
 	}
 	*a = (struct aio_op){ .req = req, .c = c, .vn = vn };
+	if (large) {
+		struct readahead *ra;
+
+		atomic_fetch_add(&vn->reading, 1);
+		ra = ra_take(vn, (uint64_t)off, size);
+		if (ra) {
+			/* the next one first: the disk reads it while this
+			 * answer is copied out and the next request comes */
+			if (ra_ok(c, fi))
+				ra_start(c, vn, ino, (uint64_t)off, size);
+			fuse_reply_buf(req, ra->io.data, ra->io.len);
+			file_io_release(&ra->io, 0);
+			free(ra);
+			free(a);
+			goto done;
+		}
+	}
 	rc = lk_inode(c, &a->ls, ino, VMFS_LK_PR);
 	if (rc)
 		goto reply;
@@ -1678,7 +1848,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 	 * block written after the wait and before the prep */
 	wb_wait_overlap(&vn->wb, (uint64_t)off, size);
 	rc = file_read_prep(c->v, ino, (uint64_t)off, size, &a->io);
-	if (!rc && a->io.nr && size > VMFS_AIO_MAX) {
+	if (!rc && a->io.nr && large) {
 		rc = diskio_batch(c->v->dio, a->io.reqs, a->io.nr);	/* in place */
 	} else if (!rc && a->io.nr) {
 		atomic_fetch_add(&vn->aio, 1);
@@ -1692,6 +1862,8 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		rc = rc < 0 ? rc : 0;
 	}
 	lks_unlock(c, &a->ls);
+	if (large && !rc && ra_ok(c, fi))
+		ra_start(c, vn, ino, (uint64_t)off, size);
 reply:
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -1699,6 +1871,12 @@ reply:
 		fuse_reply_buf(req, a->io.data, a->io.len);
 	file_io_release(&a->io, rc);
 	free(a);
+	if (!large)
+		return;
+done:
+	/* after the answer the kernel's reference on the open file may go,
+	 * but vn stays while reading counts this request (ra_quiesce) */
+	atomic_fetch_sub(&vn->reading, 1);
 }
 
 /* Start an overwrite of size bytes at off as an aio_op: PR on the inode,
@@ -2189,7 +2367,29 @@ out:
  * writes, and with other hosts' on multi-writer files; mtime is last
  * writer wins).  Anything that allocates, grows or appends takes EX on
  * the inode and the group it allocates in. */
+static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+
+/* Every WRITE: counted in vn->writing while served and in vn->wgen, which
+ * makes a read-ahead stale (ra_take), and the read-ahead dropped.  vn
+ * stays until writing is 0 again (op_release waits). */
 static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vnode *vn = vnode_open_find(c, to_disk(c, fino));
+
+	if (vn) {
+		atomic_fetch_add(&vn->writing, 1);
+		atomic_fetch_add(&vn->wgen, 1);
+		ra_drop(vn);
+	}
+	write_do(req, fino, buf, size, off, fi);
+	if (vn)
+		atomic_fetch_sub(&vn->writing, 1);
+}
+
+static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
@@ -2303,6 +2503,20 @@ static void stamp_pending(struct fsctx *c, uint64_t ino)
 	lks_unlock(c, &ls);
 }
 
+/* Before a release may free the vnode: the reads and writes still served
+ * after their answer (op_read starts a read-ahead then, op_write counts
+ * itself out) are done, and the read-ahead is dropped. */
+static void ra_quiesce(struct fsctx *c, uint64_t ino)
+{
+	struct vnode *vn = vnode_open_find(c, ino);
+
+	if (!vn)
+		return;
+	while (atomic_load(&vn->reading) || atomic_load(&vn->writing))
+		usleep(50);
+	ra_drop(vn);
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
@@ -2314,6 +2528,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			 (unsigned long long)to_disk(c, ino));
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		stamp_pending(c, to_disk(c, ino));
+	ra_quiesce(c, to_disk(c, ino));
 	if (c->pl && fi->flock_release)
 		plock_release_flock(c->pl, to_disk(c, ino), fi->lock_owner);
 	open_unlock(c, to_disk(c, ino), fi);

@@ -47,6 +47,16 @@ struct vnode {
 				 * MTIME_LAZY_NS): fsync and close stamp it */
 	struct wb_file wb;	/* writes answered before their disk write
 				 * completed (wb.h); also counted in aio */
+	/* Read-ahead for a sequential reader (fuse_ops.c ra_start): the
+	 * request after its last one, read while the answer to that one
+	 * travels back.  Valid while wgen stays what it was at its start. */
+	pthread_mutex_t ra_mu;
+	pthread_cond_t ra_cond;
+	struct readahead *ra;	/* protected by ra_mu */
+	uint64_t ra_next;	/* where the last large read ended, under ra_mu */
+	atomic_uint wgen;	/* bumped by every write and every block change */
+	atomic_int writing;	/* WRITEs being served */
+	atomic_int reading;	/* large READs being served */
 	/* Allocating writes (fuse_ops.c write_fill): one at a time holds the
 	 * locks and does every write queued behind it in the same pass. */
 	pthread_mutex_t fq_mu;

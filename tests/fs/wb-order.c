@@ -9,6 +9,9 @@
  * writes to one place must land in the order they were answered), then
  * reads every block back at once, through this and a second descriptor,
  * and checks the latest pattern (a read waits for the writes it overlaps).
+ * Then it reads blocks 0 and 1 in order, which makes vmfs-mount read
+ * block 2 ahead, writes block 2 with pattern + 1 and reads it: the write
+ * must make what was read ahead stale.
  * Then VMFS_IOC_DRAIN and fdatasync must succeed.  Exit 0, or 1 with the
  * first mismatch on stderr.
  *
@@ -30,6 +33,9 @@
 
 #define BLK (1u << 20)
 #define NBLK 8
+/* What block k holds after a round with pattern pat: blocks 0 and 2 were
+ * written again with pat + 1. */
+#define WANT(pat, k) ((k) == 0 || (k) == 2 ? (pat) + 1 : (pat))
 
 static void fill(uint8_t *b, unsigned pat, unsigned blk)
 {
@@ -82,7 +88,7 @@ int main(int argc, char **argv)
 		unsigned pat = (unsigned)atoi(argv[4]) * 2;
 
 		for (unsigned k = 0; k < NBLK; k++)
-			if (check(fd, b, want, k ? pat : pat + 1, k, "the file"))
+			if (check(fd, b, want, WANT(pat, k), k, "the file"))
 				return 1;
 		printf("wb-order: %s holds round %s\n", argv[1], argv[4]);
 		return 0;
@@ -104,6 +110,15 @@ int main(int argc, char **argv)
 			if (check(k % 2 ? fd2 : fd, b, want, k ? pat : pat + 1, k,
 				  k % 2 ? "a second descriptor" : "the writer"))
 				return 1;
+		/* read-ahead: 0 then 1 in order reads 2 ahead */
+		if (check(fd, b, want, pat + 1, 0, "the writer") ||
+		    check(fd, b, want, pat, 1, "the writer"))
+			return 1;
+		fill(b, pat + 1, 2);
+		if (pwrite(fd, b, BLK, 2 * (off_t)BLK) != (ssize_t)BLK)
+			goto werr;
+		if (check(fd, b, want, pat + 1, 2, "the writer after a read-ahead"))
+			return 1;
 	}
 	if (ioctl(fd, VMFS_IOC_DRAIN)) {
 		fprintf(stderr, "wb-order: VMFS_IOC_DRAIN: %s\n", strerror(errno));
