@@ -141,6 +141,10 @@ struct vmfs_dlm {
 	void *ctx;
 	/* Lock cache, all under lock. */
 	struct cache_entry **by_name;	/* hash of (ls, res), by_size buckets */
+	/* some entry's flush or release failed and is to be tried again
+	 * (cache_retry_failed), and when that was last done */
+	bool cache_retry;
+	uint64_t cache_retry_ms;
 	struct cache_entry **by_lkid;	/* hash of lkid (entries whose lkid is known) */
 	size_t by_size;			/* power of two, 0 until the first entry */
 	size_t cached;			/* entries in the hashes */
@@ -694,6 +698,7 @@ static void cache_op_done(vmfs_dlm_t *h, struct pending *p)
 		e->flush_failed = true;
 		e->flush_rc = st;
 		e->drop = false;
+		h->cache_retry = true;
 	}
 	cache_changed(h);
 out:
@@ -1169,6 +1174,36 @@ int vmfs_dlm_fd(vmfs_dlm_t *h)
 	return h->ipc_fd;
 }
 
+/* A flush or release that failed keeps its lock and the demand (I4) and
+ * must be tried again, or the other host waits until this one happens to
+ * use the lock again.  The owner retries a flush() of its own that failed
+ * (vmfs_dlm_cache_drop), but not the release message after a flush() that
+ * worked and could not be sent (-EAGAIN: the daemon's queue was full, seen
+ * under heavy allocation on 3 hosts): every dispatch, at most every
+ * CACHE_RETRY_MS, queues the flush again of each such entry not in use.
+ * With h->lock. */
+#define CACHE_RETRY_MS 20
+static void cache_retry_failed(vmfs_dlm_t *h)
+{
+	bool left = false;
+	uint64_t now;
+
+	if (!h->cache_retry || (now = mono_ms()) - h->cache_retry_ms < CACHE_RETRY_MS)
+		return;
+	h->cache_retry_ms = now;
+	for (size_t b = 0; b < h->by_size; b++) {
+		for (struct cache_entry *e = h->by_name[b]; e; e = e->name_next) {
+			if (!e->flush_failed || e->state != CS_GRANTED)
+				continue;
+			cache_check_release(h, e);	/* not while in use: its put does */
+			/* still waiting: no memory for the job (or a job failed
+			 * again: that sets cache_retry itself) */
+			left |= e->state == CS_GRANTED && !e->nholds && e->demand;
+		}
+	}
+	h->cache_retry = left;
+}
+
 int vmfs_dlm_dispatch(vmfs_dlm_t *h)
 {
 	int ret;
@@ -1178,6 +1213,7 @@ int vmfs_dlm_dispatch(vmfs_dlm_t *h)
 	pthread_mutex_lock(&h->lock);
 	if (!h->dead)
 		drain(h);
+	cache_retry_failed(h);
 	deliver_callbacks(h);
 	ret = h->dead ? VMFS_DLM_EDAEMON : 0;
 	pthread_mutex_unlock(&h->lock);
@@ -1746,11 +1782,13 @@ static void cache_flush_job(vmfs_dlm_t *h, struct cache_entry *e)
 		h->stats.flush_errors++;
 	}
 	if (ret < 0) {
-		/* Keep the lock and the demand (I4); tried again later. */
+		/* Keep the lock and the demand (I4); tried again later
+		 * (cache_retry_failed). */
 		e->state = CS_GRANTED;
 		e->flush_failed = true;
 		e->flush_rc = ret;
 		e->drop = false;
+		h->cache_retry = true;
 	} else {
 		e->flush_failed = false;
 	}
