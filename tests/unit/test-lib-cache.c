@@ -625,6 +625,32 @@ static void test_flush_error(void)
 	      "released when the next put retries (flush %d)", seen.flush_calls);
 }
 
+/* A failed flush is tried again by dispatch alone, with no further use
+ * of the lock (libvmfsdlm.c cache_retry_failed).  In vmfs-mount it was the
+ * release message after a flush() that worked (the daemon's queue full)
+ * that failed, and another host waited for the lock for good; here flush()
+ * fails, which takes the same way back. */
+static void test_flush_retry(void)
+{
+	struct vmfs_dlm_lksb lk;
+	uint64_t rel0 = cstats().releases_on_blocking, err0 = cstats().flush_errors;
+	unsigned u0;
+
+	get("r", VMFS_DLM_EX, 0, &lk);
+	vmfs_dlm_cache_put(handle, &lk);
+	memset(&seen, 0, sizeof(seen));
+	seen.flush_rc = -EAGAIN;
+	u0 = srv_stats().unlocks;
+	srv_ctl("block", lk.lkid, VMFS_DLM_EX);
+	PUMP_UNTIL(cstats().flush_errors > err0);
+	check(cstats().flush_errors > err0 && srv_stats().unlocks == u0,
+	      "failed flush keeps the lock");
+	seen.flush_rc = 0;
+	PUMP_UNTIL(cstats().releases_on_blocking == rel0 + 1);
+	check(cstats().releases_on_blocking == rel0 + 1 && srv_stats().unlocks == u0 + 1,
+	      "released by a retry without another use (flush %d)", seen.flush_calls);
+}
+
 static void test_drop(void)
 {
 	struct vmfs_dlm_lksb lk;
@@ -698,6 +724,7 @@ static void run_tests(void)
 	test_convert_deadlock();
 	test_lost_converting();
 	test_flush_error();
+	test_flush_retry();
 	test_drop();
 	test_daemon_gone();
 	vmfs_dlm_close(handle);
