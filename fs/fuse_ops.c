@@ -328,12 +328,6 @@ static struct vnode *vnode_open_find(struct fsctx *c, uint64_t ino)
 	return vn;
 }
 
-/* Exclusive data lock on a vnode: also waits out the READs and WRITEs
- * whose disk I/O is still in flight (they hold vn->aio instead of a
- * shared rw, op_read says why).  They complete without this lock, so
- * the wait ends within the I/O timeout at worst; it is a poll because
- * exclusive users (truncate, fallocate, allocating writes) are rare next
- * to the I/O they wait for. */
 /* A read-ahead in flight or done (op_read, ra_start). */
 struct readahead {
 	struct fsctx *c;
@@ -365,6 +359,12 @@ static void ra_drop(struct vnode *vn)
 	}
 }
 
+/* Exclusive data lock on a vnode: also waits out the READs and WRITEs
+ * whose disk I/O is still in flight (they hold vn->aio instead of a
+ * shared rw, op_read says why).  They complete without this lock, so
+ * the wait ends within the I/O timeout at worst; it is a poll because
+ * exclusive users (truncate, fallocate, allocating writes) are rare next
+ * to the I/O they wait for. */
 static void vnode_wrlock_io(struct vnode *vn)
 {
 	pthread_rwlock_wrlock(&vn->rw);
@@ -1385,10 +1385,9 @@ static bool is_multiwriter(const struct vmfs_inode *in)
 #define FH_OWNERS 8
 struct fh {
 	struct ol_ref *ol;		/* NULL when not a regular file */
-	bool early;			/* held exclusive: writes may be answered
-					 * before they complete (wb.h) */
-	bool solo;			/* not multi-writer: only this host can
-					 * write while it is open (ra_ok) */
+	bool solo;			/* not multi-writer: no other host can
+					 * write the file while it is open here
+					 * (solo_ok) */
 	pthread_mutex_t mu;
 	uint64_t owners[FH_OWNERS];	/* protected by mu */
 	int nowners;
@@ -1442,7 +1441,6 @@ static int open_lock(fuse_req_t req, struct fsctx *c, uint64_t ino, const struct
 
 		rc = openlock_open(c->ol, ino, write, multi, fc->pid, prog, &f->ol, why,
 				   sizeof(why));
-		f->early = write && !multi;
 		f->solo = !multi;
 		if (rc == -EBUSY)
 			log_warn("open of inode %llu for %s by %s[%d] refused: %s",
@@ -1709,10 +1707,12 @@ static void ra_done(void *arg, int rc)
 	pthread_mutex_unlock(&vn->ra_mu);
 }
 
-/* May this handle read ahead?  Only where no other host can write the
- * file while it is open here (not multi-writer), so that what was read
- * ahead can change only through this host's writes, which bump wgen. */
-static bool ra_ok(struct fsctx *c, struct fuse_file_info *fi)
+/* Is this host the only one that can write the file while this handle
+ * has it open (single host, or not multi-writer: the open lock of a write
+ * open anywhere excludes every other host's)?  Then its writes may be
+ * answered before they complete (wb.h), and its reads read ahead: what was
+ * read ahead can change only through this host's writes, which bump wgen. */
+static bool solo_ok(struct fsctx *c, struct fuse_file_info *fi)
 {
 	const struct fh *f = fh_of(fi);
 
@@ -1766,11 +1766,11 @@ static void ra_start(struct fsctx *c, struct vnode *vn, uint64_t ino, uint64_t o
 	pthread_mutex_lock(&vn->ra_mu);
 	if (vn->ra) {		/* another reader started one meanwhile */
 		pthread_mutex_unlock(&vn->ra_mu);
-		if (out) {
-			rc = diskio_batch(c->v->dio, ra->io.reqs, ra->io.nr);
-			ra_done(ra, rc);
+		if (out) {	/* not submitted: give back what it holds */
+			atomic_fetch_sub(&vn->aio, 1);
+			lks_unlock(c, &ra->ls);
 		}
-		file_io_release(&ra->io, ra->rc);
+		file_io_release(&ra->io, 0);
 		free(ra);
 		return;
 	}
@@ -1831,7 +1831,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		if (ra) {
 			/* the next one first: the disk reads it while this
 			 * answer is copied out and the next request comes */
-			if (ra_ok(c, fi))
+			if (solo_ok(c, fi))
 				ra_start(c, vn, ino, (uint64_t)off, size);
 			fuse_reply_buf(req, ra->io.data, ra->io.len);
 			file_io_release(&ra->io, 0);
@@ -1862,7 +1862,7 @@ static void op_read(fuse_req_t req, fuse_ino_t fino, size_t size, off_t off,
 		rc = rc < 0 ? rc : 0;
 	}
 	lks_unlock(c, &a->ls);
-	if (large && !rc && ra_ok(c, fi))
+	if (large && !rc && solo_ok(c, fi))
 		ra_start(c, vn, ino, (uint64_t)off, size);
 reply:
 	if (rc)
@@ -1939,17 +1939,8 @@ static int write_async(fuse_req_t req, struct fsctx *c, struct vnode *vn, uint64
 	return rc == 0 ? 1 : rc;
 }
 
-/* May writes through this handle be answered before they complete
- * (wb.h)?  Single host: yes.  Cluster: when it holds the file exclusive. */
-static bool early_ok(struct fsctx *c, struct fuse_file_info *fi)
-{
-	const struct fh *f = fh_of(fi);
-
-	return !c->lk.cluster || (f && f->early);
-}
-
 /* op_write: a large write through a handle that may not answer early
- * (early_ok): an overwrite done the synchronous way (file_write_fast). */
+ * (solo_ok): an overwrite done the synchronous way (file_write_fast). */
 #define WRITE_SYNC 1
 
 /* Tests only: VMFS_TEST_WB_DELAY_MS (read at mount) holds each write
@@ -2203,11 +2194,14 @@ static void fill_pass(struct fsctx *c, struct vnode *vn, uint64_t ino, struct fi
 	int rc;
 
 	for (int k = 0; k < n; k++) {	/* whole blocks: a fill writes them whole */
+		uint64_t b0 = w[k].off / bs * bs, b1 = (w[k].off + w[k].size + bs - 1) / bs * bs;
+
 		if (w[k].rc != FILE_WRITE_TODO)
 			continue;
-		lo = w[k].off / bs * bs < lo ? w[k].off / bs * bs : lo;
-		hi = (w[k].off + w[k].size + bs - 1) / bs * bs > hi ?
-		     (w[k].off + w[k].size + bs - 1) / bs * bs : hi;
+		if (b0 < lo)
+			lo = b0;
+		if (b1 > hi)
+			hi = b1;
 	}
 	rc = lk_inode_alloc(c, &ls, ino);
 	if (!rc) {
@@ -2368,28 +2362,6 @@ out:
  * writer wins).  Anything that allocates, grows or appends takes EX on
  * the inode and the group it allocates in. */
 static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi);
-
-/* Every WRITE: counted in vn->writing while served and in vn->wgen, which
- * makes a read-ahead stale (ra_take), and the read-ahead dropped.  vn
- * stays until writing is 0 again (op_release waits). */
-static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
-{
-	struct fsctx *c = ctx_of(req);
-	struct vnode *vn = vnode_open_find(c, to_disk(c, fino));
-
-	if (vn) {
-		atomic_fetch_add(&vn->writing, 1);
-		atomic_fetch_add(&vn->wgen, 1);
-		ra_drop(vn);
-	}
-	write_do(req, fino, buf, size, off, fi);
-	if (vn)
-		atomic_fetch_sub(&vn->writing, 1);
-}
-
-static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct fsctx *c = ctx_of(req);
@@ -2437,7 +2409,7 @@ static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		if (rc >= 0)
 			return;		/* answered, now or on completion */
 	} else {
-		rc = early_ok(c, fi) ? write_early(req, c, vn, ino, buf, size, off) : WRITE_SYNC;
+		rc = solo_ok(c, fi) ? write_early(req, c, vn, ino, buf, size, off) : WRITE_SYNC;
 		if (rc == 0)
 			return;		/* answered; its disk write goes on */
 	}
@@ -2452,7 +2424,7 @@ static void write_do(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t si
 		lks_unlock(c, &ls);
 	}
 	if (rc == -EAGAIN)
-		rc = write_fill(c, vn, ino, buf, size, (uint64_t)off, early_ok(c, fi));
+		rc = write_fill(c, vn, ino, buf, size, (uint64_t)off, solo_ok(c, fi));
 reply:
 	/* buf may be the worker's receive buffer, written to the disk as is
 	 * (fuse_loop.h): after an uncancellable timeout the kernel keeps it */
@@ -2462,6 +2434,25 @@ reply:
 		fuse_reply_err(req, -vmfs_errno(rc));
 	else
 		fuse_reply_write(req, size);
+}
+
+/* Every WRITE: counted in vn->writing while served and in vn->wgen, which
+ * makes a read-ahead stale (ra_take), and the read-ahead dropped.  vn
+ * stays until writing is 0 again (op_release waits). */
+static void op_write(fuse_req_t req, fuse_ino_t fino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fsctx *c = ctx_of(req);
+	struct vnode *vn = vnode_open_find(c, to_disk(c, fino));
+
+	if (vn) {
+		atomic_fetch_add(&vn->writing, 1);
+		atomic_fetch_add(&vn->wgen, 1);
+		ra_drop(vn);
+	}
+	write_do(req, fino, buf, size, off, fi);
+	if (vn)
+		atomic_fetch_sub(&vn->writing, 1);
 }
 
 /* Wait for the writes to ino answered before they completed (wb.h);
@@ -2523,11 +2514,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	/* before the open lock can go to another host: the writes in flight
 	 * (their failures were logged; close reported what it could) */
-	if ((fi->flags & O_ACCMODE) != O_RDONLY && drain_writes(c, to_disk(c, ino)))
-		log_warn("inode %llu: closed with a failed write not reported to the program",
-			 (unsigned long long)to_disk(c, ino));
-	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		if (drain_writes(c, to_disk(c, ino)))
+			log_warn("inode %llu: closed with a failed write not reported to the "
+				 "program", (unsigned long long)to_disk(c, ino));
 		stamp_pending(c, to_disk(c, ino));
+	}
 	ra_quiesce(c, to_disk(c, ino));
 	if (c->pl && fi->flock_release)
 		plock_release_flock(c->pl, to_disk(c, ino), fi->lock_owner);
@@ -2543,7 +2535,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 	/* Data went to the disk O_DIRECT before each write was answered
 	 * (also those answered from the completion, op_read: the answer
-	 * waits for the disk), except the large overwrites answered at
+	 * waits for the disk), except the large writes answered at
 	 * submission (wb.h), waited for here.  So every write fsync must
 	 * cover is on the disk then; writes still in flight were not
 	 * acknowledged and need not be covered.  The commit makes the

@@ -600,6 +600,24 @@ static void test_lost_converting(void)
 	vmfs_dlm_cache_put(handle, &lk2);
 }
 
+/* Cache res in EX, unused, and have another host demand it while flush()
+ * answers frc: that one flush fails and the lock stays (*u0: the daemon's
+ * unlock count before). */
+static void block_failing(const char *res, int frc, struct vmfs_dlm_lksb *lk, unsigned *u0)
+{
+	uint64_t err0 = cstats().flush_errors;
+
+	get(res, VMFS_DLM_EX, 0, lk);
+	vmfs_dlm_cache_put(handle, lk);
+	memset(&seen, 0, sizeof(seen));
+	seen.flush_rc = frc;
+	*u0 = srv_stats().unlocks;
+	srv_ctl("block", lk->lkid, VMFS_DLM_EX);
+	PUMP_UNTIL(cstats().flush_errors == err0 + 1);
+	check(cstats().flush_errors == err0 + 1 && srv_stats().unlocks == *u0,
+	      "failed flush keeps the lock");
+}
+
 static void test_flush_error(void)
 {
 	struct vmfs_dlm_lksb lk, lk2;
@@ -607,15 +625,7 @@ static void test_flush_error(void)
 	unsigned u0;
 	int ret;
 
-	get("i", VMFS_DLM_EX, 0, &lk);
-	vmfs_dlm_cache_put(handle, &lk);
-	memset(&seen, 0, sizeof(seen));
-	seen.flush_rc = -EIO;
-	u0 = srv_stats().unlocks;
-	srv_ctl("block", lk.lkid, VMFS_DLM_EX);
-	PUMP_UNTIL(cstats().flush_errors == 1);
-	check(cstats().flush_errors == 1 && srv_stats().unlocks == u0,
-	      "failed flush keeps the lock");
+	block_failing("i", -EIO, &lk, &u0);
 	ret = get("i", VMFS_DLM_EX, 0, &lk2);
 	check(ret == 0 && lk2.lkid == lk.lkid, "still usable: %d", ret);
 	seen.flush_rc = 0;
@@ -633,18 +643,10 @@ static void test_flush_error(void)
 static void test_flush_retry(void)
 {
 	struct vmfs_dlm_lksb lk;
-	uint64_t rel0 = cstats().releases_on_blocking, err0 = cstats().flush_errors;
+	uint64_t rel0 = cstats().releases_on_blocking;
 	unsigned u0;
 
-	get("r", VMFS_DLM_EX, 0, &lk);
-	vmfs_dlm_cache_put(handle, &lk);
-	memset(&seen, 0, sizeof(seen));
-	seen.flush_rc = -EAGAIN;
-	u0 = srv_stats().unlocks;
-	srv_ctl("block", lk.lkid, VMFS_DLM_EX);
-	PUMP_UNTIL(cstats().flush_errors > err0);
-	check(cstats().flush_errors > err0 && srv_stats().unlocks == u0,
-	      "failed flush keeps the lock");
+	block_failing("r", -EAGAIN, &lk, &u0);
 	seen.flush_rc = 0;
 	PUMP_UNTIL(cstats().releases_on_blocking == rel0 + 1);
 	check(cstats().releases_on_blocking == rel0 + 1 && srv_stats().unlocks == u0 + 1,
