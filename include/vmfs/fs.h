@@ -2,8 +2,9 @@
  *
  * VMFS_IOC_DRAIN: ioctl(fd, VMFS_IOC_DRAIN) returns once every write to
  * the file that vmfs-mount answered has reached the disk, where other
- * hosts see it.  vmfs-mount answers a large overwrite of a file open for
- * exclusive write when its disk write is submitted, not completed
+ * hosts see it.  vmfs-mount answers a large write (an overwrite, or one
+ * filling new blocks) of a file open for exclusive write when its disk
+ * write is submitted, not completed
  * (vmfs-mount(8), "Writes in flight"); fsync and close wait for those
  * writes too, but a hypervisor that hands a disk's lock to another host
  * (live migration) drains first, and this costs no cache flush.  0, or -1
