@@ -195,10 +195,10 @@ def summary(a):
     print("downtime       %6d ms  (target %s ms): the VM paused on host1 until host2 ran it" % (m["downtime_ms"], a[1]))
     print("  final pages       %6d ms" % d["final_pages_ms"])
     print("  device state      %6d ms  (vCPUs and devices: save, send, load on host2)" % d["device_state_ms"])
-    if h.get("transfer_at_pause_us"):
-        print("  disk-lock handoff %6d ms  (%d us waiting: the lock-manager TRANSFER_SET went at the pause, "
-              "beside the final pages, and took %.1f ms)" % (d["handoff_ms"], h.get("hook_us", 0),
-                                                             h["transfer_at_pause_us"] / 1000))
+    if h.get("transfer_before_pause_us"):
+        print("  disk-lock handoff %6d ms  (%d us in the pause: the lock-manager TRANSFER_SET went just before "
+              "it, guest running, disk held, and took %.1f ms)" % (d["handoff_ms"], h.get("hook_us", 0),
+                                                                  h["transfer_before_pause_us"] / 1000))
     else:
         print("  disk-lock handoff %6d ms  (in vmfs-vmm: one lock-manager TRANSFER_SET)" % d["handoff_ms"])
     print("  resume on host2   %6d ms" % d["resume_ms"])

@@ -101,6 +101,17 @@ struct vmfs_precopy_ops {
 	 * socket (the engine closes it) or -errno.  Called from the run
 	 * thread.  Every connection is authenticated with keys of its own. */
 	int (*open_connection)(void *opaque, unsigned lane);
+	/* --- since VMFS_PRECOPY_3 --- */
+	/* Optional, source, VM still running: the engine has decided to
+	 * switch over and calls pause next.  Work that would otherwise
+	 * lengthen the pause can be done here, if it can be undone and the
+	 * guest can run meanwhile: vmfs-vmm holds the guest's disk requests
+	 * back and hands the disk locks over here, so its switchover hook
+	 * finds them moved.  Its time is reported as pre_switchover_us, not
+	 * as downtime.  Non-zero fails the migration.  Once this was called,
+	 * a failed migration calls resume even if the VM was never paused:
+	 * resume undoes it (and must accept a VM that is running). */
+	int (*pre_switchover)(void *opaque);
 };
 
 struct vmfs_precopy_params {

@@ -131,9 +131,9 @@ static int precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 }
 
 /* vmfs_precopy_new: in a PIC build (the shared library) the .symver
- * below makes this the default version, VMFS_PRECOPY_2. */
+ * below makes this the default version, VMFS_PRECOPY_3. */
 #if defined(PIC) && defined(__ELF__)
-#define vmfs_precopy_new vmfs_precopy_new_v2
+#define vmfs_precopy_new vmfs_precopy_new_v3
 int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 		     const struct vmfs_precopy_params *params,
 		     const struct vmfs_precopy_ops *ops, void *opaque);
@@ -146,8 +146,9 @@ int vmfs_precopy_new(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 }
 #undef vmfs_precopy_new
 
-/* VMFS_PRECOPY_1 binaries: params end before `connections`, ops before
- * `open_connection`.  Only the shared library carries the old version. */
+/* Binaries of older headers: VMFS_PRECOPY_1's params end before
+ * `connections` and its ops before `open_connection`; VMFS_PRECOPY_2's ops
+ * end before `pre_switchover`.  Only the shared library carries these. */
 int vmfs_precopy_new_v1(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 			const struct vmfs_precopy_params *params,
 			const struct vmfs_precopy_ops *ops, void *opaque);
@@ -159,9 +160,20 @@ int vmfs_precopy_new_v1(struct vmfs_precopy **out, enum vmfs_precopy_role role,
 			   offsetof(struct vmfs_precopy_params, connections), ops,
 			   offsetof(struct vmfs_precopy_ops, open_connection), opaque);
 }
+int vmfs_precopy_new_v2(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+			const struct vmfs_precopy_params *params,
+			const struct vmfs_precopy_ops *ops, void *opaque);
+int vmfs_precopy_new_v2(struct vmfs_precopy **out, enum vmfs_precopy_role role,
+			const struct vmfs_precopy_params *params,
+			const struct vmfs_precopy_ops *ops, void *opaque)
+{
+	return precopy_new(out, role, params, sizeof(*params), ops,
+			   offsetof(struct vmfs_precopy_ops, pre_switchover), opaque);
+}
 #if defined(PIC) && defined(__ELF__)
 __asm__(".symver vmfs_precopy_new_v1,vmfs_precopy_new@VMFS_PRECOPY_1");
-__asm__(".symver vmfs_precopy_new_v2,vmfs_precopy_new@@VMFS_PRECOPY_2");
+__asm__(".symver vmfs_precopy_new_v2,vmfs_precopy_new@VMFS_PRECOPY_2");
+__asm__(".symver vmfs_precopy_new_v3,vmfs_precopy_new@@VMFS_PRECOPY_3");
 #endif
 
 void mig_lanes_init(struct vmfs_precopy *m)
@@ -624,6 +636,8 @@ int vmfs_precopy_stats_json(struct vmfs_precopy *m, char **json)
 	add_u64(d, "final_pages_ms", st->final_pages_ms);
 	add_u64(d, "device_state_ms", st->device_state_ms);
 	add_u64(d, "handoff_ms", st->handoff_ms);
+	/* not downtime: the VM was still running (ops.pre_switchover) */
+	add_u64(o, "pre_switchover_us", st->pre_switchover_us);
 	add_u64(d, "resume_ms", st->resume_ms);
 	add_u64(d, "peer_load_ms", st->peer_load_ms);
 	add_u64(d, "peer_resume_ms", st->peer_resume_ms);

@@ -50,6 +50,7 @@ struct mig_stats {
 	uint64_t pause_ms;		/* when the VM was paused, 0 = never */
 	uint64_t downtime_ms;		/* pause -> ack of resume */
 	uint64_t final_pages_ms, device_state_ms, handoff_ms, resume_ms;
+	uint64_t pre_switchover_us;	/* ops.pre_switchover, VM running */
 	uint32_t peer_load_ms, peer_resume_ms;	/* as the destination reported */
 	struct mig_round *rounds;
 	unsigned nrounds, rounds_cap;

@@ -24,6 +24,7 @@
 struct src_run {
 	unsigned round;
 	bool paused;
+	bool prepared;		/* ops.pre_switchover was called */
 	bool handed_off;	/* switchover hook succeeded */
 	uint64_t round_bytes_total, round_ms_total;	/* for the bandwidth */
 	uint64_t last_sync_ms;
@@ -730,6 +731,23 @@ static int switchover(struct vmfs_precopy *m, struct src_run *s)
 	struct mig_hdr h;
 	int rc;
 
+	if (m->ops.pre_switchover) {
+		/* The VM still runs: its time is not downtime. */
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		s->prepared = true;
+		rc = m->ops.pre_switchover(m->opaque);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		pthread_mutex_lock(&m->lock);
+		m->st.pre_switchover_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000 +
+					  (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000;
+		pthread_mutex_unlock(&m->lock);
+		if (rc) {
+			mig_fail(m, rc, "pre-switchover");
+			goto out;
+		}
+	}
 	mig_set_status(m, VMFS_PRECOPY_DEVICE);
 	t0 = now_mono_ms();
 	rc = m->ops.pause(m->opaque);
@@ -866,6 +884,11 @@ static void rollback(struct vmfs_precopy *m, struct src_run *s, int err)
 		m->st.downtime_ms = now_mono_ms() - m->st.pause_ms;
 		m->st.resume_ms = now_mono_ms() - t;
 		pthread_mutex_unlock(&m->lock);
+	} else if (s->prepared) {
+		/* Never paused: resume only undoes ops.pre_switchover. */
+		rc = m->ops.resume(m->opaque);
+		if (rc)
+			mig_fail(m, rc, "undo the pre-switchover on the source");
 	}
 }
 

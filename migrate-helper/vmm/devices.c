@@ -95,27 +95,61 @@ static void serial_put(struct vmm *v, uint8_t c)
 }
 
 /* dev_lock held.  Synchronous: the guest's OUT retires after the I/O. */
-static uint32_t blk_command(struct vmm *v, uint32_t cmd)
+static uint32_t blk_command(struct vmm *v, struct blk_request rq)
 {
-	off_t off = (off_t)v->blk_block * GUEST_BLK_SIZE;
+	off_t off = (off_t)rq.block * GUEST_BLK_SIZE;
 	int rc;
 
 	if (v->disk_fd < 0)
 		return ENODEV;
-	if (cmd == GUEST_BLK_FLUSH)
+	if (rq.cmd == GUEST_BLK_FLUSH)
 		return fdatasync(v->disk_fd) ? (uint32_t)errno : 0;
-	if (v->blk_block >= v->disk_blocks || v->blk_buf % GUEST_BLK_SIZE ||
-	    (uint64_t)v->blk_buf + GUEST_BLK_SIZE > v->ram_size)
+	if (rq.block >= v->disk_blocks || rq.buf % GUEST_BLK_SIZE ||
+	    (uint64_t)rq.buf + GUEST_BLK_SIZE > v->ram_size)
 		return EINVAL;
-	if (cmd == GUEST_BLK_WRITE) {
-		rc = pwrite_full(v->disk_fd, v->ram + v->blk_buf, GUEST_BLK_SIZE, off);
-	} else if (cmd == GUEST_BLK_READ) {
-		rc = pread_full(v->disk_fd, v->ram + v->blk_buf, GUEST_BLK_SIZE, off);
-		ram_mark_dirty(v, v->blk_buf, GUEST_BLK_SIZE);
+	if (rq.cmd == GUEST_BLK_WRITE) {
+		rc = pwrite_full(v->disk_fd, v->ram + rq.buf, GUEST_BLK_SIZE, off);
+	} else if (rq.cmd == GUEST_BLK_READ) {
+		rc = pread_full(v->disk_fd, v->ram + rq.buf, GUEST_BLK_SIZE, off);
+		ram_mark_dirty(v, rq.buf, GUEST_BLK_SIZE);
 	} else {
 		return EINVAL;
 	}
 	return rc ? (uint32_t)-rc : 0;
+}
+
+/* dev_lock held: the guest's OUT to the command port. */
+static void blk_issue(struct vmm *v, uint32_t cmd)
+{
+	struct blk_request rq = { .cmd = cmd, .block = v->blk_block, .buf = v->blk_buf };
+
+	if (!v->blk_held) {
+		v->blk_status = blk_command(v, rq);
+		return;
+	}
+	if (v->blk_waiting)
+		return;		/* the guest did not wait: guest-abi.h */
+	v->blk_pending = rq;
+	v->blk_waiting = true;
+	v->blk_status = GUEST_BLK_PENDING;
+}
+
+void dev_disk_hold(struct vmm *v)
+{
+	pthread_mutex_lock(&v->dev_lock);
+	v->blk_held = true;
+	pthread_mutex_unlock(&v->dev_lock);
+}
+
+void dev_disk_release(struct vmm *v)
+{
+	pthread_mutex_lock(&v->dev_lock);
+	v->blk_held = false;
+	if (v->blk_waiting) {
+		v->blk_status = blk_command(v, v->blk_pending);
+		v->blk_waiting = false;
+	}
+	pthread_mutex_unlock(&v->dev_lock);
 }
 
 uint32_t dev_in(struct vmm *v, uint16_t port, unsigned size)
@@ -174,7 +208,7 @@ void dev_out(struct vmm *v, uint16_t port, unsigned size, uint32_t val)
 		break;
 	case GUEST_PORT_BLK_CMD:
 		pthread_mutex_lock(&v->dev_lock);
-		v->blk_status = blk_command(v, val);
+		blk_issue(v, val);
 		pthread_mutex_unlock(&v->dev_lock);
 		break;
 	default:

@@ -13,7 +13,13 @@
  *   0x514  out32  block device: guest-physical buffer address (4 KiB aligned)
  *   0x518  out32  block device: command 1 read, 2 write, 3 flush; runs
  *                 synchronously, so the write is on the disk file (O_DIRECT)
- *                 when the OUT instruction retires
+ *                 when the OUT instruction retires - unless the VMM holds
+ *                 the disk back (a migration handing its lock over), when
+ *                 the command is taken with its block and buffer and the
+ *                 status reads GUEST_BLK_PENDING until it ran, here or on
+ *                 the migration's destination.  Poll until it does
+ *                 (the buffer must stay as it is); a command issued while
+ *                 one is pending is dropped.
  *          in32   block device: status of the last command, 0 or errno
  *   0x51c  in32   block device: capacity in blocks
  *
@@ -44,6 +50,7 @@
 #define GUEST_BLK_WRITE 2
 #define GUEST_BLK_FLUSH 3
 #define GUEST_BLK_SIZE 4096u
+#define GUEST_BLK_PENDING 0x7fffffffu	/* status: not run yet, poll again */
 
 #define GUEST_STATUS_UP 1
 #define GUEST_STATUS_VERIFY_FAIL 0xbad

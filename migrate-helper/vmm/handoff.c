@@ -16,26 +16,31 @@
  *                        the destination's prepared claims tagged NAME and,
  *                        on each of their resources, the lock granted on
  *                        this host, with its epoch) at most every 100 ms
- *   pause                the engine decided to switch over and the guest
- *                        is paused (its disk I/O is done in the vCPU
- *                        threads, so none is in flight any more): a thread
- *                        of ours makes the transfer NOW, while the engine
- *                        sends the final pages and the device state
- *                        (10-30 ms) - ONE vmfs_dlm_transfer_set() with those
+ *   before the pause     the engine decided to switch over and pauses the
+ *                        guest next (ops.pre_switchover).  The guest still
+ *                        runs, but its disk commands are held back from now
+ *                        on (dev_disk_hold: one being run finishes first,
+ *                        the next waits and the guest polls), vmfs-mount's
+ *                        writes in flight are drained, and the transfer is
+ *                        made NOW - ONE vmfs_dlm_transfer_set() with those
  *                        locks and epochs.  The epochs make it safe to use
- *                        a lookup made before the pause: if anything moved
- *                        since, the lock manager refuses the whole set
- *                        (ESTALE, ENOLOCK) and nothing changes; the thread
- *                        then looks up again and retries once.
- *   switchover (paused)  join that thread: its outcome is the hook's.  The
- *                        transfer is one totem round trip (1-1.5 ms on a
- *                        loaded host, tests/dlm/bench-transfer.sh), which no
- *                        longer adds to the downtime: the hook only waits
- *                        for what is normally done already.
+ *                        a lookup made earlier: if anything moved since,
+ *                        the lock manager refuses the whole set (ESTALE,
+ *                        ENOLOCK) and nothing changes; we then look up
+ *                        again and retry once.  A refusal fails the
+ *                        migration before any pause.  The transfer is one
+ *                        totem round trip (1-1.5 ms on a loaded host,
+ *                        tests/dlm/bench-transfer.sh) and is not downtime:
+ *                        the guest computes on, and only a disk command it
+ *                        issues meanwhile waits - until the resume on the
+ *                        destination, which runs it (the held command
+ *                        travels in the device state), or the resume here
+ *                        if the migration fails.
+ *   switchover (paused)  the hook reports what was done before the pause.
  *   abort                (the migration failed after the transfer: the
  *                        destination did not acknowledge, or anything
- *                        failed between the pause and the switchover) give
- *                        the disks back: ONE vmfs_dlm_transfer_set() from
+ *                        failed between the transfer and the switchover)
+ *                        give the disks back: ONE vmfs_dlm_transfer_set() from
  *                        the destination's locks to the return claims
  *                        (vmfs_handoff_giveback), then wait until the mount
  *                        re-armed the VM's handles; the guest resumes here
@@ -50,9 +55,10 @@
  * nothing in the pause.  Without it (the disk is not a file on a clustered
  * vmfs mount, or the mount refused) nothing can undo a transfer, so it waits
  * for the switchover hook (after the destination said READY), the ring kept
- * warm from the pause (vmfs_dlm_warm: on a ring idle for a few ms the
- * transfer would first wait for the held token, about 1 ms more); a failure
- * after it leaves the disks with the destination (said in the log).
+ * warm from the pause (vmfs_dlm_warm, on a thread of ours: on a ring idle
+ * for a few ms the transfer would first wait for the held token, about 1 ms
+ * more); a failure after it leaves the disks with the destination (said in
+ * the log).
  *
  * The commit is vmfs_dlm_transfer_set() itself, not
  * vmfs_handoff_commit_ldisks(): that one also reads the new epochs back
@@ -61,10 +67,9 @@
  *
  * Threads: handoff_begin runs on the control thread before the migration
  * thread starts; everything else but handoff_json runs on the migration
- * thread, except the pause job (the transfer, or the warm-up request), made
- * from a thread of its own that is joined before the handle's or the
- * lookup's next use (job_join).  The figures shown by status are under
- * v->mig_lock.
+ * thread, except the ring warm-up request, made from a thread of its own
+ * that is joined before the handle's next use (warm_join).  The figures
+ * shown by status are under v->mig_lock.
  */
 #include "config.h"
 #include "vmm.h"
@@ -105,19 +110,20 @@ struct vmm_handoff {
 	bool gave_back;			/* abort ran its give-back (it is not retried) */
 	bool ret_armed;			/* the return claim on cfg.disk is armed */
 	bool ret_keep;			/* give-back failed: the claim outlives the migration */
-	pthread_t job_thread;		/* the pause job (handoff_paused); joined
-					 * before any other use of h (job_join) */
-	enum { JOB_NONE, JOB_WARM, JOB_TRANSFER } job;	/* started, not joined */
-	int job_rc;			/* written by job_thread, read after the join */
-	unsigned job_lookups;		/* lookups the transfer job made */
-	uint64_t transfer_us;		/* the transfer job's own time */
-	bool at_pause;			/* this migration's transfer ran at the pause */
+	pthread_t warm_thread;		/* the ring warm-up (handoff_paused); joined
+					 * before any other use of h (warm_join) */
+	bool warming;			/* started, not joined */
+	int warm_rc;			/* written by warm_thread, read after the join */
+	bool early;			/* the transfer was made before the pause */
+	int early_rc;			/* its outcome */
+	unsigned early_lookups;		/* lookups it made */
+	uint64_t transfer_us;		/* its own time */
 
 	/* the last switchover, for status; under v->mig_lock */
 	const char *mode;		/* "in-process", "exec" */
 	uint64_t hook_us;		/* time in the hook, guest paused */
 	uint64_t lookup_us;		/* last lookup (before the pause) */
-	uint64_t transfer_shown_us;	/* the transfer at the pause, for status */
+	uint64_t transfer_shown_us;	/* the transfer before the pause, for status */
 	unsigned lookups_in_pause;	/* 0 when the pre-pause lookup served */
 	unsigned disks;
 	char result[256];
@@ -236,7 +242,7 @@ int handoff_begin(struct vmm *v, char *err, size_t errlen)
 	x->lookup_at = 0;
 	x->moved = false;
 	x->gave_back = false;
-	x->at_pause = false;
+	x->early = false;
 	x->ret_armed = false;
 	x->ret_keep = false;	/* a kept claim is armed again (same VM) just below */
 	snprintf(x->why, sizeof(x->why), "not looked up yet");
@@ -312,11 +318,11 @@ static int transfer(struct vmm_handoff *x)
 	return vmfs_dlm_transfer_set(x->h, t, x->n);
 }
 
-/* The handoff proper, guest paused: transfer with the lookup made before
- * the pause; look up (again) only when there was none usable or the locks
- * moved since (refused whole: nothing changed), and retry once.  Sets
- * x->moved; x->why on failure.  *lookups: lookups made here. */
-static int transfer_paused(struct vmm *v, unsigned *lookups)
+/* The handoff proper: transfer with the lookup made during the pre-copy;
+ * look up (again) only when there was none usable or the locks moved since
+ * (refused whole: nothing changed), and retry once.  Sets x->moved; x->why
+ * on failure.  *lookups: lookups made here. */
+static int transfer_now(struct vmm *v, unsigned *lookups)
 {
 	struct vmm_handoff *x = v->handoff;
 	int rc;
@@ -345,62 +351,78 @@ static int transfer_paused(struct vmm *v, unsigned *lookups)
 	return 0;
 }
 
-static void *job_main(void *arg)
+/* See the top of this file.  Without a return claim the transfer waits
+ * for the hook: nothing could undo it. */
+int handoff_before_pause(struct vmm *v)
 {
-	struct vmm *v = arg;
 	struct vmm_handoff *x = v->handoff;
-	uint64_t t0 = now_us();
+	uint64_t t0;
 
-	if (x->job == JOB_WARM) {
-		x->job_rc = vmfs_dlm_warm(x->h, WARM_MS);
-		return NULL;
-	}
-	x->job_rc = transfer_paused(v, &x->job_lookups);
+	if (!x || !x->h || !x->ret_armed)
+		return 0;
+	dev_disk_hold(v);
+	/* vmfs-mount may answer a write before it completes: the destination
+	 * must find it on the disk.  One that failed after its answer is
+	 * lost either way; logged, it does not hold the VM back. */
+	(void)dev_disk_drain(v);
+	t0 = now_us();
+	x->early = true;
+	x->early_rc = transfer_now(v, &x->early_lookups);
 	x->transfer_us = now_us() - t0;
+	pthread_mutex_lock(&v->mig_lock);
+	x->transfer_shown_us = x->transfer_us;
+	pthread_mutex_unlock(&v->mig_lock);
+	if (x->early_rc < 0) {
+		dev_disk_release(v);
+		set_result(v, "in-process", 0, x->early_lookups,
+			   "refused: %s (before the pause, the guest running)", x->why);
+		log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);
+		return VMFS_PRECOPY_EHANDOFF;
+	}
+	return 0;
+}
+
+static void *warm_main(void *arg)
+{
+	struct vmm_handoff *x = arg;
+
+	x->warm_rc = vmfs_dlm_warm(x->h, WARM_MS);
 	return NULL;
 }
 
-/* The guest was just paused for the switchover (migrate.c).  In process,
- * start the pause job on a thread of its own, so that the migration thread
- * goes on with the final pages at once (the engine counts the downtime from
- * before its pause callback): the transfer when a give-back can undo it
- * (the return claim is armed), else the ring warm-up for the transfer in
- * the hook.  The warm-up request is a local IPC round trip (the daemon
- * answers once it has handed its first NOOP to corosync); failing only
- * means the transfer takes the cold path. */
+/* The guest was just paused for the switchover (migrate.c).  When the
+ * transfer waits for the hook, warm the ring up for it from a thread of
+ * ours, so that the migration thread goes on with the final pages at once
+ * (the engine counts the downtime from before its pause callback).  The
+ * warm-up request is a local IPC round trip (the daemon answers once it
+ * has handed its first NOOP to corosync); failing only means the transfer
+ * takes the cold path. */
 void handoff_paused(struct vmm *v)
 {
 	struct vmm_handoff *x = v->handoff;
 	int rc;
 
-	if (!x || !x->h || x->job != JOB_NONE)
+	if (!x || !x->h || x->early || x->warming)
 		return;
-	x->job = x->ret_armed ? JOB_TRANSFER : JOB_WARM;
-	x->at_pause = x->job == JOB_TRANSFER;
-	x->job_rc = 0;
-	x->job_lookups = 0;
-	x->transfer_us = 0;
-	rc = pthread_create(&x->job_thread, NULL, job_main, v);
-	if (rc) {
-		log_info("vm %s: no thread for the %s at the pause: %s", v->cfg.name,
-			 x->at_pause ? "transfer" : "ring warm-up", strerror(rc));
-		x->job = JOB_NONE;
-		x->at_pause = false;	/* the hook transfers */
-	}
+	x->warm_rc = 0;
+	rc = pthread_create(&x->warm_thread, NULL, warm_main, x);
+	if (rc)
+		log_info("vm %s: no thread for the ring warm-up: %s", v->cfg.name, strerror(rc));
+	else
+		x->warming = true;
 }
 
-/* Wait for the pause job; its outcome stays in x->job_rc. */
-static void job_join(struct vmm *v)
+static void warm_join(struct vmm *v)
 {
 	struct vmm_handoff *x = v->handoff;
 
-	if (!x || x->job == JOB_NONE)
+	if (!x || !x->warming)
 		return;
-	pthread_join(x->job_thread, NULL);
-	if (x->job == JOB_WARM && x->job_rc < 0)
+	pthread_join(x->warm_thread, NULL);
+	x->warming = false;
+	if (x->warm_rc < 0)
 		log_info("vm %s: lock manager ring warm-up refused: %s (the handoff may take "
-			 "1-2 ms longer)", v->cfg.name, vmfs_dlm_strerror(x->job_rc));
-	x->job = JOB_NONE;
+			 "1-2 ms longer)", v->cfg.name, vmfs_dlm_strerror(x->warm_rc));
 }
 
 static int switchover_inproc(struct vmm *v)
@@ -410,25 +432,20 @@ static int switchover_inproc(struct vmm *v)
 	unsigned in_pause = 0;
 	int rc;
 
-	job_join(v);
-	if (x->at_pause) {
-		rc = x->job_rc;
-		in_pause = x->job_lookups;
-	} else {
-		rc = transfer_paused(v, &in_pause);
-	}
-	pthread_mutex_lock(&v->mig_lock);
-	x->transfer_shown_us = x->at_pause ? x->transfer_us : 0;
-	pthread_mutex_unlock(&v->mig_lock);
+	warm_join(v);
+	if (x->early)
+		rc = x->early_rc;	/* made (refusals end the migration there) */
+	else
+		rc = transfer_now(v, &in_pause);
 	if (rc < 0) {
 		set_result(v, "in-process", now_us() - t0, in_pause, "refused: %s", x->why);
 		log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);
 		return -EPERM;
 	}
-	if (x->at_pause)
+	if (x->early)
 		set_result(v, "in-process", now_us() - t0, in_pause,
-			   "moved %zu disk lock%s to %s at the pause (transfer %" PRIu64 " us, "
-			   "beside the final pages)", x->n, x->n == 1 ? "" : "s",
+			   "moved %zu disk lock%s to %s before the pause (transfer %" PRIu64 " us, "
+			   "guest running, its disk held)", x->n, x->n == 1 ? "" : "s",
 			   x->d[0].d.to_host, x->transfer_us);
 	else
 		set_result(v, "in-process", now_us() - t0, in_pause, "moved %zu disk lock%s to %s",
@@ -482,8 +499,8 @@ int handoff_switchover(struct vmm *v)
 }
 
 /* The migration failed after the transfer: the destination did not
- * acknowledge after a successful switchover, or (transfer at the pause)
- * something failed before the switchover.  The guest resumes here as soon
+ * acknowledge after a successful switchover, or something failed between
+ * the transfer before the pause and the switchover.  The guest resumes here as soon
  * as this returns, so the disks must be ours again first.  In process:
  * vmfs_handoff_giveback() moves the destination's locks (the ones the
  * handoff created, conditional on their epochs) to the return claims in
@@ -516,7 +533,7 @@ void handoff_abort(struct vmm *v)
 				 now_us() - t0);
 		return;
 	}
-	job_join(v);
+	warm_join(v);
 	if (!x || !x->moved || x->gave_back)
 		return;
 	x->gave_back = true;	/* once: a failed give-back leaves the claim queued */
@@ -561,16 +578,17 @@ void handoff_abort(struct vmm *v)
 	/* x->mode is set once the switchover hook ran */
 	set_result(v, "in-process", hook_us, in_pause, "%s: disks given back (%s)",
 		   x->mode ? "no ack from the destination" :
-		   "the migration failed after the transfer at the pause", why);
+		   "the migration failed after the transfer before the pause", why);
 }
 
 void handoff_resume_source(struct vmm *v)
 {
 	struct vmm_handoff *x = v->handoff;
 
-	job_join(v);
+	warm_join(v);
 	/* In process only: an exec hook's abort already ran (after the hook),
-	 * or the hook never ran and nothing moved. */
+	 * or the hook never ran and nothing moved.  The caller releases the
+	 * disk's held commands after this. */
 	if (x && v->cfg.handoff_inproc)
 		handoff_abort(v);
 }
@@ -581,7 +599,7 @@ void handoff_end(struct vmm *v)
 
 	if (!x)
 		return;
-	job_join(v);
+	warm_join(v);
 	if (x->moved) {
 		uint64_t us;
 
@@ -635,9 +653,10 @@ void handoff_json(struct vmm *v, json_object *o)
 					       json_object_new_int64((int64_t)x->lookup_us));
 			json_object_object_add(j, "lookups_in_pause",
 					       json_object_new_int((int)x->lookups_in_pause));
-			/* at the pause: the transfer's own time, beside the
-			 * final pages (hook_us is what it added to the pause) */
-			json_object_object_add(j, "transfer_at_pause_us",
+			/* before the pause: the transfer's own time, the guest
+			 * running (hook_us is what the handoff added to the
+			 * pause); 0 when it was made in the hook */
+			json_object_object_add(j, "transfer_before_pause_us",
 					       json_object_new_int64((int64_t)x->transfer_shown_us));
 		}
 	}

@@ -26,7 +26,7 @@
 #include "log.h"
 
 #define VMM_STATE_MAGIC 0x54534d56u	/* "VMST" */
-#define VMM_STATE_VERSION 1u
+#define VMM_STATE_VERSION 2u
 
 struct vmm_state {
 	uint32_t magic;
@@ -35,6 +35,8 @@ struct vmm_state {
 	uint32_t cpu_state_size;
 	uint32_t guest_clock_ms;
 	uint32_t blk_block, blk_buf, blk_status;
+	/* a disk command held back (devices.c), run at the resume */
+	uint32_t blk_waiting, blk_cmd, blk_cmd_block, blk_cmd_buf;
 	uint32_t serial_len;
 	char serial_line[256];		/* an unfinished console line */
 	char accel[16];
@@ -65,6 +67,13 @@ static int cb_log_sync(void *opaque, unsigned region, uint64_t *bitmap)
 	return ram_log_sync(opaque, bitmap);
 }
 
+/* The engine switches over next: hand the disks over now, the guest
+ * still running but its disk held back (handoff.c). */
+static int cb_pre_switchover(void *opaque)
+{
+	return handoff_before_pause(opaque);
+}
+
 static int cb_pause(void *opaque)
 {
 	struct vmm *v = opaque;
@@ -85,11 +94,13 @@ static int cb_pause(void *opaque)
 	return 0;
 }
 
+/* Undoes cb_pre_switchover too, the guest possibly never paused. */
 static int cb_resume_source(void *opaque)
 {
 	struct vmm *v = opaque;
 
-	handoff_resume_source(v);	/* a transfer at the pause is undone first */
+	handoff_resume_source(v);	/* a transfer made already is undone first */
+	dev_disk_release(v);		/* the disk is ours again */
 	vm_set_state(v, VM_RUNNING);
 	vm_resume(v);
 	return 0;
@@ -107,7 +118,7 @@ static int cb_throttle(void *opaque, unsigned percent)
 /* Test-only faults (VMFS_VMM_TEST_FAULT, vmfs-vmm(8)): the destination
  * fails after the handoff, before its acknowledgement - the window the
  * source's give-back covers.  "dest-state-kill": die when the device state
- * arrives (the source is paused and its transfer at the pause made, the
+ * arrives (the source is paused and its transfer before the pause made, the
  * switchover hook not reached); "dest-resume-kill": die before the resume
  * (after the hook); both SIGKILL, no cleanup.  "dest-resume-stall": never
  * resume nor answer (until killed).  at: "state" or "resume". */
@@ -150,6 +161,10 @@ static int cb_save_state(void *opaque, void **buf, size_t *len)
 	s->blk_block = v->blk_block;
 	s->blk_buf = v->blk_buf;
 	s->blk_status = v->blk_status;
+	s->blk_waiting = v->blk_waiting;
+	s->blk_cmd = v->blk_pending.cmd;
+	s->blk_cmd_block = v->blk_pending.block;
+	s->blk_cmd_buf = v->blk_pending.buf;
 	s->serial_len = (uint32_t)v->serial_len;
 	memcpy(s->serial_line, v->serial_line, v->serial_len);
 	pthread_mutex_unlock(&v->dev_lock);
@@ -185,7 +200,7 @@ static int cb_load_state(void *opaque, const void *buf, size_t len)
 	if (len < sizeof(*s) || s->magic != VMM_STATE_MAGIC ||
 	    s->version != VMM_STATE_VERSION || s->ncpus != v->ncpus ||
 	    s->cpu_state_size != csz || len != sizeof(*s) + v->ncpus * csz ||
-	    s->serial_len > sizeof(s->serial_line) ||
+	    s->serial_len > sizeof(s->serial_line) || s->blk_waiting > 1 ||
 	    strncmp(s->accel, v->accel->name, sizeof(s->accel)))
 		return -EINVAL;
 	for (unsigned i = 0; i < v->ncpus; i++) {
@@ -197,6 +212,9 @@ static int cb_load_state(void *opaque, const void *buf, size_t len)
 	v->blk_block = s->blk_block;
 	v->blk_buf = s->blk_buf;
 	v->blk_status = s->blk_status;
+	v->blk_waiting = s->blk_waiting;
+	v->blk_pending = (struct blk_request){ .cmd = s->blk_cmd, .block = s->blk_cmd_block,
+					       .buf = s->blk_cmd_buf };
 	v->serial_len = s->serial_len;
 	memcpy(v->serial_line, s->serial_line, s->serial_len);
 	pthread_mutex_unlock(&v->dev_lock);
@@ -236,6 +254,7 @@ static int cb_resume_dest(void *opaque)
 
 	/* Tells the guest it moved; it then verifies its memory. */
 	__atomic_add_fetch(&bi->resume_count, 1, __ATOMIC_SEQ_CST);
+	dev_disk_release(v);	/* a command the source held back runs here */
 	vm_set_state(v, VM_RUNNING);
 	vm_resume(v);
 	if (v->cfg.announce_if && !pthread_create(&t, NULL, announce_thread, v))
@@ -402,6 +421,7 @@ static const struct vmfs_precopy_ops source_ops = {
 	.log_start = cb_log_start,
 	.log_stop = cb_log_stop,
 	.log_sync = cb_log_sync,
+	.pre_switchover = cb_pre_switchover,
 	.pause = cb_pause,
 	.resume = cb_resume_source,
 	.save_state = cb_save_state,

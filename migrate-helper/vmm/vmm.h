@@ -125,6 +125,10 @@ struct vmm {
 	int disk_fd;
 	uint64_t disk_blocks;
 	uint32_t blk_block, blk_buf, blk_status;
+	/* Held (dev_disk_hold): commands wait in blk_pending until
+	 * dev_disk_release, here or on the migration's destination. */
+	bool blk_held, blk_waiting;
+	struct blk_request { uint32_t cmd, block, buf; } blk_pending;	/* if waiting */
 	atomic_uint_fast64_t clock_base_ms;	/* guest clock = now - base */
 
 	/* State and migration; protected by mig_lock. */
@@ -161,6 +165,11 @@ void devices_fini(struct vmm *v);
  * handoff gives the disk's lock to another host.  0, or -errno when one
  * of them failed (logged). */
 int dev_disk_drain(struct vmm *v);
+/* Hold the guest's disk commands back (they wait, the guest polls) from
+ * now until dev_disk_release, which runs the one waiting, if any.  No
+ * command is running once dev_disk_hold returns. */
+void dev_disk_hold(struct vmm *v);
+void dev_disk_release(struct vmm *v);
 uint32_t dev_in(struct vmm *v, uint16_t port, unsigned size);
 void dev_out(struct vmm *v, uint16_t port, unsigned size, uint32_t val);
 uint32_t guest_clock_ms(struct vmm *v);
@@ -192,12 +201,14 @@ int migration_json(struct vmm *v, char **json);
 
 /* handoff.c: the switchover hook (--handoff, --handoff-exec).  begin: at
  * migrate_start (control thread), before the migration thread exists;
- * refresh (each pre-copy round), paused (the guest was paused for the
- * switchover), switchover, abort, resume_source (a failed migration, before
- * the guest resumes here), end: migration thread; json: any thread
- * (status); free: exit path. */
+ * refresh (each pre-copy round), before_pause (the engine switches over
+ * next), paused (the guest was paused for the switchover), switchover,
+ * abort, resume_source (a failed migration, before the guest resumes
+ * here), end: migration thread; json: any thread (status); free: exit
+ * path. */
 int handoff_begin(struct vmm *v, char *err, size_t errlen) __attribute__((warn_unused_result));
 void handoff_refresh(struct vmm *v);
+int handoff_before_pause(struct vmm *v);
 void handoff_paused(struct vmm *v);
 int handoff_switchover(struct vmm *v);
 void handoff_abort(struct vmm *v);

@@ -34,6 +34,7 @@ struct gstate {
 	uint32_t disk_errors;
 	uint32_t steps;
 	uint32_t ap_ticks[MAX_APS];
+	uint32_t rec_pending;		/* the record write waits (GUEST_BLK_PENDING) */
 };
 
 #define REC_BUF_GPA (GUEST_STATE_GPA + GUEST_PAGE)
@@ -170,6 +171,24 @@ static void verify_all(const struct vmfs_guest_env *e, uint32_t resume)
 	putc_(e, '\n');
 }
 
+/* The outcome of the record write issued last. */
+static void record_done(const struct vmfs_guest_env *e, uint32_t rc)
+{
+	struct gstate *s = st(e);
+
+	if (rc) {
+		/* Not acknowledged: the same seq is tried again next time. */
+		if (!s->disk_errors++) {
+			puts_(e, "vmfs-guest: disk error");
+			kv(e, "errno", rc);
+			kv(e, "seq", s->rec_seq);
+			putc_(e, '\n');
+		}
+		return;
+	}
+	s->rec_seq++;
+}
+
 static void write_record(const struct vmfs_guest_env *e, uint32_t now)
 {
 	struct gstate *s = st(e);
@@ -189,17 +208,25 @@ static void write_record(const struct vmfs_guest_env *e, uint32_t now)
 	e->out32(e->opaque, GUEST_PORT_BLK_BUF, REC_BUF_GPA);
 	e->out32(e->opaque, GUEST_PORT_BLK_CMD, GUEST_BLK_WRITE);
 	rc = e->in32(e->opaque, GUEST_PORT_BLK_CMD);
-	if (rc) {
-		/* Not acknowledged: the same seq is tried again next time. */
-		if (!s->disk_errors++) {
-			puts_(e, "vmfs-guest: disk error");
-			kv(e, "errno", rc);
-			kv(e, "seq", s->rec_seq);
-			putc_(e, '\n');
-		}
+	if (rc == GUEST_BLK_PENDING) {
+		/* Held back while a migration hands the disk over
+		 * (guest-abi.h): polled at the next steps, so that a vCPU of
+		 * the thread accelerator, which parks between steps only,
+		 * can be paused meanwhile.  The buffer stays untouched. */
+		s->rec_pending = 1;
 		return;
 	}
-	s->rec_seq++;
+	record_done(e, rc);
+}
+
+static void poll_record(const struct vmfs_guest_env *e)
+{
+	uint32_t rc = e->in32(e->opaque, GUEST_PORT_BLK_CMD);
+
+	if (rc == GUEST_BLK_PENDING)
+		return;
+	st(e)->rec_pending = 0;
+	record_done(e, rc);
 }
 
 void vmfs_guest_init(const struct vmfs_guest_env *e)
@@ -288,7 +315,9 @@ void vmfs_guest_step(const struct vmfs_guest_env *e)
 			report_bad(e, "page", p);
 		s->verify_cursor = (p + 1) % bi(e)->work_pages;
 	}
-	if (bi(e)->record_interval_ms && (int32_t)(now - s->next_rec_ms) >= 0) {
+	if (s->rec_pending) {
+		poll_record(e);
+	} else if (bi(e)->record_interval_ms && (int32_t)(now - s->next_rec_ms) >= 0) {
 		write_record(e, now);
 		s->next_rec_ms = now + bi(e)->record_interval_ms;
 	}

@@ -3,7 +3,8 @@
  * like a dirty log would) migrates to a destination thread over a
  * socketpair.  Checks: memory identical after a migration under load,
  * and every failure before the ack (cancel, destination gone during
- * pre-copy, state refused, switchover hook refused, guard) leaves the VM
+ * pre-copy, state refused, pre-switchover or switchover hook refused,
+ * guard) leaves the VM
  * running on the source and the destination discarding.  Again over
  * several connections (socketpairs handed over by open_connection), where
  * one connection failing must fail the whole migration the same way, and
@@ -53,6 +54,9 @@ struct fake_vm {
 	int dest_resumed;
 	int hook_rc;
 	int hook_calls, hook_aborts;
+	int pre_rc, pre_calls;
+	bool pre_ran_live;		/* pre_switchover found the VM running */
+	atomic_int undos;		/* resume of a VM that was not paused */
 	int kill_fd;			/* shut down when the state is loaded */
 	/* extra connections: the source's open_connection makes a
 	 * socketpair and queues the destination's end here */
@@ -132,9 +136,19 @@ static int do_resume(void *o)
 {
 	struct fake_vm *vm = o;
 
-	atomic_fetch_add(&vm->resumes, 1);
+	/* ops.resume also undoes pre_switchover when the pause never came */
+	atomic_fetch_add(atomic_load(&vm->run) ? &vm->undos : &vm->resumes, 1);
 	atomic_store(&vm->run, true);
 	return 0;
+}
+
+static int pre_switchover(void *o)
+{
+	struct fake_vm *vm = o;
+
+	vm->pre_calls++;
+	vm->pre_ran_live = atomic_load(&vm->run) && !atomic_load(&vm->pauses);
+	return vm->pre_rc;
 }
 
 static int save_state(void *o, void **buf, size_t *len)
@@ -220,6 +234,7 @@ static const struct vmfs_precopy_ops src_ops = {
 	.log_start = log_start, .log_sync = log_sync, .pause = do_pause,
 	.resume = do_resume, .save_state = save_state, .switchover = hook,
 	.switchover_abort = hook_abort, .open_connection = connect_more,
+	.pre_switchover = pre_switchover,
 };
 static const struct vmfs_precopy_ops dst_ops = {
 	.load_state = load_state, .resume = dest_resume, .open_connection = accept_more,
@@ -271,7 +286,8 @@ static void *src_main(void *p)
 }
 
 enum fault { NONE, CANCEL, DEST_GONE, LOAD_FAILS, DEST_DIES_AT_LOAD, HOOK_REFUSES,
-	     GUARD_CANCEL, GUARD_FORCE, LANE_GONE, SINGLE_DEST, OLD_DEST, OLD_SOURCE };
+	     PRE_REFUSES, GUARD_CANCEL, GUARD_FORCE, LANE_GONE, SINGLE_DEST, OLD_DEST,
+	     OLD_SOURCE };
 
 /* The cases that must complete (OLD_*: one side speaks protocol 2 only). */
 static bool completes(enum fault f)
@@ -319,6 +335,7 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 	}
 	vm.fail_load = f == LOAD_FAILS;
 	vm.hook_rc = f == HOOK_REFUSES ? -EPERM : 0;
+	vm.pre_rc = f == PRE_REFUSES ? VMFS_PRECOPY_EHANDOFF : 0;
 	if (f == DEST_DIES_AT_LOAD)
 		vm.kill_fd = sv[1];
 	pthread_create(&vm.mutator, NULL, mutator, &vm);
@@ -371,6 +388,10 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 		EXPECT(strstr(json, "\"status\":\"completed\"") && strstr(json, "\"per_round\":[{"),
 		       "%s: stats %s", name, json);
 		EXPECT(vm.hook_calls == 1 && vm.hook_aborts == 0, "%s: hook calls", name);
+		EXPECT(vm.pre_calls == 1 && vm.pre_ran_live && vm.undos == 0,
+		       "%s: pre_switchover calls %d, VM running %d, undone %d", name,
+		       vm.pre_calls, vm.pre_ran_live, vm.undos);
+		EXPECT(strstr(json, "\"pre_switchover_us\":"), "%s: no pre_switchover_us", name);
 		{
 			char want[32];
 
@@ -393,9 +414,17 @@ static int migrate(enum fault f, const char *name, unsigned conns)
 		       (f == CANCEL ? VMFS_PRECOPY_CANCELLED : VMFS_PRECOPY_FAILED),
 		       "%s: status %s", name, vmfs_precopy_status_name(vmfs_precopy_status(sa.m)));
 		EXPECT(vmfs_precopy_last_error(sa.m)[0], "%s: no error text", name);
+		/* what pre_switchover did is undone, paused or not */
+		EXPECT(vm.undos == (vm.pre_calls && !vm.pauses),
+		       "%s: pre_switchover calls %d, pauses %d, undone %d", name, vm.pre_calls,
+		       vm.pauses, vm.undos);
 	}
 	if (f == HOOK_REFUSES)
 		EXPECT(sa.rc == VMFS_PRECOPY_EHANDOFF && vm.hook_aborts == 0, "%s: rc %d", name, sa.rc);
+	if (f == PRE_REFUSES)
+		EXPECT(sa.rc == VMFS_PRECOPY_EHANDOFF && vm.pre_calls == 1 && vm.pauses == 0 &&
+		       vm.hook_calls == 0, "%s: rc %d pre %d pauses %d hook %d", name, sa.rc,
+		       vm.pre_calls, vm.pauses, vm.hook_calls);
 	if (f == GUARD_CANCEL)
 		EXPECT(sa.rc == VMFS_PRECOPY_ENOCONVERGE && strstr(json, "\"guard\":\"max_rounds\""),
 		       "%s: rc %d %s", name, sa.rc, json);
@@ -423,6 +452,7 @@ int main(void)
 	migrate(LOAD_FAILS, "dest-refuses-state", 1);
 	migrate(DEST_DIES_AT_LOAD, "dest-dies-at-load", 1);
 	migrate(HOOK_REFUSES, "hook-refuses", 1);
+	migrate(PRE_REFUSES, "pre-switchover-refuses", 1);
 	migrate(GUARD_CANCEL, "guard-cancel", 1);
 	migrate(GUARD_FORCE, "guard-force", 1);
 	/* Protocol 3 (page runs) against a protocol 2 peer, both ways. */

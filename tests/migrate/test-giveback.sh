@@ -10,7 +10,7 @@
 #      pause, gets the destination's lock in one transfer), the guest runs
 #      on in host1 with no disk error, the disk lock is host1's alone;
 #   1b. the destination is killed when the device state arrives
-#      (dest-state-kill): the source's transfer at the pause already moved
+#      (dest-state-kill): the source's transfer before the pause already moved
 #      the lock, the switchover hook was not reached; same checks;
 #   2. the destination stays alive but never resumes nor acknowledges
 #      (dest-resume-stall): the source times out waiting for the ack and
@@ -90,10 +90,10 @@ after_fault "destination killed"
 
 # ------------------------------------------------------------------ 1b. at the state
 
-info "[${SECONDS}s] 1b. the destination dies at the device state: after the transfer at the pause, before the switchover"
+info "[${SECONDS}s] 1b. the destination dies at the device state: after the transfer before the pause, before the switchover"
 dest_dies f-skill dest-state-kill 2
-[[ $(st vm-0 handoff.result) == *"failed after the transfer at the pause"* ]] ||
-	die "status.handoff does not say the transfer at the pause was undone: $(st vm-0 handoff.result)"
+[[ $(st vm-0 handoff.result) == *"failed after the transfer before the pause"* ]] ||
+	die "status.handoff does not say the transfer before the pause was undone: $(st vm-0 handoff.result)"
 after_fault "destination killed at the device state"
 
 # ------------------------------------------------------------------ 2. stalled
