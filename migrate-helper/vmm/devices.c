@@ -148,6 +148,10 @@ void dev_disk_release(struct vmm *v)
 	if (v->blk_waiting) {
 		v->blk_status = blk_command(v, v->blk_pending);
 		v->blk_waiting = false;
+		log_info("vm %s: ran the disk command held during the handoff (%s block %u): %s",
+			 v->cfg.name, v->blk_pending.cmd == GUEST_BLK_WRITE ? "write" :
+			 v->blk_pending.cmd == GUEST_BLK_READ ? "read" : "other",
+			 v->blk_pending.block, v->blk_status ? strerror((int)v->blk_status) : "ok");
 	}
 	pthread_mutex_unlock(&v->dev_lock);
 }

@@ -351,6 +351,23 @@ static int transfer_now(struct vmm *v, unsigned *lookups)
 	return 0;
 }
 
+/* Tests only (vmfs-vmm(8)): VMFS_VMM_TEST_HOLD_MS keeps the disk held this
+ * long before the transfer, so that the guest's next disk write (every
+ * --record-ms) is surely held and has to run after the resume. */
+static void test_hold(struct vmm *v)
+{
+	const char *e = getenv("VMFS_VMM_TEST_HOLD_MS");
+	long ms = e ? strtol(e, NULL, 10) : 0;
+
+	if (ms <= 0)
+		return;
+	if (ms > 5000)
+		ms = 5000;
+	log_info("vm %s: VMFS_VMM_TEST_HOLD_MS: disk held %ld ms before the transfer",
+		 v->cfg.name, ms);
+	usleep((useconds_t)ms * 1000);
+}
+
 /* See the top of this file.  Without a return claim the transfer waits
  * for the hook: nothing could undo it. */
 int handoff_before_pause(struct vmm *v)
@@ -361,6 +378,7 @@ int handoff_before_pause(struct vmm *v)
 	if (!x || !x->h || !x->ret_armed)
 		return 0;
 	dev_disk_hold(v);
+	test_hold(v);
 	/* vmfs-mount may answer a write before it completes: the destination
 	 * must find it on the disk.  One that failed after its answer is
 	 * lost either way; logged, it does not hold the VM back. */

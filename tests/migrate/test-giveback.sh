@@ -12,6 +12,9 @@
 #   1b. the destination is killed when the device state arrives
 #      (dest-state-kill): the source's transfer before the pause already moved
 #      the lock, the switchover hook was not reached; same checks;
+#      in both the source holds the guest's disk 50 ms before the transfer
+#      (VMFS_VMM_TEST_HOLD_MS), so a record write is held and must run on
+#      the source after the give-back (logged; records continuous);
 #   2. the destination stays alive but never resumes nor acknowledges
 #      (dest-resume-stall): the source times out waiting for the ack and
 #      actively transfers the locks back; same checks;
@@ -60,15 +63,19 @@ after_fault() {
 cluster_up 3 --disk-size 1G
 vn_volume gb 16M
 
-vmm 1 vm-0
+vmm 1 vm-0 VMFS_VMM_TEST_HOLD_MS=50
 wait_for 30 "guest ticks" grep -q 'vmfs-guest: tick' "$T/vm-0.serial"
 assert_holder 1 "guest started"
 
 # dest_dies TAG FAULT N: migrate vm-0 to host2, whose vmfs-vmm (TAG) dies
 # at FAULT (VMFS_VMM_TEST_FAULT); the migration fails and host1 logs its
 # Nth give-back of the disk.
+held_ok() { grep -c "ran the disk command held during the handoff (write block [0-9]*): ok" \
+	"$T/vm-0.log" || true; }
+more_held_ok() { (($(held_ok) > $1)); }
 dest_dies() {
-	local tag=$1 fault=$2 n=$3
+	local tag=$1 fault=$2 n=$3 held
+	held=$(held_ok)
 	prepare 2 "$tag"
 	incoming 2 "$tag" VMFS_VMM_TEST_FAULT="$fault"
 	ctl vm-0 migrate "$("$VC" addr 2):$PORT" | grep -q '"ok":true' || die "migrate refused at once"
@@ -79,6 +86,8 @@ dest_dies() {
 	wait "$PREP_PID" || true
 	[[ $(grep -c "give-back $LS/$RES: host2 -> host1" "$T/vm-0.log") == "$n" ]] ||
 		die "$fault: the source did not give the disk back: $(tail -n 5 "$T/vm-0.log")"
+	wait_for 10 "$fault: the held record write to run on the source" more_held_ok "$held" ||
+		die "$fault: no held disk write ran on the source after the give-back"
 	rm -f "$T/$tag.pid"
 }
 

@@ -5,13 +5,17 @@
 # cluster whose vmfs volume is mounted -o cluster on host1 and host2, the
 # VM's disk a file on it:
 #   1. refused: the destination's prepare was withdrawn before the
-#      switchover, so nothing is prepared - the migration fails
-#      naming the switchover hook, status.handoff says why, the VM runs on
-#      in host1 and keeps its disk lock; the destination discards and exits;
+#      switchover, so nothing is prepared - the migration fails before any
+#      pause (the transfer is made just before it), naming the switchover
+#      hook, status.handoff says why, the VM runs on in host1 and keeps its
+#      disk lock; the destination discards and exits;
 #   2. the handoff: `vmfs-migrate prepare PATH` on host2, migrate: the disk's
 #      open lock (volume UUID / i<ino>) is granted to host2 alone, the
 #      prepare exits 0, the guest runs on host2, status.handoff shows the
-#      in-process hook used the lookup made before the pause;
+#      in-process hook used the lookup made before the pause; every source
+#      holds the guest's disk 50 ms before its transfer
+#      (VMFS_VMM_TEST_HOLD_MS), and the record write held meanwhile runs
+#      on the destination at its resume (logged there);
 #   3. more hops back and forth, then as many with --handoff-exec
 #      (vmfs-migrate handoff NAME): the time in the hook (status
 #      handoff.hook_us, microseconds) and the engine's downtime figures,
@@ -38,7 +42,7 @@ hop() {
 	local n=$1 s=$2 d=$3 mode=$4 src=vm-$(($1 - 1)) dst=vm-$1 rc=0 h1 h2 hook
 	prepare "$d" "$dst"
 	use_hook "$mode"
-	incoming "$d" "$dst"
+	incoming "$d" "$dst" VMFS_VMM_TEST_HOLD_MS=50
 	migrate_done "hop $n (host$s -> host$d)" "$src" "$dst" "$d"
 	wait_for 20 "hop $n: guest resume report" grep -q "vmfs-guest: resume n=$n" "$T/$dst.serial"
 	grep -q "resume n=$n verify ok" "$T/$dst.serial" || die "hop $n: the guest's memory check failed"
@@ -53,6 +57,10 @@ hop() {
 		[[ $(st "$src" handoff.lookups_in_pause) == 0 ]] ||
 			die "hop $n: the hook looked the handoff up in the pause: $(ctl "$src" status)"
 		[[ $(st "$src" handoff.disks) == 1 ]] || die "hop $n: not 1 disk moved: $(ctl "$src" status)"
+		# the source held the disk 50 ms before the transfer: a record
+		# write waited and ran on the destination at its resume
+		grep -q "ran the disk command held during the handoff (write block [0-9]*): ok" \
+			"$T/$dst.log" || die "hop $n: no held disk write ran on the destination"
 	fi
 	st "$src" handoff.hook_us >>"$T/hook_us.$hook"
 	st "$src" migration.downtime_breakdown.handoff_ms >>"$T/handoff_ms.$hook"
@@ -69,7 +77,7 @@ cluster_up 3 --disk-size 1G
 vn_volume hi 16M
 
 use_hook inproc
-vmm 1 vm-0
+vmm 1 vm-0 VMFS_VMM_TEST_HOLD_MS=50
 wait_for 30 "guest ticks" grep -q 'vmfs-guest: tick' "$T/vm-0.serial"
 assert_holder 1 "guest started"
 [[ $(st vm-0 handoff) == "" ]] || die "status shows a handoff before any migration: $(st vm-0 handoff)"
@@ -93,7 +101,9 @@ res=$(st vm-0 handoff.result)
 [[ $(st vm-0 handoff.mode) == in-process && $res == refused:* ]] ||
 	die "status.handoff does not say the in-process hook refused: $(ctl vm-0 status)"
 [[ $res == *"nothing to hand over"* || $res == *"prepare"* ]] || die "unclear refusal: $res"
-info "refused: $res ($(st vm-0 handoff.hook_us) us in the pause)"
+[[ $(st vm-0 migration.downtime_ms) == 0 ]] ||
+	die "the refused migration paused the VM: $(st vm-0 migration.downtime_ms) ms"
+info "refused: $res (no pause)"
 grep -q "handoff refused, the VM stays here" "$T/vm-0.log" || die "no log line for the refusal"
 wait_for 20 "the destination to discard and exit" vmm_dead f-noprep
 state_is vm-0 running || die "the VM does not run on host1 after the refusal: $(ctl vm-0 status)"
