@@ -83,12 +83,13 @@ static int cb_pause(void *opaque)
 	if (rc)
 		return rc;
 	vm_set_state(v, VM_PAUSED);
-	/* The engine pauses only to switch over: with the guest's disk I/O
-	 * stopped and drained (vmfs-mount may answer a write before it
-	 * completes: the destination must find it on the disk), the
-	 * handoff's lock message can go now, beside the final pages
-	 * (handoff.c).  A write that failed after its answer is lost either
-	 * way; logged, it does not hold the VM back. */
+	/* The engine pauses only to switch over.  Unless the handoff was
+	 * made before the pause (which drained already), the hook's
+	 * transfer comes later: drain now (vmfs-mount may answer a write
+	 * before it completes: the destination must find it on the disk) and
+	 * warm the lock manager's ring up for it (handoff.c).  A write that
+	 * failed after its answer is lost either way; logged, it does not
+	 * hold the VM back. */
 	(void)dev_disk_drain(v);
 	handoff_paused(v);
 	return 0;
