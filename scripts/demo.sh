@@ -547,7 +547,7 @@ step_after() {
 		fi
 		printf '%s\n' "$err" | show
 		hexec 1 "$VMFSCTL" fileinfo "$SRC_DISK" 2>&1 | show
-		ok "host1's open for write refused"
+		ok "host1's open for write refused (EBUSY): the disk is open for write on $holder, the holder fileinfo names"
 	else
 		if [ -n "$PLAIN" ]; then
 			info "the VM's disk is a plain file here (see above): no open lock refuses host1; asking the lock manager for the disk lock instead"
