@@ -182,6 +182,12 @@ const char *vmfs_precopy_status_name(enum vmfs_precopy_status s);
 int vmfs_rarp_announce(const char *ifname, const uint8_t mac[6], unsigned count,
 		       unsigned first_ms, unsigned step_ms)
 	__attribute__((warn_unused_result));
+/* The same through a tap device's file descriptor (IFF_TAP|IFF_NO_PI):
+ * the frames come from the VM's NIC, as QEMU's announce-self sends them
+ * through its NIC backend.  Since VMFS_PRECOPY_3. */
+int vmfs_rarp_announce_fd(int tap_fd, const uint8_t mac[6], unsigned count,
+			  unsigned first_ms, unsigned step_ms)
+	__attribute__((warn_unused_result));
 /* The 60-byte frame itself (for tests and other senders). */
 void vmfs_rarp_frame(uint8_t frame[60], const uint8_t mac[6]);
 

@@ -38,13 +38,39 @@ void vmfs_rarp_frame(uint8_t f[60], const uint8_t mac[6])
 	memcpy(f + 32, mac, 6);		/* target MAC; target IP 0 */
 }
 
+/* The schedule: `count` frames, gaps growing from first_ms by step_ms.
+ * `to` NULL: write() on fd (a tap: the frame comes from the guest's NIC). */
+static int announce(int fd, const struct sockaddr_ll *to, const uint8_t mac[6],
+		    unsigned count, unsigned first_ms, unsigned step_ms)
+{
+	uint8_t frame[60];
+	unsigned gap = first_ms;
+	ssize_t n;
+
+	vmfs_rarp_frame(frame, mac);
+	for (unsigned i = 0; i < count; i++) {
+		n = to ? sendto(fd, frame, sizeof(frame), 0, (const struct sockaddr *)to,
+				sizeof(*to)) :
+			 write(fd, frame, sizeof(frame));
+		if (n != (ssize_t)sizeof(frame))
+			return n < 0 ? -errno : -EIO;
+		if (i + 1 < count) {
+			struct timespec ts = { .tv_sec = gap / 1000,
+					       .tv_nsec = (long)(gap % 1000) * 1000000 };
+
+			while (nanosleep(&ts, &ts) && errno == EINTR)
+				;
+			gap += step_ms;
+		}
+	}
+	return 0;
+}
+
 int vmfs_rarp_announce(const char *ifname, const uint8_t mac[6], unsigned count,
 		       unsigned first_ms, unsigned step_ms)
 {
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_halen = 6 };
-	uint8_t frame[60];
-	unsigned gap = first_ms;
-	int fd, rc = 0;
+	int fd, rc;
 
 	if (!ifname || !*ifname || !count)
 		return -EINVAL;
@@ -56,23 +82,15 @@ int vmfs_rarp_announce(const char *ifname, const uint8_t mac[6], unsigned count,
 	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_RARP_));
 	if (fd < 0)
 		return -errno;
-	vmfs_rarp_frame(frame, mac);
-	for (unsigned i = 0; i < count; i++) {
-		if (sendto(fd, frame, sizeof(frame), 0, (struct sockaddr *)&sll,
-			   sizeof(sll)) != (ssize_t)sizeof(frame)) {
-			rc = -errno;
-			goto out;
-		}
-		if (i + 1 < count) {
-			struct timespec ts = { .tv_sec = gap / 1000,
-					       .tv_nsec = (long)(gap % 1000) * 1000000 };
-
-			while (nanosleep(&ts, &ts) && errno == EINTR)
-				;
-			gap += step_ms;
-		}
-	}
-out:
+	rc = announce(fd, &sll, mac, count, first_ms, step_ms);
 	close(fd);
 	return rc;
+}
+
+int vmfs_rarp_announce_fd(int fd, const uint8_t mac[6], unsigned count, unsigned first_ms,
+			  unsigned step_ms)
+{
+	if (fd < 0 || !count)
+		return -EINVAL;
+	return announce(fd, NULL, mac, count, first_ms, step_ms);
 }

@@ -68,6 +68,11 @@ static json_object *status_json(struct vmm *v)
 	json_object_object_add(o, "guest_status", json_object_new_int64(v->guest_status));
 	pthread_mutex_unlock(&v->dev_lock);
 	json_object_object_add(o, "guest_clock_ms", json_object_new_int64(guest_clock_ms(v)));
+	if (v->tap_fd >= 0) {	/* fixed once running: no lock */
+		json_object_object_add(o, "tap", json_object_new_string(v->tap_name));
+		json_object_object_add(o, "bridge", v->cfg.bridge ?
+				       json_object_new_string(v->cfg.bridge) : NULL);
+	}
 	handoff_json(v, o);
 	if (migration_json(v, &mig) == 0 && mig) {
 		json_object_object_add(o, "migration", json_tokener_parse(mig));

@@ -171,7 +171,9 @@ static void usage(FILE *f)
 "      --name NAME          VM name (default vm0)\n"
 "      --incoming HOST:PORT wait for an incoming migration (port 0: any)\n"
 "      --psk-file FILE      migration pre-shared key (16..64 bytes)\n"
-"      --announce-if IF     send RARP announcements on IF after resume\n"
+"      --tap IFNAME         the NIC's tap device (created; %%d: first free number)\n"
+"      --bridge BR          add the tap to bridge BR (the host's VM network)\n"
+"      --announce-if IF     also send the RARP announcements straight out of IF\n"
 "      --handoff            switchover hook: the disk-lock handoff of NAME in\n"
 "                           this process (vmfs-dlmd on this host)\n"
 "      --handoff-exec PROG  switchover hook: PROG handoff|abort NAME\n"
@@ -236,7 +238,7 @@ static int read_psk(struct vmm *v)
 
 enum {
 	OPT_ACCEL = 256, OPT_NATIVE, OPT_MAC, OPT_NAME, OPT_INCOMING, OPT_PSK,
-	OPT_ANNOUNCE, OPT_HANDOFF, OPT_RATE, OPT_WORK, OPT_RECORD, OPT_DOWNTIME,
+	OPT_ANNOUNCE, OPT_TAP, OPT_BRIDGE, OPT_HANDOFF, OPT_RATE, OPT_WORK, OPT_RECORD, OPT_DOWNTIME,
 	OPT_BW, OPT_ROUNDS, OPT_FORCE, OPT_AUTOCONV, OPT_VERIFY, OPT_LOGFILE,
 	OPT_CLIENT, OPT_PREFILL, OPT_CONNS, OPT_HANDOFF_INPROC,
 };
@@ -255,6 +257,8 @@ static const struct option long_opts[] = {
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "psk-file", required_argument, NULL, OPT_PSK },
 	{ "announce-if", required_argument, NULL, OPT_ANNOUNCE },
+	{ "tap", required_argument, NULL, OPT_TAP },
+	{ "bridge", required_argument, NULL, OPT_BRIDGE },
 	{ "handoff-exec", required_argument, NULL, OPT_HANDOFF },
 	{ "handoff", no_argument, NULL, OPT_HANDOFF_INPROC },
 	{ "dirty-rate", required_argument, NULL, OPT_RATE },
@@ -325,6 +329,8 @@ static int parse_args(struct vmm *v, int argc, char **argv, const char **client)
 		case OPT_INCOMING: c->incoming = optarg; break;
 		case OPT_PSK: c->psk_file = optarg; break;
 		case OPT_ANNOUNCE: c->announce_if = optarg; break;
+		case OPT_TAP: c->tap = optarg; break;
+		case OPT_BRIDGE: c->bridge = optarg; break;
 		case OPT_HANDOFF: c->handoff_exec = optarg; break;
 		case OPT_HANDOFF_INPROC: c->handoff_inproc = true; break;
 		case OPT_RATE: c->dirty_rate_kib = (uint32_t)x; break;
@@ -423,6 +429,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&v->dev_lock, NULL);
 	pthread_mutex_init(&v->mig_lock, NULL);
 	v->incoming_fd = -1;
+	v->serial_fd = v->disk_fd = v->tap_fd = -1;	/* the exit path closes what is >= 0 */
 	v->ncpus = v->cfg.ncpus;
 	v->accel = pick_accel(v->cfg.accel);
 	if (!v->accel) {
@@ -462,6 +469,9 @@ int main(int argc, char **argv)
 		log_err("devices: %s", strerror(-rc));
 		goto out;
 	}
+	rc = net_init(v);	/* logs its own errors */
+	if (rc)
+		goto out;
 	rc = v->accel->init(v);
 	if (rc) {
 		log_err("accelerator %s: %s", v->accel->name, strerror(-rc));
@@ -505,6 +515,7 @@ out:
 	if (v->accel && v->accel->destroy)
 		v->accel->destroy(v);
 	devices_fini(v);
+	net_fini(v);
 	vmfs_log_fini();
 	return rc < 0 ? 1 : rc;
 }

@@ -232,24 +232,10 @@ static int cb_load_state(void *opaque, const void *buf, size_t len)
 	return 0;
 }
 
-static void *announce_thread(void *arg)
-{
-	struct vmm *v = arg;
-	int rc = vmfs_rarp_announce(v->cfg.announce_if, v->cfg.mac, 5, 50, 100);
-
-	if (rc)
-		log_warn("vm %s: RARP on %s: %s", v->cfg.name, v->cfg.announce_if,
-			 strerror(-rc));
-	else
-		log_info("vm %s: announced MAC on %s", v->cfg.name, v->cfg.announce_if);
-	return NULL;
-}
-
 static int cb_resume_dest(void *opaque)
 {
 	struct vmm *v = opaque;
 	struct vmfs_bootinfo *bi = (void *)(v->ram + GUEST_BOOTINFO_GPA);
-	pthread_t t;
 
 	test_fault(v, "resume");
 
@@ -258,8 +244,7 @@ static int cb_resume_dest(void *opaque)
 	dev_disk_release(v);	/* a command the source held back runs here */
 	vm_set_state(v, VM_RUNNING);
 	vm_resume(v);
-	if (v->cfg.announce_if && !pthread_create(&t, NULL, announce_thread, v))
-		pthread_detach(t);
+	net_announce(v);	/* net.c: RARP through the tap and/or --announce-if */
 	return 0;
 }
 
@@ -315,6 +300,9 @@ static char *vm_info(struct vmm *v)
 	json_object_object_add(o, "vcpus", json_object_new_int((int)v->ncpus));
 	json_object_object_add(o, "ram", json_object_new_int64((int64_t)v->ram_size));
 	json_object_object_add(o, "mac", json_object_new_string(mac));
+	/* the VM network: the bridge its tap is a port of ("" = none) */
+	json_object_object_add(o, "network", json_object_new_string(
+		v->cfg.bridge ? v->cfg.bridge : ""));
 	json_object_object_add(o, "disk", json_object_new_string(v->cfg.disk ? v->cfg.disk : ""));
 	json_object_object_add(o, "disk_id", json_object_new_string(disk));
 	txt = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
@@ -329,10 +317,12 @@ static int cb_preflight(void *opaque, const char *info, char *reason, size_t len
 	json_object *o = json_tokener_parse(info), *x;
 	char *mine = vm_info(v);
 	json_object *m = mine ? json_tokener_parse(mine) : NULL;
-	static const char *const keys[] = { "accel", "vcpus", "ram", "mac", "disk_id" };
+	static const char *const keys[] = { "accel", "vcpus", "ram", "mac", "network",
+					    "disk_id" };
 	static const char *const what[] = {
 		"the accelerator differs", "the vCPU count differs",
 		"the RAM size differs", "the VM's network (MAC) is not configured here",
+		"the VM's network (the bridge of its tap) is not the same here",
 		"the VM's disk is not the same file here (not on the shared volume?)",
 	};
 	int rc = 0;

@@ -73,6 +73,8 @@ struct vmm_config {
 	const char *psk_file;
 	const char *name;
 	const char *announce_if;
+	const char *tap;		/* --tap IFNAME ("%d": first free) */
+	const char *bridge;		/* --bridge BR: the tap's bridge */
 	const char *handoff_exec;	/* --handoff-exec PROG */
 	bool handoff_inproc;		/* --handoff: libvmfs-handoff in process */
 	const char *log_file;
@@ -115,6 +117,10 @@ struct vmm {
 	unsigned parked;
 	atomic_uint throttle;			/* percent */
 
+	/* The NIC's tap (net.c): set up before the vCPUs start, then fixed. */
+	int tap_fd;			/* -1: none */
+	char tap_name[16];		/* IFNAMSIZ */
+
 	/* Devices; protected by dev_lock. */
 	pthread_mutex_t dev_lock;
 	int serial_fd;
@@ -156,6 +162,11 @@ int ram_log_sync(struct vmm *v, uint64_t *bitmap);
 int image_load(struct vmm *v) __attribute__((warn_unused_result));
 void bootinfo_setup(struct vmm *v);
 void ram_digest(struct vmm *v, char hex[65]);
+
+/* net.c: the tap (--tap, --bridge) and the RARP after an incoming resume */
+int net_init(struct vmm *v) __attribute__((warn_unused_result));
+void net_fini(struct vmm *v);
+void net_announce(struct vmm *v);
 
 /* devices.c */
 int devices_init(struct vmm *v) __attribute__((warn_unused_result));

@@ -8,7 +8,7 @@
 # check passes, RAM SHA-256 equal on both sides), the disk's open lock
 # (volume UUID / i<ino>) is granted to the destination and nothing waits, and
 # the VM bridge's MAC table has the VM's MAC on the destination's port (its
-# RARP).  After the first hop a process on host1 that had the disk open
+# RARP, sent through the VM's tap, a port of the host's bridge vmbr0).  After the first hop a process on host1 that had the disk open
 # O_RDWR before the handoff gets EIO on a write (fenced).  Then faults
 # (VMFS_CLUSTER_MIGRATE_FAULTS=0 skips them): cancel, destination killed
 # during pre-copy, handoff refused (prepare withdrawn), destination killed
@@ -39,7 +39,8 @@ VM=vm1
 MAC=52:54:00:5e:00:01
 VMOPTS="--ram $RAM --cpus 2 --dirty-rate 4096 --work-mib $((RAM / 2)) --verify-ram"
 HOOK=(--handoff-exec "$T/hook")	# vmfs-migrate handoff/abort, the exec path
-VMM_EXTRA=(--announce-if vm0)
+# the VM's NIC: a tap on the host's VM bridge, which the RARP goes through
+VMM_EXTRA=(--tap 'vmtap%d' --bridge vmbr0)
 
 # ------------------------------------------------------------------ helpers
 
@@ -84,7 +85,7 @@ wait_for 10 "the VM's MAC on host1's port" fdb_is 1 || die "fdb: $("$VC" fdb | t
 
 # hop N S D: migrate the VM (control socket vm-(N-1), on host S) to host D
 hop() {
-	local n=$1 s=$2 d=$3 src=vm-$(($1 - 1)) dst=vm-$1 t0 rc=0 h1 h2 e
+	local n=$1 s=$2 d=$3 src=vm-$(($1 - 1)) dst=vm-$1 t0 rc=0 h1 h2 e tap
 	t0=$(grep 'vmfs-guest: tick' "$T/$src.serial" | tail -n 1 | sed 's/.* t=\([0-9]*\).*/\1/')
 	local p0=$SECONDS p1 p2 p3 p4 p5
 	prepare "$d" "$dst"
@@ -109,6 +110,10 @@ hop() {
 	[[ $rc == 0 ]] || { cat "$T/prep-$dst.out" >&2; die "hop $n: prepare on host$d exited $rc"; }
 	p4=$SECONDS
 	assert_holder "$d" "hop $n"
+	tap=$(st "$dst" tap)
+	[[ -n $tap && $(st "$dst" bridge) == vmbr0 ]] || die "hop $n: no tap on vmbr0: $(ctl "$dst" status)"
+	hexec "$d" ip -o link show master vmbr0 | grep -q ": $tap:" ||
+		die "hop $n: tap $tap is not a port of host$d's vmbr0: $(hexec "$d" ip -o link show master vmbr0)"
 	p5=$SECONDS
 	wait_for 10 "hop $n: the VM's MAC on host$d's port (RARP)" fdb_is "$d" ||
 		die "hop $n: fdb: $("$VC" fdb | tr '\n' ';')"
