@@ -372,13 +372,16 @@ step_mount() {
 }
 
 # The guest: the test workload of tests/guests, with the thread accelerator
-# (no /dev/kvm needed), its disk a file on the vmfs volume.
+# (no /dev/kvm needed), its disk a file on the vmfs volume, its NIC a tap on
+# the host's VM bridge vmbr0 (whose uplink vm0 goes to the VM switch).
+MAC=52:54:00:de:30:01
 vmm_args() {
 	echo "--accel thread --image $BUILD/migrate-helper/guests/guest.bin" \
 	     "--native-guest $BUILD/migrate-helper/guests/guest-native.so" \
 	     "--ram $RAM_MIB --cpus 2 --prefill --work-mib $((RAM_MIB * 3 / 4))" \
 	     "--dirty-rate $DIRTY_KIB --psk-file $OUT/key --name $VM" \
-	     "--mac 52:54:00:de:30:01 --downtime-ms $DOWNTIME_MS --auto-converge"
+	     "--mac $MAC --tap vmtap%d --bridge vmbr0" \
+	     "--downtime-ms $DOWNTIME_MS --auto-converge"
 }
 # start_vmm HOST NAME DISK ARGS...: in host HOST, control socket $OUT/NAME.sock
 start_vmm() {
@@ -540,6 +543,13 @@ step_after() {
 	holder=$(hexec 1 "$VMFSCTL" locks --json --lockspace "$LS" "$RES" | demo_py holders)
 	[ "$holder" = host2 ] || die "the disk lock $LS/$RES is not held by host2 alone (holders: ${holder:-none})"
 	ok "the disk lock $LS/$RES is held by host2"
+	port=""
+	for _ in $(seq 30); do
+		port=$("$VC" fdb "$MAC" 2>/dev/null) && [ "$port" = h2vm ] && break
+		sleep 0.1
+	done
+	[ "$port" = h2vm ] || die "the VM switch does not have $MAC on host2's port (${port:-not learned}): no RARP?"
+	ok "the VM network's switch learned $MAC on host2's port ($port): the RARP host2 sent through the VM's tap"
 	if [ -z "$STANDIN" ]; then
 		# the intended check: the mount refuses host1 a write open
 		if err=$(hexec 1 sh -c "exec 3<>'$SRC_DISK'" 2>&1); then
