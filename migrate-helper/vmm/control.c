@@ -11,6 +11,7 @@
 #include "vmm.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
@@ -167,16 +168,97 @@ void control_serve(struct vmm *v, int lfd)
 	close(fd);
 }
 
-int control_client(const char *path, int argc, char **argv)
+/* One command, its JSON answer in buf (NUL-terminated).  0, or -1 when the
+ * socket failed (said on stderr). */
+static int client_request(const char *path, const char *cmd, char *buf, size_t size)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = 10 };
+	size_t len = 0;
+	int fd, rc = -1;
+
+	strcpy(sa.sun_path, path);	/* length checked by the caller */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		fprintf(stderr, "vmfs-vmm: %s: %s (is the VM running, with --ctrl %s?)\n", path,
+			strerror(errno), path);
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (write_full(fd, cmd, strlen(cmd)))
+		goto out;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == size - 1)
+			break;
+	}
+	rc = 0;
+out:
+	buf[len] = 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static uint64_t field_u64(json_object *o, const char *k)
+{
+	json_object *x;
+
+	return json_object_object_get_ex(o, k, &x) ? (uint64_t)json_object_get_int64(x) : 0;
+}
+
+/* `migrate` on a terminal: follow the migration with one progress line,
+ * rewritten every 200 ms, then the outcome.  0 when it completed. */
+static int client_follow(const char *path, char *buf, size_t size)
+{
+	const char *status = "starting";
+	int rc = 1;
+
+	for (;;) {
+		json_object *st, *m = NULL, *x;
+
+		if (client_request(path, "status\n", buf, size))
+			return 1;
+		st = json_tokener_parse(buf);
+		if (st && json_object_object_get_ex(st, "migration", &m) && m &&
+		    json_object_object_get_ex(m, "status", &x))
+			status = json_object_get_string(x);
+		if (m)
+			printf("\r%-9s round %2" PRIu64 "  sent %8.1f MiB  %5" PRIu64
+			       " Mbit/s  remaining %8.1f MiB  %6.1f s\033[K", status,
+			       field_u64(m, "rounds"), field_u64(m, "transferred_bytes") / 1048576.0,
+			       field_u64(m, "throughput_mbps"),
+			       field_u64(m, "remaining_bytes") / 1048576.0,
+			       field_u64(m, "total_time_ms") / 1000.0);
+		fflush(stdout);
+		if (m && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
+			  !strcmp(status, "cancelled"))) {
+			printf("\n");
+			if (!strcmp(status, "completed")) {
+				printf("downtime %" PRIu64 " ms\n", field_u64(m, "downtime_ms"));
+				rc = 0;
+			} else if (json_object_object_get_ex(m, "error", &x)) {
+				printf("%s\n", json_object_get_string(x));
+			}
+			json_object_put(st);
+			return rc;
+		}
+		json_object_put(st);
+		usleep(200 * 1000);
+	}
+}
+
+int control_client(const char *path, int argc, char **argv)
+{
 	static char buf[4 << 20];	/* status grows with the throughput samples */
 	char cmd[CMD_MAX];
-	size_t len = 0;
-	int fd, rc = 1;
+	int rc;
 
-	if (argc < 1 || strlen(path) >= sizeof(sa.sun_path)) {
+	if (argc < 1 || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		fprintf(stderr, "usage: vmfs-vmm --client SOCKET status|migrate HOST:PORT|cancel|stop\n");
 		return 2;
 	}
@@ -187,29 +269,13 @@ int control_client(const char *path, int argc, char **argv)
 		strcat(cmd, argv[i]);
 		strcat(cmd, i + 1 < argc ? " " : "\n");
 	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		fprintf(stderr, "vmfs-vmm: %s: %s\n", path, strerror(errno));
-		goto out;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (write_full(fd, cmd, strlen(cmd)))
-		goto out;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == sizeof(buf) - 1)
-			break;
-	}
-	buf[len] = 0;
-	fputs(buf, stdout);
+	if (client_request(path, cmd, buf, sizeof(buf)))
+		return 1;
 	rc = strstr(buf, "\"ok\":false") ? 1 : 0;
-out:
-	if (fd >= 0)
-		close(fd);
+	/* A person starting a migration sees it through (a script, whose
+	 * stdout is not a terminal, gets the answer at once as before). */
+	if (!rc && !strcmp(argv[0], "migrate") && isatty(STDOUT_FILENO))
+		return client_follow(path, buf, sizeof(buf));
+	fputs(buf, stdout);
 	return rc;
 }
