@@ -198,6 +198,7 @@ static void *kvm_vcpu_thread(void *arg)
 			log_err("vm %s: cpu %u: KVM_RUN: %s", v->cfg.name, c->idx,
 				strerror(errno));
 			vm_set_state(v, VM_CRASHED);
+			vcpu_gone(c);
 			break;
 		}
 		switch (run->exit_reason) {
@@ -219,6 +220,7 @@ static void *kvm_vcpu_thread(void *arg)
 			log_err("vm %s: cpu %u: unhandled exit %u (shutdown/fail entry/internal error)",
 				v->cfg.name, c->idx, run->exit_reason);
 			vm_set_state(v, VM_CRASHED);
+			vcpu_gone(c);
 			return NULL;
 		}
 		vcpu_throttle(c);

@@ -59,6 +59,18 @@ bool vcpu_park(struct vcpu *c)
 	return go_on;
 }
 
+/* A vCPU thread that stops for good (an unrecoverable exit) says so:
+ * vm_pause must not wait for it to park. */
+void vcpu_gone(struct vcpu *c)
+{
+	struct vmm *v = c->vm;
+
+	pthread_mutex_lock(&v->cpu_lock);
+	v->gone++;
+	pthread_cond_broadcast(&v->cpu_cond);
+	pthread_mutex_unlock(&v->cpu_lock);
+}
+
 int cpus_start(struct vmm *v, bool running)
 {
 	atomic_store(&v->run_enabled, running);
@@ -81,7 +93,7 @@ int vm_pause(struct vmm *v)
 
 	pthread_mutex_lock(&v->cpu_lock);
 	atomic_store(&v->run_enabled, false);
-	while (v->parked < v->ncpus) {
+	while (v->parked + v->gone < v->ncpus) {
 		for (unsigned i = 0; i < v->ncpus; i++)
 			v->accel->kick(&v->cpus[i]);
 		clock_gettime(CLOCK_REALTIME, &until);
@@ -96,6 +108,9 @@ int vm_pause(struct vmm *v)
 			break;
 		rc = 0;
 	}
+	/* A crashed vCPU has no state worth moving: refuse the pause. */
+	if (!rc && v->gone)
+		rc = EIO;
 	pthread_mutex_unlock(&v->cpu_lock);
 	return -rc;
 }

@@ -115,6 +115,7 @@ struct vmm {
 	atomic_bool run_enabled;
 	atomic_bool quit;
 	unsigned parked;
+	unsigned gone;			/* vCPU threads that exited (crashed) */
 	atomic_uint throttle;			/* percent */
 
 	/* The NIC's tap (net.c): set up before the vCPUs start, then fixed. */
@@ -190,6 +191,7 @@ void guest_clock_set(struct vmm *v, uint32_t ms);
 int cpus_start(struct vmm *v, bool running) __attribute__((warn_unused_result));
 /* Called by a vCPU thread when run_enabled is false; returns false on quit. */
 bool vcpu_park(struct vcpu *c);
+void vcpu_gone(struct vcpu *c);
 int vm_pause(struct vmm *v) __attribute__((warn_unused_result));
 void vm_resume(struct vmm *v);
 void vcpu_throttle(struct vcpu *c);

@@ -70,13 +70,14 @@ json_field() {
 	printf '%s' "$1" | grep -o "\"$2\":\"\{0,1\}[^\",}]*" | head -n 1 | sed 's/^[^:]*:"\{0,1\}//'
 }
 
-# wait_for SECONDS WHAT COMMAND...
+# wait_for SECONDS WHAT COMMAND...  SECONDS of wall time: each try costs
+# more than its 0.1 s sleep (a --client start is ~0.3 s on a slow or
+# emulated machine), so counting tries made a 60 s wait last minutes.
 wait_for() {
 	secs=$1; what=$2; shift 2
-	i=0
+	deadline=$(($(date +%s) + secs))
 	while ! "$@" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -ge $((secs * 10)) ] && fail "timed out after ${secs}s waiting for $what"
+		[ "$(date +%s)" -ge "$deadline" ] && fail "timed out after ${secs}s waiting for $what"
 		sleep 0.1
 	done
 }
