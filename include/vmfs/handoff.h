@@ -207,6 +207,15 @@ int vmfs_handoff_return_drop(const char *const *paths, size_t n);
  * (none), or a negative errno. */
 int vmfs_handoff_return_state(const char *path, char *buf, size_t len);
 
+/* After a give-back: wait, up to `ms`, until the mount re-armed path (its
+ * return state "returned ..."): back in the lock table is not yet back in
+ * the mount, which takes the grant on its claim and re-arms the handles the
+ * handoff fenced.  Drop the claim only after this - a claim withdrawn
+ * before its grant is processed is released again, and the disk would have
+ * no holder.  0, -EINVAL, or -ETIMEDOUT with the last state seen (or "")
+ * in buf. */
+int vmfs_handoff_return_wait(const char *path, int ms, char *buf, size_t len);
+
 /* Give the disks back: every return claim tagged VMFS_HANDOFF_RETURN_TAG +
  * vm waiting on host `me`, and on each of those resources the one EX lock
  * granted on another host (the destination's), moved with ONE

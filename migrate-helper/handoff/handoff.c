@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -980,6 +981,22 @@ int vmfs_handoff_return_state(const char *path, char *buf, size_t len)
 		return errno == ENOENT ? -ENODATA : -errno;
 	buf[n] = '\0';
 	return 0;
+}
+
+int vmfs_handoff_return_wait(const char *path, int ms, char *buf, size_t len)
+{
+	if (!buf || len < 2)
+		return -EINVAL;
+	buf[0] = '\0';
+	for (int waited = 0;; waited += 5) {
+		if (vmfs_handoff_return_state(path, buf, len) == 0 &&
+		    strncmp(buf, "returned ", 9) == 0)
+			return 0;
+		if (waited >= ms)
+			break;
+		usleep(5000);
+	}
+	return -ETIMEDOUT;
 }
 
 /* One disk of a give-back, as found in the table. */

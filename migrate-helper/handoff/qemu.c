@@ -736,27 +736,15 @@ static int give_back(struct run *r)
 	for (size_t i = 0; i < n && i < VMFS_HANDOFF_DISKS_MAX; i++)
 		note(r, "given back %s/%s: %s -> %s", back[i].ls, back[i].d.res,
 		     back[i].d.from_host, back[i].d.to_host);
-	/* Back in the lock table is not yet back in the mount: it takes the
-	 * grant on its return claim and re-arms the handles the handoff
-	 * fenced.  Wait for that before anything drops the claims
-	 * (drop_returns): a claim withdrawn before its grant is processed is
-	 * released again, and the disk would have no holder at all. */
+	/* before drop_returns drops the claims: vmfs/handoff.h */
 	for (size_t i = 0; i < r->n_armed; i++) {
 		char st[128] = "";
 
-		for (int waited = 0;; waited += 5) {
-			if (vmfs_handoff_return_state(r->armed[i], st, sizeof(st)) == 0 &&
-			    strncmp(st, "returned ", 9) == 0)
-				break;
-			if (waited >= 5000) {
-				/* the lock is back: the guest resumes, its writes
-				 * to this image fail until the mount catches up */
-				note(r, "%s: the mount did not re-arm the image within 5 s (return "
-				     "claim: %s)", r->armed[i], st[0] ? st : "none");
-				break;
-			}
-			usleep(5000);
-		}
+		/* on a timeout the lock is back all the same: the guest
+		 * resumes, its writes fail until the mount catches up */
+		if (vmfs_handoff_return_wait(r->armed[i], 5000, st, sizeof(st)))
+			note(r, "%s: the mount did not re-arm the image within 5 s (return "
+			     "claim: %s)", r->armed[i], st[0] ? st : "none");
 	}
 	note(r, "the disks of %s are back on %s (%s)", r->o.vm, src, why);
 	return 0;

@@ -203,14 +203,8 @@ static bool return_wait(struct vmm *v, int ms)
 	const char *disk = v->cfg.disk;
 	char st[128] = "";
 
-	for (int waited = 0;; waited += 5) {
-		if (vmfs_handoff_return_state(disk, st, sizeof(st)) == 0 &&
-		    strncmp(st, "returned ", 9) == 0)
-			return true;
-		if (waited >= ms)
-			break;
-		usleep(5000);
-	}
+	if (!vmfs_handoff_return_wait(disk, ms, st, sizeof(st)))
+		return true;
 	log_err("vm %s: %s: the mount did not re-arm the disk within %d ms (return claim: %s)",
 		v->cfg.name, disk, ms, st[0] ? st : "none");
 	return false;
