@@ -114,8 +114,9 @@ struct vmm_handoff {
 					 * before any other use of h (warm_join) */
 	bool warming;			/* started, not joined */
 	int warm_rc;			/* written by warm_thread, read after the join */
-	bool early;			/* the transfer was made before the pause */
-	int early_rc;			/* its outcome */
+	bool early;			/* the transfer was made before the pause (a
+					 * refusal there ends the migration, so the
+					 * hook only ever sees it made) */
 	unsigned early_lookups;		/* lookups it made */
 	uint64_t transfer_us;		/* its own time */
 
@@ -368,6 +369,7 @@ int handoff_before_pause(struct vmm *v)
 {
 	struct vmm_handoff *x = v->handoff;
 	uint64_t t0;
+	int rc;
 
 	if (!x || !x->h || !x->ret_armed)
 		return 0;
@@ -379,12 +381,12 @@ int handoff_before_pause(struct vmm *v)
 	(void)dev_disk_drain(v);
 	t0 = now_us();
 	x->early = true;
-	x->early_rc = transfer_now(v, &x->early_lookups);
+	rc = transfer_now(v, &x->early_lookups);
 	x->transfer_us = now_us() - t0;
 	pthread_mutex_lock(&v->mig_lock);
 	x->transfer_shown_us = x->transfer_us;
 	pthread_mutex_unlock(&v->mig_lock);
-	if (x->early_rc < 0) {
+	if (rc < 0) {
 		dev_disk_release(v);
 		set_result(v, "in-process", 0, x->early_lookups,
 			   "refused: %s (before the pause, the guest running)", x->why);
@@ -445,10 +447,7 @@ static int switchover_inproc(struct vmm *v)
 	int rc;
 
 	warm_join(v);
-	if (x->early)
-		rc = x->early_rc;	/* made (refusals end the migration there) */
-	else
-		rc = transfer_now(v, &in_pause);
+	rc = x->early ? 0 : transfer_now(v, &in_pause);
 	if (rc < 0) {
 		set_result(v, "in-process", now_us() - t0, in_pause, "refused: %s", x->why);
 		log_warn("vm %s: handoff refused, the VM stays here: %s", v->cfg.name, x->why);

@@ -83,11 +83,12 @@ static int cb_pause(void *opaque)
 	if (rc)
 		return rc;
 	vm_set_state(v, VM_PAUSED);
-	/* The engine pauses only to switch over.  Unless the handoff was
-	 * made before the pause (which drained already), the hook's
-	 * transfer comes later: drain now (vmfs-mount may answer a write
-	 * before it completes: the destination must find it on the disk) and
-	 * warm the lock manager's ring up for it (handoff.c).  A write that
+	/* The engine pauses only to switch over.  When the handoff waits for
+	 * the hook (it was not made before the pause, which drained then;
+	 * here that drain finds nothing left), drain now - vmfs-mount may
+	 * answer a write before it completes, and the destination must find
+	 * it on the disk - and warm the lock manager's ring up for the
+	 * transfer (handoff.c).  A write that
 	 * failed after its answer is lost either way; logged, it does not
 	 * hold the VM back. */
 	(void)dev_disk_drain(v);
